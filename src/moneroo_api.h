@@ -1,0 +1,55 @@
+/*
+ * moneroo_api.h
+ *		What Moneroo's payout API expects and answers, and what each answer
+ *		means for a payout.
+ */
+#ifndef MONEROO_API_H
+#define MONEROO_API_H
+
+#include "utils/jsonb.h"
+
+#include "http_client.h"
+
+/* What an initialize exchange did to the payout. */
+typedef enum SendVerdict
+{
+	SEND_ACCEPTED,				/* Moneroo created it: we have its id */
+	SEND_REFUSED,				/* Moneroo refused it: no payout exists */
+	SEND_NOT_SENT,				/* provably never reached Moneroo, or 429 */
+	SEND_UNKNOWN				/* it may or may not exist */
+} SendVerdict;
+
+typedef struct MonerooAnswer
+{
+	Jsonb	   *body;			/* the answer when it was JSON, else NULL */
+	char	   *moneroo_id;		/* data.id, when well formed */
+	char	   *moneroo_status; /* data.status, one of the documented four */
+	char	   *error;			/* what went wrong, for last_error and users */
+	char	   *detail;			/* Moneroo's message and field errors */
+	bool		rate_limited;	/* HTTP 429 */
+	bool		auth_failed;	/* HTTP 401 or 403 */
+} MonerooAnswer;
+
+/* The initialize body: the request plus metadata.payout_reference. */
+extern char *moneroo_initialize_body(Jsonb *request, const char *reference);
+
+/* Path of the verify route for a Moneroo id (escaped). */
+extern char *moneroo_verify_path(const char *moneroo_id);
+
+extern SendVerdict moneroo_read_initialize(HttpCall *call, MonerooAnswer *answer);
+
+/*
+ * Reads a verify answer; returns true when it carries a documented status
+ * for the payout asked about (answer->moneroo_status).
+ */
+extern bool moneroo_read_verify(HttpCall *call, const char *moneroo_id,
+								MonerooAnswer *answer);
+
+extern bool moneroo_status_is_final(const char *moneroo_status);
+
+/* Parses JSON text without ever raising an error; NULL when unusable. */
+extern Jsonb *moneroo_parse_json(const char *text, size_t len);
+
+extern const char *send_verdict_name(SendVerdict verdict);
+
+#endif

@@ -1,0 +1,12 @@
+/*
+ * payout_guard.h
+ *		The row trigger on payouts: validation and state-machine guard.
+ */
+#ifndef MONEROO_PAYOUT_GUARD_H
+#define MONEROO_PAYOUT_GUARD_H
+
+#include "fmgr.h"
+
+extern Datum moneroo_payouts_guard(PG_FUNCTION_ARGS);
+
+#endif

@@ -1,0 +1,562 @@
+/*
+ * request_validator.c
+ *		Checks a payout request before anything can be sent.
+ *
+ * Moneroo's own validation happens after the request has left; a refusal
+ * there costs a request from the rate limit and leaves the payout rejected.
+ * Everything we can know in advance is checked here, with a message that
+ * names the field, so that a bad request never reaches Moneroo and never
+ * leaves a half-written row.
+ */
+#include "postgres.h"
+
+#include "catalog/namespace.h"
+#include "executor/spi.h"
+#include "lib/stringinfo.h"
+#include "mb/pg_wchar.h"
+#include "utils/builtins.h"
+#include "utils/jsonb.h"
+#include "utils/lsyscache.h"
+#include "utils/numeric.h"
+
+#include "request_validator.h"
+
+/* Moneroo's former SDK limits, in characters. */
+#define DESCRIPTION_MAX_CHARS 155
+#define NAME_MAX_CHARS 100
+#define ADDRESS_MAX_CHARS 200
+#define PLACE_MAX_CHARS 100
+#define EMAIL_MAX_CHARS 254
+#define METADATA_MAX_ENTRIES 10
+#define METADATA_KEY_MAX_CHARS 64
+#define METADATA_VALUE_MAX_CHARS 500
+/* 15 digits stay below 2^53, the largest integer every JSON parser keeps. */
+#define AMOUNT_MAX_DIGITS 15
+/* E.164: at most 15 digits; shorter than 7 is no phone number anywhere. */
+#define PHONE_MIN_DIGITS 7
+#define PHONE_MAX_DIGITS 15
+
+typedef struct FieldRule
+{
+	const char *name;
+	int			max_chars;		/* 0: not a free-text field */
+	bool		required;
+} FieldRule;
+
+static const FieldRule top_level_fields[] = {
+	{"amount", 0, true},
+	{"currency", 0, true},
+	{"description", DESCRIPTION_MAX_CHARS, true},
+	{"method", 0, true},
+	{"customer", 0, true},
+	{"recipient", 0, true},
+	{"metadata", 0, false},
+};
+
+static const FieldRule customer_fields[] = {
+	{"email", EMAIL_MAX_CHARS, true},
+	{"first_name", NAME_MAX_CHARS, true},
+	{"last_name", NAME_MAX_CHARS, true},
+	{"phone", 0, false},
+	{"address", ADDRESS_MAX_CHARS, false},
+	{"city", PLACE_MAX_CHARS, false},
+	{"state", PLACE_MAX_CHARS, false},
+	{"country", 0, false},
+	{"zip", PLACE_MAX_CHARS, false},
+};
+
+/* What moneroo_payout_methods says about the requested method. */
+typedef struct PayoutMethod
+{
+	char	   *currency;
+	char	   *country;
+	char	   *recipient_field;
+	char	   *dial_code;		/* NULL: exempt from the dial-code check */
+} PayoutMethod;
+
+static void
+reject(const char *field, const char *detail, const char *hint)
+{
+	ereport(ERROR,
+			errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+			errmsg("invalid \"%s\" in payout request", field),
+			errdetail_internal("%s", detail),
+			hint ? errhint("%s", hint) : 0);
+}
+
+static void
+reject_missing(const char *field)
+{
+	ereport(ERROR,
+			errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+			errmsg("missing \"%s\" in payout request", field),
+			errhint("See the payout request format in the moneroo README."));
+}
+
+static const char *
+jsonb_type_name(JsonbValue *value)
+{
+	switch (value->type)
+	{
+		case jbvNull:
+			return "null";
+		case jbvString:
+			return "a string";
+		case jbvNumeric:
+			return "a number";
+		case jbvBool:
+			return "a boolean";
+		case jbvBinary:
+			return JsonContainerIsArray(value->val.binary.data) ? "an array" : "an object";
+		default:
+			return "an unsupported value";
+	}
+}
+
+static void
+reject_type(const char *field, const char *expected, JsonbValue *value)
+{
+	reject(field,
+		   psprintf("Expected %s, got %s.", expected, jsonb_type_name(value)),
+		   NULL);
+}
+
+static bool
+is_object(JsonbValue *value)
+{
+	return value->type == jbvBinary && JsonContainerIsObject(value->val.binary.data);
+}
+
+static JsonbValue *
+lookup(JsonbContainer *object, const char *key)
+{
+	return getKeyJsonValueFromContainer(object, key, strlen(key), NULL);
+}
+
+/*
+ * Refuses keys that no rule names: a misspelt optional field would
+ * otherwise be dropped without anyone noticing.
+ */
+static void
+reject_unknown_keys(JsonbContainer *object, const FieldRule *rules, int nrules,
+					const char *prefix)
+{
+	JsonbIterator *it = JsonbIteratorInit(object);
+	JsonbValue	v;
+	JsonbIteratorToken tok;
+
+	while ((tok = JsonbIteratorNext(&it, &v, true)) != WJB_DONE)
+	{
+		bool		known = false;
+		char	   *key;
+
+		if (tok != WJB_KEY)
+			continue;
+		key = pnstrdup(v.val.string.val, v.val.string.len);
+		for (int i = 0; i < nrules && !known; i++)
+			known = strcmp(rules[i].name, key) == 0;
+		if (!known)
+		{
+			StringInfoData allowed;
+
+			initStringInfo(&allowed);
+			for (int i = 0; i < nrules; i++)
+				appendStringInfo(&allowed, "%s%s", i ? ", " : "", rules[i].name);
+			ereport(ERROR,
+					errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					errmsg("unknown key \"%s%s\" in payout request", prefix, key),
+					errdetail("Allowed keys%s%s are: %s.",
+							  prefix[0] ? " of " : "",
+							  prefix[0] ? pnstrdup(prefix, strlen(prefix) - 1) : "",
+							  allowed.data),
+					errhint("Remove the key or check its spelling."));
+		}
+	}
+}
+
+/*
+ * A free-text field: a string of 1 to max_chars characters, not blank,
+ * without control characters (they break receipts and SMS notifications).
+ */
+static void
+check_text(const char *field, JsonbValue *value, int max_chars)
+{
+	const char *s;
+	int			len;
+	int			nchars;
+	bool		blank = true;
+
+	if (value->type != jbvString)
+		reject_type(field, "a string", value);
+	s = value->val.string.val;
+	len = value->val.string.len;
+	for (int i = 0; i < len; i++)
+	{
+		unsigned char c = (unsigned char) s[i];
+
+		if (c < 0x20 || c == 0x7f)
+			reject(field, "The text contains a control character.", NULL);
+		if (c != ' ')
+			blank = false;
+	}
+	if (blank)
+		reject(field, "The text must not be empty or blank.", NULL);
+	nchars = pg_mbstrlen_with_len(s, len);
+	if (nchars > max_chars)
+		reject(field,
+			   psprintf("The text is %d characters long; at most %d are allowed.",
+						nchars, max_chars),
+			   NULL);
+}
+
+/* NULL unless value is a string of exactly n uppercase ASCII letters. */
+static char *
+uppercase_code(JsonbValue *value, int n)
+{
+	if (value->type != jbvString || value->val.string.len != n)
+		return NULL;
+	for (int i = 0; i < n; i++)
+		if (value->val.string.val[i] < 'A' || value->val.string.val[i] > 'Z')
+			return NULL;
+	return pnstrdup(value->val.string.val, n);
+}
+
+/*
+ * Digits of a JSON integer or a JSON string of digits, NULL for anything
+ * else (signs, fractions, exponents, spaces, empty strings).
+ */
+char *
+moneroo_digits_of(JsonbValue *value)
+{
+	char	   *s;
+
+	if (value->type == jbvNumeric)
+		s = DatumGetCString(DirectFunctionCall1(numeric_out,
+												NumericGetDatum(value->val.numeric)));
+	else if (value->type == jbvString)
+		s = pnstrdup(value->val.string.val, value->val.string.len);
+	else
+		return NULL;
+
+	if (s[0] == '\0')
+		return NULL;
+	for (const char *p = s; *p; p++)
+		if (*p < '0' || *p > '9')
+			return NULL;
+	return s;
+}
+
+static void
+check_amount(JsonbValue *value)
+{
+	char	   *digits;
+
+	if (value->type != jbvNumeric)
+		reject("amount",
+			   psprintf("The amount must be a JSON integer, not %s.", jsonb_type_name(value)),
+			   "Give the amount as a whole number in the currency's main unit, for example 1000.");
+	digits = moneroo_digits_of(value);
+	if (digits == NULL)
+		reject("amount",
+			   "The amount must be a positive whole number; fractions and negative amounts are refused.",
+			   "Moneroo takes amounts in the currency's main unit, without decimals.");
+	if (strspn(digits, "0") == strlen(digits))
+		reject("amount", "The amount must be greater than zero.", NULL);
+	while (*digits == '0')
+		digits++;
+	if (strlen(digits) > AMOUNT_MAX_DIGITS)
+		reject("amount",
+			   psprintf("The amount has %d digits; at most %d are allowed.",
+						(int) strlen(digits), AMOUNT_MAX_DIGITS),
+			   NULL);
+}
+
+/*
+ * Plausible, not RFC 5322 complete: one @, a non-empty local part without
+ * spaces, and a dotted domain of letters, digits and hyphens.
+ */
+static bool
+email_is_plausible(const char *s, int len)
+{
+	const char *at = memchr(s, '@', len);
+	const char *domain;
+	int			domain_len;
+	int			label_len = 0;
+	bool		has_dot = false;
+
+	if (at == NULL || at == s || at - s > 64)
+		return false;
+	if (memchr(at + 1, '@', len - (at - s) - 1) != NULL)
+		return false;
+	for (const char *p = s; p < at; p++)
+		if ((unsigned char) *p <= ' ' || *p == '"' || *p == '(' || *p == ')' ||
+			*p == ',' || *p == ':' || *p == ';' || *p == '<' || *p == '>' ||
+			*p == '[' || *p == ']' || *p == '\\' || (unsigned char) *p >= 0x7f)
+			return false;
+	if (s[0] == '.' || at[-1] == '.')
+		return false;
+
+	domain = at + 1;
+	domain_len = len - (domain - s);
+	if (domain_len < 3)
+		return false;
+	for (int i = 0; i < domain_len; i++)
+	{
+		char		c = domain[i];
+
+		if (c == '.')
+		{
+			if (label_len == 0 || domain[i - 1] == '-')
+				return false;
+			has_dot = true;
+			label_len = 0;
+		}
+		else if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+				 (c >= '0' && c <= '9') || (c == '-' && label_len > 0))
+			label_len++;
+		else
+			return false;
+	}
+	/* the last label is a top-level domain: two letters or more */
+	return has_dot && label_len >= 2 && domain[domain_len - 1] != '-';
+}
+
+static void
+check_customer(JsonbValue *customer)
+{
+	JsonbContainer *object;
+	int			nfields = lengthof(customer_fields);
+
+	if (!is_object(customer))
+		reject_type("customer", "an object", customer);
+	object = customer->val.binary.data;
+	reject_unknown_keys(object, customer_fields, nfields, "customer.");
+
+	for (int i = 0; i < nfields; i++)
+	{
+		const FieldRule *rule = &customer_fields[i];
+		char	   *field = psprintf("customer.%s", rule->name);
+		JsonbValue *value = lookup(object, rule->name);
+
+		if (value == NULL || (value->type == jbvNull && !rule->required))
+		{
+			if (rule->required)
+				reject_missing(field);
+			continue;
+		}
+
+		if (strcmp(rule->name, "phone") == 0)
+		{
+			char	   *digits = moneroo_digits_of(value);
+			int			n = digits ? strlen(digits) : 0;
+
+			if (digits == NULL)
+				reject(field,
+					   "The phone number must be an integer or a string of digits, in international format without \"+\".",
+					   "Write +229 51 34 50 20 as 22951345020.");
+			if (n < PHONE_MIN_DIGITS || n > PHONE_MAX_DIGITS || digits[0] == '0')
+				reject(field,
+					   psprintf("An E.164 phone number has %d to %d digits and starts with a country code; got %d digits.",
+								PHONE_MIN_DIGITS, PHONE_MAX_DIGITS, n),
+					   NULL);
+		}
+		else if (strcmp(rule->name, "country") == 0)
+		{
+			if (uppercase_code(value, 2) == NULL)
+				reject(field,
+					   "The country must be an ISO 3166-1 alpha-2 code in capitals, such as \"BJ\".",
+					   NULL);
+		}
+		else
+		{
+			check_text(field, value, rule->max_chars);
+			if (strcmp(rule->name, "email") == 0 &&
+				!email_is_plausible(value->val.string.val, value->val.string.len))
+				reject(field, "The email address is not plausible.",
+					   "Give an address such as jane@example.com.");
+		}
+	}
+}
+
+static void
+check_metadata(JsonbValue *metadata)
+{
+	JsonbIterator *it;
+	JsonbValue	v;
+	JsonbIteratorToken tok;
+	int			entries = 0;
+	char	   *key = NULL;
+
+	if (!is_object(metadata))
+		reject_type("metadata", "an object of string values", metadata);
+
+	it = JsonbIteratorInit(metadata->val.binary.data);
+	while ((tok = JsonbIteratorNext(&it, &v, true)) != WJB_DONE)
+	{
+		if (tok == WJB_KEY)
+		{
+			key = pnstrdup(v.val.string.val, v.val.string.len);
+			if (++entries > METADATA_MAX_ENTRIES)
+				reject("metadata",
+					   psprintf("Metadata holds at most %d entries.", METADATA_MAX_ENTRIES),
+					   NULL);
+			if (strcmp(key, "payout_reference") == 0)
+				reject("metadata.payout_reference",
+					   "The key payout_reference is reserved: the extension sends the payout's reference under it.",
+					   "Use another key name; the reference is in the payouts.reference column.");
+			if (v.val.string.len == 0 ||
+				pg_mbstrlen_with_len(v.val.string.val, v.val.string.len) > METADATA_KEY_MAX_CHARS)
+				reject("metadata",
+					   psprintf("Metadata keys have 1 to %d characters.", METADATA_KEY_MAX_CHARS),
+					   NULL);
+		}
+		else if (tok == WJB_VALUE)
+		{
+			char	   *field = psprintf("metadata.%s", key);
+
+			if (v.type != jbvString)
+				reject(field,
+					   psprintf("Metadata values must be strings, not %s.", jsonb_type_name(&v)),
+					   "Quote the value, for example \"123\".");
+			if (pg_mbstrlen_with_len(v.val.string.val, v.val.string.len) > METADATA_VALUE_MAX_CHARS)
+				reject(field,
+					   psprintf("Metadata values have at most %d characters.", METADATA_VALUE_MAX_CHARS),
+					   NULL);
+		}
+	}
+}
+
+static PayoutMethod *
+find_method(const char *code, Oid method_schema)
+{
+	PayoutMethod *method = NULL;
+	char	   *query;
+	Oid			argtypes[1] = {TEXTOID};
+	Datum		args[1];
+	MemoryContext caller_context = CurrentMemoryContext;
+
+	query = psprintf("SELECT currency, country, recipient_field, dial_code "
+					 "FROM %s.moneroo_payout_methods WHERE code = $1",
+					 quote_identifier(get_namespace_name(method_schema)));
+	args[0] = CStringGetTextDatum(code);
+
+	SPI_connect();
+	if (SPI_execute_with_args(query, 1, argtypes, args, NULL, true, 1) != SPI_OK_SELECT)
+		elog(ERROR, "could not read moneroo_payout_methods");
+	if (SPI_processed == 1)
+	{
+		HeapTuple	row = SPI_tuptable->vals[0];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
+		MemoryContext spi_context = MemoryContextSwitchTo(caller_context);
+
+		method = palloc(sizeof(PayoutMethod));
+		method->currency = SPI_getvalue(row, desc, 1);
+		method->country = SPI_getvalue(row, desc, 2);
+		method->recipient_field = SPI_getvalue(row, desc, 3);
+		method->dial_code = SPI_getvalue(row, desc, 4);
+		MemoryContextSwitchTo(spi_context);
+	}
+	SPI_finish();
+	return method;
+}
+
+static void
+check_recipient(JsonbValue *recipient, PayoutMethod *method, const char *method_code)
+{
+	FieldRule	rule = {method->recipient_field, 0, true};
+	char	   *field = psprintf("recipient.%s", method->recipient_field);
+	JsonbValue *value;
+	char	   *digits;
+	int			n;
+
+	if (!is_object(recipient))
+		reject_type("recipient", "an object", recipient);
+	reject_unknown_keys(recipient->val.binary.data, &rule, 1, "recipient.");
+
+	value = lookup(recipient->val.binary.data, method->recipient_field);
+	if (value == NULL || value->type == jbvNull)
+		reject_missing(field);
+
+	digits = moneroo_digits_of(value);
+	if (digits == NULL)
+		reject(field,
+			   "The recipient number must be an integer or a string of digits, in international format without \"+\" or spaces.",
+			   "Write +229 51 34 50 20 as \"22951345020\".");
+	n = strlen(digits);
+	if (n < PHONE_MIN_DIGITS || n > PHONE_MAX_DIGITS)
+		reject(field,
+			   psprintf("The recipient number has %d digits; an E.164 number has %d to %d.",
+						n, PHONE_MIN_DIGITS, PHONE_MAX_DIGITS),
+			   NULL);
+	if (method->dial_code != NULL &&
+		strncmp(digits, method->dial_code, strlen(method->dial_code)) != 0)
+		reject(field,
+			   psprintf("Method %s pays numbers in %s, which start with the dial code %s.",
+						method_code, method->country, method->dial_code),
+			   "Write the number in international format, starting with the country code.");
+}
+
+void
+moneroo_validate_request(Jsonb *request, Oid method_schema)
+{
+	JsonbContainer *root;
+	JsonbValue *value;
+	JsonbValue *recipient;
+	char	   *method_code;
+	char	   *currency;
+	PayoutMethod *method;
+
+	if (request == NULL)
+		ereport(ERROR,
+				errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				errmsg("payout request must not be null"),
+				errhint("Pass a JSON object with amount, currency, description, method, customer and recipient."));
+	if (!JB_ROOT_IS_OBJECT(request) || JB_ROOT_IS_SCALAR(request))
+		ereport(ERROR,
+				errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				errmsg("payout request must be a JSON object"),
+				errhint("Pass a JSON object with amount, currency, description, method, customer and recipient."));
+
+	root = &request->root;
+	reject_unknown_keys(root, top_level_fields, lengthof(top_level_fields), "");
+	for (int i = 0; i < lengthof(top_level_fields); i++)
+	{
+		value = lookup(root, top_level_fields[i].name);
+		if (top_level_fields[i].required && (value == NULL || value->type == jbvNull))
+			reject_missing(top_level_fields[i].name);
+	}
+
+	check_amount(lookup(root, "amount"));
+
+	value = lookup(root, "currency");
+	currency = uppercase_code(value, 3);
+	if (currency == NULL)
+		reject("currency",
+			   "The currency must be an ISO 4217 code of three capital letters, such as \"XOF\".",
+			   NULL);
+
+	check_text("description", lookup(root, "description"), DESCRIPTION_MAX_CHARS);
+
+	value = lookup(root, "method");
+	if (value->type != jbvString)
+		reject_type("method", "a string", value);
+	method_code = pnstrdup(value->val.string.val, value->val.string.len);
+	method = find_method(method_code, method_schema);
+	if (method == NULL)
+		reject("method",
+			   psprintf("\"%s\" is not a known payout method.", method_code),
+			   "The known methods are listed in the moneroo_payout_methods table.");
+	if (strcmp(method->currency, currency) != 0)
+		reject("currency",
+			   psprintf("Method %s pays in %s, not %s.", method_code, method->currency, currency),
+			   NULL);
+
+	check_customer(lookup(root, "customer"));
+
+	value = lookup(root, "metadata");
+	if (value != NULL && value->type != jbvNull)
+		check_metadata(value);
+
+	recipient = lookup(root, "recipient");
+	check_recipient(recipient, method, method_code);
+}

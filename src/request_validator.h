@@ -1,0 +1,21 @@
+/*
+ * request_validator.h
+ *		The one validator of payout requests, shared by moneroo_transfer and
+ *		the payouts table's trigger.
+ */
+#ifndef MONEROO_REQUEST_VALIDATOR_H
+#define MONEROO_REQUEST_VALIDATOR_H
+
+#include "utils/jsonb.h"
+
+/*
+ * Raises ERROR with SQLSTATE 22023 naming the first offending field, or
+ * returns when the request may be sent.  method_schema is the schema that
+ * holds moneroo_payout_methods.
+ */
+extern void moneroo_validate_request(Jsonb *request, Oid method_schema);
+
+/* Digits of a number that may be given as a JSON integer or digit string. */
+extern char *moneroo_digits_of(JsonbValue *value);
+
+#endif

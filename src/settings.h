@@ -1,0 +1,31 @@
+/*
+ * settings.h
+ *		The moneroo.* configuration parameters.
+ */
+#ifndef MONEROO_SETTINGS_H
+#define MONEROO_SETTINGS_H
+
+extern char *moneroo_api_url;
+extern char *moneroo_secret_key;
+extern char *moneroo_secret_key_file;
+extern char *moneroo_webhook_secret;
+extern char *moneroo_database;
+extern int	moneroo_max_concurrency;
+extern int	moneroo_rate_limit;
+extern int	moneroo_request_timeout_ms;
+extern int	moneroo_verify_min_interval_ms;
+extern int	moneroo_verify_max_interval_ms;
+extern int	moneroo_poll_interval_ms;
+
+extern void moneroo_define_settings(void);
+
+/*
+ * The key to send, from moneroo.secret_key or moneroo.secret_key_file.
+ * Raises a configuration error when neither gives one.
+ */
+extern const char *moneroo_get_secret_key(void);
+
+/* Raises a configuration error unless the API URL and key are usable. */
+extern void moneroo_check_configuration(void);
+
+#endif

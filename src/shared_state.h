@@ -1,0 +1,57 @@
+/*
+ * shared_state.h
+ *		What the worker and the backends share: the worker's latch, the
+ *		rate limiter, counters for moneroo_status and the transfer slots.
+ */
+#ifndef MONEROO_SHARED_STATE_H
+#define MONEROO_SHARED_STATE_H
+
+#include "datatype/timestamp.h"
+#include "storage/latch.h"
+#include "storage/lwlock.h"
+#include "storage/spin.h"
+
+#define LAST_ERROR_BYTES 512
+
+typedef struct MonerooShared
+{
+	slock_t		mutex;			/* protects every field below */
+	pid_t		worker_pid;		/* 0 when no worker runs */
+	Latch	   *worker_latch;
+	TimestampTz worker_started_at;
+
+	/* the rate limiter: the earliest moment the next request may leave */
+	TimestampTz next_request_at;
+	TimestampTz paused_until;	/* after a 429, nobody sends until then */
+
+	/* requests sent per second over the last minute, for moneroo_status */
+	int64		second_of_bucket[60];
+	int32		requests_in_bucket[60];
+
+	int32		in_flight;
+	char		last_error[LAST_ERROR_BYTES];
+	TimestampTz last_error_at;
+} MonerooShared;
+
+extern MonerooShared *moneroo_shared;
+
+extern void moneroo_request_shared_memory(void);
+extern void moneroo_init_shared_memory(void);
+
+/* Sets the worker's latch, if a worker runs. */
+extern void moneroo_wake_worker(void);
+
+/*
+ * Takes a place for one request under moneroo.rate_limit and any 429
+ * pause.  Returns 0 when the request may leave now (and counts it), or the
+ * milliseconds to wait before asking again.
+ */
+extern long moneroo_rate_acquire(void);
+
+/* After a 429: no request leaves for the next pause_ms. */
+extern void moneroo_rate_pause(long pause_ms);
+
+extern int	moneroo_requests_last_minute(void);
+extern void moneroo_note_error(const char *error);
+
+#endif

@@ -149,3 +149,32 @@ REVOKE ALL ON TABLE payouts, moneroo_payout_methods FROM PUBLIC;
 REVOKE ALL ON FUNCTION moneroo_validate(jsonb), moneroo_transfer(jsonb),
     moneroo_verify(bigint), moneroo_retry(bigint),
     moneroo_payouts_guard(), moneroo_payouts_refuse_truncate() FROM PUBLIC;
+
+CREATE FUNCTION moneroo_worker_info(
+    OUT worker_running boolean, OUT worker_pid integer, OUT in_flight integer,
+    OUT requests_last_minute integer, OUT last_error text, OUT last_error_at timestamptz)
+    AS 'MODULE_PATHNAME', 'moneroo_worker_info' LANGUAGE C STRICT;
+
+-- The worker and the queue at a glance.
+CREATE VIEW moneroo_status AS
+SELECT w.worker_running,
+       w.worker_pid,
+       count(*) FILTER (WHERE p.status = 'pending')  AS pending,
+       count(*) FILTER (WHERE p.status = 'sending')  AS sending,
+       count(*) FILTER (WHERE p.status = 'sent')     AS sent,
+       count(*) FILTER (WHERE p.status = 'success')  AS success,
+       count(*) FILTER (WHERE p.status = 'failed')   AS failed,
+       count(*) FILTER (WHERE p.status = 'rejected') AS rejected,
+       count(*) FILTER (WHERE p.status = 'unknown')  AS unknown,
+       min(p.created_at) FILTER (WHERE p.status = 'pending') AS oldest_pending,
+       w.in_flight,
+       w.requests_last_minute,
+       w.last_error,
+       w.last_error_at
+FROM moneroo_worker_info() w
+LEFT JOIN payouts p ON true
+GROUP BY w.worker_running, w.worker_pid, w.in_flight, w.requests_last_minute,
+         w.last_error, w.last_error_at;
+
+REVOKE ALL ON FUNCTION moneroo_worker_info() FROM PUBLIC;
+REVOKE ALL ON moneroo_status FROM PUBLIC;

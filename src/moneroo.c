@@ -12,6 +12,7 @@
 #include "commit_wakeup.h"
 #include "settings.h"
 #include "shared_state.h"
+#include "worker.h"
 
 PG_MODULE_MAGIC;
 
@@ -20,6 +21,17 @@ void		_PG_init(void);
 void
 _PG_init(void)
 {
+	/*
+	 * Without the worker, queued payouts would wait forever in silence:
+	 * refuse to load rather than accept payouts nobody will send.
+	 */
+	if (!process_shared_preload_libraries_in_progress)
+		ereport(ERROR,
+				errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				errmsg("moneroo must be loaded through shared_preload_libraries"),
+				errdetail("Its background worker sends queued payouts and can only be started at server start."),
+				errhint("Add moneroo to shared_preload_libraries in postgresql.conf and restart the server."));
+
 	if (curl_global_init(CURL_GLOBAL_ALL) != CURLE_OK)
 		ereport(ERROR,
 				errcode(ERRCODE_SYSTEM_ERROR),
@@ -27,9 +39,7 @@ _PG_init(void)
 
 	moneroo_define_settings();
 	moneroo_register_commit_wakeup();
-
-	if (!process_shared_preload_libraries_in_progress)
-		return;
 	moneroo_request_shared_memory();
 	moneroo_init_shared_memory();
+	moneroo_register_worker();
 }

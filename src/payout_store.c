@@ -101,25 +101,147 @@ text_or_null(const char *value, char *null_flag)
 	return value ? CStringGetTextDatum(value) : (Datum) 0;
 }
 
-int64
-payout_store_insert_sending(Jsonb *request, char **reference)
+PayoutWork *
+payout_store_insert_sending(Jsonb *request, const char *reference)
 {
-	Oid			types[1] = {JSONBOID};
-	Datum		values[1] = {JsonbPGetDatum(request)};
+	Oid			types[2] = {JSONBOID, TEXTOID};
+	Datum		values[2] = {JsonbPGetDatum(request), CStringGetTextDatum(reference)};
 	MemoryContext caller = CurrentMemoryContext;
-	int64		id;
+	PayoutWork *work;
 	bool		isnull;
 
 	SPI_connect();
-	execute_internal(psprintf("INSERT INTO %s (request, status, attempts) "
-							  "VALUES ($1, 'sending', 1) RETURNING id, reference::text",
+	execute_internal(psprintf("INSERT INTO %s (request, reference, status, attempts) "
+							  "VALUES ($1, $2::uuid, 'sending', 1) RETURNING id",
+							  payouts_table()),
+					 2, types, values, NULL, false);
+	MemoryContextSwitchTo(caller);
+	work = palloc0(sizeof(PayoutWork));
+	work->transfer_slot = -1;
+	work->id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	work->reference = pstrdup(reference);
+	work->request_body = moneroo_initialize_body(request, reference);
+	SPI_finish();
+	return work;
+}
+
+List *
+payout_store_claim(int n)
+{
+	Oid			types[1] = {INT4OID};
+	Datum		values[1] = {Int32GetDatum(n)};
+	MemoryContext caller = CurrentMemoryContext;
+	List	   *claimed = NIL;
+
+	SPI_connect();
+
+	/*
+	 * SKIP LOCKED: a row an operator or another claimer holds is simply
+	 * someone else's.  The claim commits before any request leaves.
+	 */
+	execute_internal(psprintf("WITH due AS ("
+							  "  SELECT id FROM %1$s"
+							  "  WHERE status = 'pending'"
+							  "    AND (next_attempt_at IS NULL OR next_attempt_at <= now())"
+							  "  ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED) "
+							  "UPDATE %1$s p SET status = 'sending', attempts = p.attempts + 1 "
+							  "FROM due WHERE p.id = due.id "
+							  "RETURNING p.id, p.reference::text, p.request",
 							  payouts_table()),
 					 1, types, values, NULL, false);
-	id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
-	*reference = MemoryContextStrdup(caller,
-									 SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2));
+	for (uint64 i = 0; i < SPI_processed; i++)
+	{
+		HeapTuple	row = SPI_tuptable->vals[i];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
+		bool		isnull;
+		Jsonb	   *request = DatumGetJsonbP(SPI_getbinval(row, desc, 3, &isnull));
+		MemoryContext spi = MemoryContextSwitchTo(caller);
+		PayoutWork *work = palloc0(sizeof(PayoutWork));
+
+		work->transfer_slot = -1;
+		work->id = DatumGetInt64(SPI_getbinval(row, desc, 1, &isnull));
+		work->reference = SPI_getvalue(row, desc, 2);
+		work->request_body = moneroo_initialize_body(request, work->reference);
+		claimed = lappend(claimed, work);
+		MemoryContextSwitchTo(spi);
+	}
 	SPI_finish();
-	return id;
+	return claimed;
+}
+
+List *
+payout_store_lease_verifications(int n, int lease_ms)
+{
+	Oid			types[2] = {INT4OID, INT4OID};
+	Datum		values[2] = {Int32GetDatum(n), Int32GetDatum(lease_ms)};
+	MemoryContext caller = CurrentMemoryContext;
+	List	   *leased = NIL;
+
+	SPI_connect();
+	execute_internal(psprintf("WITH due AS ("
+							  "  SELECT id FROM %1$s"
+							  "  WHERE status = 'sent' AND next_attempt_at <= now()"
+							  "  ORDER BY next_attempt_at LIMIT $1 FOR UPDATE SKIP LOCKED) "
+							  "UPDATE %1$s p SET next_attempt_at = now() + $2 * interval '1 millisecond' "
+							  "FROM due WHERE p.id = due.id "
+							  "RETURNING p.id, p.moneroo_id, p.verifications",
+							  payouts_table()),
+					 2, types, values, NULL, false);
+	for (uint64 i = 0; i < SPI_processed; i++)
+	{
+		HeapTuple	row = SPI_tuptable->vals[i];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
+		bool		isnull;
+		MemoryContext spi = MemoryContextSwitchTo(caller);
+		PayoutWork *work = palloc0(sizeof(PayoutWork));
+
+		work->transfer_slot = -1;
+		work->id = DatumGetInt64(SPI_getbinval(row, desc, 1, &isnull));
+		work->moneroo_id = SPI_getvalue(row, desc, 2);
+		work->verifications = DatumGetInt32(SPI_getbinval(row, desc, 3, &isnull));
+		leased = lappend(leased, work);
+		MemoryContextSwitchTo(spi);
+	}
+	SPI_finish();
+	return leased;
+}
+
+long
+payout_store_next_due_ms(void)
+{
+	long		due_ms = -1;
+	bool		isnull;
+	Datum		ms;
+
+	SPI_connect();
+	execute_internal(psprintf("SELECT ceil(extract(epoch FROM least("
+							  "  (SELECT min(next_attempt_at) FROM %1$s WHERE status = 'sent'),"
+							  "  (SELECT min(next_attempt_at) FROM %1$s WHERE status = 'pending'))"
+							  "  - clock_timestamp()) * 1000)::int8",
+							  payouts_table()),
+					 0, NULL, NULL, NULL, true);
+	ms = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+	if (!isnull)
+		due_ms = Max(DatumGetInt64(ms), 0);
+	SPI_finish();
+	return due_ms;
+}
+
+uint64
+payout_store_settle_orphans(void)
+{
+	uint64		settled;
+
+	SPI_connect();
+	execute_internal(psprintf("UPDATE %s SET status = 'unknown', "
+							  "last_error = 'the worker stopped while this payout was being sent; "
+							  "check Moneroo for its reference before retrying' "
+							  "WHERE status = 'sending'",
+							  payouts_table()),
+					 0, NULL, NULL, NULL, false);
+	settled = SPI_processed;
+	SPI_finish();
+	return settled;
 }
 
 /*
@@ -141,7 +263,7 @@ moneroo_id_taken(const char *moneroo_id, int64 id)
 
 void
 payout_store_record_send(int64 id, SendVerdict verdict, MonerooAnswer *answer,
-						 int retry_after_ms)
+						 int retry_after_ms, bool requeue)
 {
 	Oid			types[5] = {INT8OID, TEXTOID, TEXTOID, JSONBOID, INT4OID};
 	Datum		values[5];
@@ -178,9 +300,15 @@ payout_store_record_send(int64 id, SendVerdict verdict, MonerooAnswer *answer,
 				"WHERE id = $1 AND status = 'sending'";
 			break;
 		case SEND_NOT_SENT:
-			sql = "UPDATE %s SET status = 'pending', last_error = $3, response = $4, "
-				"next_attempt_at = now() + $5 * interval '1 millisecond', moneroo_id = $2 "
-				"WHERE id = $1 AND status = 'sending'";
+			if (requeue)
+				sql = "UPDATE %s SET status = 'pending', last_error = $3, response = $4, "
+					"next_attempt_at = now() + $5 * interval '1 millisecond', moneroo_id = $2 "
+					"WHERE id = $1 AND status = 'sending'";
+			else
+				sql = "UPDATE %s SET status = 'rejected', "
+					"last_error = 'not sent, moneroo_transfer raised an error: ' || $3, "
+					"response = $4, completed_at = now(), next_attempt_at = NULL, moneroo_id = $2 "
+					"WHERE id = $1 AND status = 'sending'";
 			break;
 		case SEND_UNKNOWN:
 			sql = "UPDATE %s SET status = 'unknown', last_error = $3, response = $4, "
@@ -260,6 +388,32 @@ payout_store_fetch(int64 id)
 	row = SPI_datumTransfer(row, false, -1);
 	SPI_finish();
 	return row;
+}
+
+bool
+payout_store_fetch_by_reference(const char *reference, Datum *row)
+{
+	Oid			types[1] = {TEXTOID};
+	Datum		values[1] = {CStringGetTextDatum(reference)};
+	SPIPlanPtr	plan;
+	bool		found;
+	bool		isnull;
+
+	SPI_connect();
+	plan = SPI_prepare(psprintf("SELECT p FROM %s p WHERE reference = $1::uuid", payouts_table()),
+					   1, types);
+	if (plan == NULL)
+		elog(ERROR, "could not prepare the payout lookup");
+	if (SPI_execute_snapshot(plan, values, NULL, GetLatestSnapshot(),
+							 InvalidSnapshot, true, false, 1) != SPI_OK_SELECT)
+		elog(ERROR, "could not look up payout %s", reference);
+	found = SPI_processed == 1;
+	if (found)
+		*row = SPI_datumTransfer(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc,
+											   1, &isnull),
+								 false, -1);
+	SPI_finish();
+	return found;
 }
 
 bool

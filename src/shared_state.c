@@ -92,22 +92,43 @@ count_request(TimestampTz now)
 	moneroo_shared->requests_in_bucket[bucket]++;
 }
 
+/* Caller holds the mutex. */
+static long
+rate_wait_locked(TimestampTz now)
+{
+	if (moneroo_shared->paused_until > now)
+		return (moneroo_shared->paused_until - now) / 1000 + 1;
+	if (moneroo_rate_limit > 0 && moneroo_shared->next_request_at > now)
+		return (moneroo_shared->next_request_at - now) / 1000 + 1;
+	return 0;
+}
+
+long
+moneroo_rate_wait_ms(void)
+{
+	long		wait_ms;
+
+	if (moneroo_shared == NULL)
+		return 0;
+	SpinLockAcquire(&moneroo_shared->mutex);
+	wait_ms = rate_wait_locked(GetCurrentTimestamp());
+	SpinLockRelease(&moneroo_shared->mutex);
+	return wait_ms;
+}
+
 long
 moneroo_rate_acquire(void)
 {
 	TimestampTz now = GetCurrentTimestamp();
-	long		wait_ms = 0;
+	long		wait_ms;
 	int			limit = moneroo_rate_limit;
 
 	if (moneroo_shared == NULL)
 		return 0;
 
 	SpinLockAcquire(&moneroo_shared->mutex);
-	if (moneroo_shared->paused_until > now)
-		wait_ms = (moneroo_shared->paused_until - now) / 1000 + 1;
-	else if (limit > 0 && moneroo_shared->next_request_at > now)
-		wait_ms = (moneroo_shared->next_request_at - now) / 1000 + 1;
-	else
+	wait_ms = rate_wait_locked(now);
+	if (wait_ms == 0)
 	{
 		/*
 		 * One microsecond over 60/limit seconds per request: limit + 1

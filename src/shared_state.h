@@ -12,6 +12,41 @@
 #include "storage/spin.h"
 
 #define LAST_ERROR_BYTES 512
+#define DETAIL_BYTES 1024
+
+/*
+ * moneroo_transfer hands its request to the worker through one of these
+ * slots and waits: the worker writes the row in its own transaction, so
+ * the record of a payout survives the caller's rollback.
+ */
+#define TRANSFER_SLOTS 64
+/* A validated request is far smaller: its strings are all bounded. */
+#define TRANSFER_REQUEST_BYTES 32768
+#define REFERENCE_BYTES 37
+
+typedef enum TransferSlotState
+{
+	SLOT_FREE = 0,
+	SLOT_RESERVED,				/* a backend is copying its request in */
+	SLOT_SUBMITTED,				/* the backend waits; the worker has not begun */
+	SLOT_CLAIMED,				/* the worker is recording and sending it */
+	SLOT_DONE,					/* the result is in the slot */
+	SLOT_ABANDONED				/* the backend gave up; the worker frees it */
+} TransferSlotState;
+
+typedef struct TransferSlot
+{
+	TransferSlotState state;
+	pid_t		backend_pid;
+	Latch	   *backend_latch;
+	char		reference[REFERENCE_BYTES];	/* chosen by the backend */
+	int			verdict;		/* a SendVerdict once done */
+	long		http_status;
+	bool		worker_lost;	/* the worker restarted while sending */
+	char		error[LAST_ERROR_BYTES];
+	char		detail[DETAIL_BYTES];
+	char		request[TRANSFER_REQUEST_BYTES];	/* jsonb as text */
+} TransferSlot;
 
 typedef struct MonerooShared
 {
@@ -31,6 +66,8 @@ typedef struct MonerooShared
 	int32		in_flight;
 	char		last_error[LAST_ERROR_BYTES];
 	TimestampTz last_error_at;
+
+	TransferSlot transfers[TRANSFER_SLOTS];
 } MonerooShared;
 
 extern MonerooShared *moneroo_shared;
@@ -40,6 +77,9 @@ extern void moneroo_init_shared_memory(void);
 
 /* Sets the worker's latch, if a worker runs. */
 extern void moneroo_wake_worker(void);
+
+/* Milliseconds until a request may leave, without taking the place. */
+extern long moneroo_rate_wait_ms(void);
 
 /*
  * Takes a place for one request under moneroo.rate_limit and any 429

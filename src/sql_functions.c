@@ -6,6 +6,9 @@
 #include "postgres.h"
 
 #include "fmgr.h"
+#include "funcapi.h"
+#include "access/htup_details.h"
+#include "utils/timestamp.h"
 #include "miscadmin.h"
 #include "utils/builtins.h"
 #include "utils/jsonb.h"
@@ -23,6 +26,7 @@ PG_FUNCTION_INFO_V1(moneroo_validate_sql);
 PG_FUNCTION_INFO_V1(moneroo_transfer);
 PG_FUNCTION_INFO_V1(moneroo_verify);
 PG_FUNCTION_INFO_V1(moneroo_retry);
+PG_FUNCTION_INFO_V1(moneroo_worker_info);
 
 Datum
 moneroo_validate_sql(PG_FUNCTION_ARGS)
@@ -54,20 +58,6 @@ wait_for_rate_limit(void)
 		ResetLatch(MyLatch);
 		CHECK_FOR_INTERRUPTS();
 	}
-}
-
-/*
- * Delay before the next verification of a payout verified n times:
- * doubling from moneroo.verify_min_interval up to verify_max_interval.
- */
-int
-moneroo_verify_backoff_ms(int verifications)
-{
-	int64		delay = moneroo_verify_min_interval_ms;
-
-	for (int i = 0; i < verifications && delay < moneroo_verify_max_interval_ms; i++)
-		delay *= 2;
-	return (int) Min(delay, (int64) moneroo_verify_max_interval_ms);
 }
 
 Datum
@@ -133,4 +123,43 @@ moneroo_retry(PG_FUNCTION_ARGS)
 
 	payout_store_requeue(id);
 	PG_RETURN_DATUM(payout_store_fetch(id));
+}
+
+/* The worker's side of the moneroo_status view. */
+Datum
+moneroo_worker_info(PG_FUNCTION_ARGS)
+{
+	TupleDesc	desc;
+	Datum		values[6];
+	bool		nulls[6] = {false};
+	pid_t		pid;
+	int32		in_flight;
+	char		last_error[LAST_ERROR_BYTES];
+	TimestampTz last_error_at;
+
+	if (get_call_result_type(fcinfo, NULL, &desc) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "moneroo_worker_info must return a record");
+	if (moneroo_shared == NULL)
+		ereport(ERROR,
+				errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				errmsg("moneroo is not loaded through shared_preload_libraries"),
+				errhint("Add moneroo to shared_preload_libraries in postgresql.conf and restart the server."));
+
+	SpinLockAcquire(&moneroo_shared->mutex);
+	pid = moneroo_shared->worker_pid;
+	in_flight = moneroo_shared->in_flight;
+	strlcpy(last_error, moneroo_shared->last_error, LAST_ERROR_BYTES);
+	last_error_at = moneroo_shared->last_error_at;
+	SpinLockRelease(&moneroo_shared->mutex);
+
+	values[0] = BoolGetDatum(pid != 0);
+	values[1] = Int32GetDatum(pid);
+	nulls[1] = pid == 0;
+	values[2] = Int32GetDatum(in_flight);
+	values[3] = Int32GetDatum(moneroo_requests_last_minute());
+	values[4] = CStringGetTextDatum(last_error);
+	nulls[4] = last_error[0] == '\0';
+	values[5] = TimestampTzGetDatum(last_error_at);
+	nulls[5] = last_error_at == 0;
+	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(desc, values, nulls)));
 }

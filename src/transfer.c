@@ -1,96 +1,278 @@
 /*
  * transfer.c
- *		Sending one payout now, for moneroo_transfer.
+ *		moneroo_transfer: send one payout now, through the worker.
  *
- * An ERROR is raised only where no money moved: the caller can then retry
- * with a clear conscience.  Where the outcome is unknown the row is
- * returned with a WARNING instead, since an error would invite a retry
- * that could pay twice.
+ * The calling backend hands the request to the worker and waits.  The
+ * worker records the payout in its own transaction before sending it, so
+ * the row (with Moneroo's id, or as unknown) survives a rollback of the
+ * caller: a payout that may have moved money is never unrecorded.
+ *
+ * An ERROR is raised only where no money moved, so that the caller can try
+ * again with a clear conscience.  Where the outcome is unknown the row is
+ * returned with a WARNING instead: an error would invite a retry that could
+ * pay twice.
  */
 #include "postgres.h"
 
+#include "commands/dbcommands.h"
 #include "miscadmin.h"
+#include "storage/latch.h"
+#include "storage/proc.h"
+#include "utils/builtins.h"
+#include "utils/uuid.h"
 #include "utils/wait_event.h"
 
-#include "http_client.h"
 #include "moneroo_api.h"
 #include "payout_store.h"
 #include "settings.h"
 #include "shared_state.h"
 #include "transfer.h"
 
-static int
-refusal_errcode(HttpCall *call)
+/* How long a request may wait for a worker that is not running. */
+#define NO_WORKER_PATIENCE_MS 5000
+
+int
+moneroo_verify_backoff_ms(int verifications)
 {
-	if (call->status == 401 || call->status == 403)
+	int64		delay = moneroo_verify_min_interval_ms;
+
+	for (int i = 0; i < verifications && delay < moneroo_verify_max_interval_ms; i++)
+		delay *= 2;
+	return (int) Min(delay, (int64) moneroo_verify_max_interval_ms);
+}
+
+static bool
+worker_running(void)
+{
+	bool		running;
+
+	SpinLockAcquire(&moneroo_shared->mutex);
+	running = moneroo_shared->worker_pid != 0;
+	SpinLockRelease(&moneroo_shared->mutex);
+	return running;
+}
+
+static void
+check_worker_serves_this_database(void)
+{
+	char	   *database = get_database_name(MyDatabaseId);
+
+	if (moneroo_shared == NULL)
+		ereport(ERROR,
+				errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				errmsg("moneroo is not loaded through shared_preload_libraries"),
+				errhint("Add moneroo to shared_preload_libraries in postgresql.conf and restart the server."));
+	if (strcmp(database, moneroo_database) != 0)
+		ereport(ERROR,
+				errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				errmsg("the moneroo worker serves database \"%s\", not \"%s\"",
+					   moneroo_database, database),
+				errhint("Set moneroo.database to \"%s\" and restart the server, or call moneroo_transfer in \"%s\".",
+						database, moneroo_database));
+}
+
+static char *
+new_reference(void)
+{
+	return DatumGetCString(DirectFunctionCall1(uuid_out,
+											   DirectFunctionCall1(gen_random_uuid, (Datum) 0)));
+}
+
+/* Waits, interruptibly, for a free slot, and reserves it. */
+static int
+reserve_slot(void)
+{
+	for (;;)
+	{
+		SpinLockAcquire(&moneroo_shared->mutex);
+		for (int i = 0; i < TRANSFER_SLOTS; i++)
+		{
+			if (moneroo_shared->transfers[i].state == SLOT_FREE)
+			{
+				moneroo_shared->transfers[i].state = SLOT_RESERVED;
+				SpinLockRelease(&moneroo_shared->mutex);
+				return i;
+			}
+		}
+		SpinLockRelease(&moneroo_shared->mutex);
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+						 10, PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+		CHECK_FOR_INTERRUPTS();
+	}
+}
+
+static void
+set_slot_state(TransferSlot *slot, TransferSlotState state)
+{
+	SpinLockAcquire(&moneroo_shared->mutex);
+	slot->state = state;
+	SpinLockRelease(&moneroo_shared->mutex);
+}
+
+/*
+ * Called when the user cancels: a request the worker has not taken yet is
+ * withdrawn (nothing was sent); one it has taken goes on, and is recorded.
+ */
+static void
+give_up_slot(TransferSlot *slot)
+{
+	SpinLockAcquire(&moneroo_shared->mutex);
+	if (slot->state == SLOT_SUBMITTED)
+		slot->state = SLOT_FREE;
+	else if (slot->state == SLOT_CLAIMED)
+		slot->state = SLOT_ABANDONED;
+	else if (slot->state == SLOT_DONE)
+		slot->state = SLOT_FREE;	/* finished as we left: recorded all the same */
+	SpinLockRelease(&moneroo_shared->mutex);
+}
+
+static void
+wait_for_worker(TransferSlot *slot)
+{
+	TimestampTz submitted = GetCurrentTimestamp();
+
+	for (;;)
+	{
+		TransferSlotState state;
+
+		SpinLockAcquire(&moneroo_shared->mutex);
+		state = slot->state;
+		SpinLockRelease(&moneroo_shared->mutex);
+		if (state == SLOT_DONE)
+			return;
+
+		if (QueryCancelPending || ProcDiePending)
+		{
+			give_up_slot(slot);
+			if (state == SLOT_CLAIMED)
+				ereport(WARNING,
+						errcode(ERRCODE_WARNING),
+						errmsg("moneroo_transfer was interrupted while payout %s was being sent",
+							   slot->reference),
+						errdetail("The worker still records the payout's outcome."),
+						errhint("Look for reference %s in the payouts table.", slot->reference));
+			CHECK_FOR_INTERRUPTS();
+		}
+
+		if (state == SLOT_SUBMITTED && !worker_running() &&
+			TimestampDifferenceExceeds(submitted, GetCurrentTimestamp(), NO_WORKER_PATIENCE_MS))
+		{
+			give_up_slot(slot);
+			if (slot->state == SLOT_FREE)
+				ereport(ERROR,
+						errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+						errmsg("the moneroo background worker is not running"),
+						errdetail("Nothing was sent."),
+						errhint("Check the server log for why the worker stopped; it restarts on its own within seconds."));
+		}
+
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+						 1000, PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+	}
+}
+
+static int
+refusal_errcode(long http_status)
+{
+	if (http_status == 401 || http_status == 403)
 		return ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION;
-	if (call->status == 400 || call->status == 422)
+	if (http_status == 400 || http_status == 422)
 		return ERRCODE_INVALID_PARAMETER_VALUE;
 	return ERRCODE_EXTERNAL_ROUTINE_EXCEPTION;
 }
 
-Datum
-moneroo_transfer_now(Jsonb *request)
+/* Turns the worker's verdict into the caller's row, warning or error. */
+static Datum
+report_outcome(TransferSlot *slot, SendVerdict verdict)
 {
-	char	   *reference;
-	int64		id;
-	HttpCall   *call;
-	MonerooAnswer answer;
-	SendVerdict verdict;
-	long		status;
-	long		wait_ms;
+	Datum		row = (Datum) 0;
+	bool		recorded = payout_store_fetch_by_reference(slot->reference, &row);
+	const char *detail = slot->detail[0] ? slot->detail : slot->error;
 
-	while ((wait_ms = moneroo_rate_acquire()) > 0)
-	{
-		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-						 Min(wait_ms, 1000), PG_WAIT_EXTENSION);
-		ResetLatch(MyLatch);
-		CHECK_FOR_INTERRUPTS();
-	}
-
-	id = payout_store_insert_sending(request, &reference);
-	call = http_call_new("/v1/payouts/initialize", moneroo_initialize_body(request, reference));
-	http_call_perform(call);
-	verdict = moneroo_read_initialize(call, &answer);
-	status = call->status;
-	if (answer.rate_limited)
-		moneroo_rate_pause(60 * 1000);
-	payout_store_record_send(id, verdict, &answer, 0);
+	if (!recorded)
+		ereport(ERROR,
+				errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				errmsg("payout was not sent: the moneroo worker could not record it"),
+				errdetail("%s", slot->error[0] ? slot->error : "The worker stopped before recording it."),
+				errhint("Nothing was sent; see the server log, then try again."));
 
 	switch (verdict)
 	{
 		case SEND_ACCEPTED:
 			break;
 		case SEND_UNKNOWN:
-			moneroo_note_error(answer.error);
 			ereport(WARNING,
 					errcode(ERRCODE_WARNING),
-					errmsg("outcome of payout %lld is unknown", (long long) id),
-					errdetail("%s", answer.error),
-					errhint("Do not pay again until you have checked Moneroo for reference %s; then use moneroo_retry(%lld) if it does not exist.",
-							reference, (long long) id));
+					errmsg("outcome of payout %s is unknown", slot->reference),
+					errdetail("%s", slot->worker_lost ?
+							  "The moneroo worker stopped while the payout was being sent." :
+							  slot->error),
+					errhint("Do not pay again until you have checked Moneroo for this reference; then use moneroo_retry() if the payout does not exist."));
 			break;
 		case SEND_REFUSED:
 			ereport(ERROR,
-					errcode(refusal_errcode(call)),
-					errmsg("Moneroo refused payout %lld (HTTP %ld)", (long long) id, status),
-					errdetail("%s", answer.detail ? answer.detail : answer.error),
-					status == 401 || status == 403 ?
-					errhint("Check moneroo.secret_key: Moneroo did not accept it.") :
+					errcode(refusal_errcode(slot->http_status)),
+					errmsg("Moneroo refused the payout (HTTP %ld)", slot->http_status),
+					errdetail("%s", detail),
+					slot->http_status == 401 || slot->http_status == 403 ?
+					errhint("Check moneroo.secret_key: Moneroo did not accept it. Nothing was paid.") :
 					errhint("Correct the request and send it again; nothing was paid."));
 			break;
 		case SEND_NOT_SENT:
 			ereport(ERROR,
-					errcode(answer.rate_limited ? ERRCODE_CONFIGURATION_LIMIT_EXCEEDED :
+					errcode(slot->http_status == 429 ? ERRCODE_CONFIGURATION_LIMIT_EXCEEDED :
 							ERRCODE_SQLCLIENT_UNABLE_TO_ESTABLISH_SQLCONNECTION),
-					errmsg("payout %lld was not sent: %s", (long long) id,
-						   answer.rate_limited ? "Moneroo's rate limit was reached" :
-						   "could not connect to Moneroo"),
-					errdetail("%s", answer.error),
+					errmsg("payout was not sent: %s",
+						   slot->http_status == 429 ? "Moneroo's rate limit was reached" :
+						   "could not reach Moneroo"),
+					errdetail("%s", slot->error),
 					errhint("Nothing was paid; try again later. Check moneroo.api_url if this persists."));
 			break;
 	}
-	http_call_free(call);
-	CHECK_FOR_INTERRUPTS();
-	return payout_store_fetch(id);
+	return row;
+}
+
+Datum
+moneroo_transfer_now(Jsonb *request)
+{
+	char	   *text = JsonbToCString(NULL, &request->root, VARSIZE(request));
+	char	   *reference;
+	TransferSlot *slot;
+	SendVerdict verdict;
+	Datum		row;
+
+	check_worker_serves_this_database();
+	if (strlen(text) >= TRANSFER_REQUEST_BYTES)
+		ereport(ERROR,
+				errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				errmsg("payout request is too large: %zu bytes", strlen(text)),
+				errdetail("moneroo_transfer takes requests of up to %d bytes.", TRANSFER_REQUEST_BYTES - 1));
+
+	reference = new_reference();
+	slot = &moneroo_shared->transfers[reserve_slot()];
+	slot->backend_pid = MyProcPid;
+	slot->backend_latch = MyLatch;
+	strlcpy(slot->reference, reference, REFERENCE_BYTES);
+	strlcpy(slot->request, text, TRANSFER_REQUEST_BYTES);
+	slot->error[0] = '\0';
+	slot->detail[0] = '\0';
+	set_slot_state(slot, SLOT_SUBMITTED);
+	moneroo_wake_worker();
+
+	wait_for_worker(slot);
+	verdict = (SendVerdict) slot->verdict;
+
+	/* the slot's contents stay ours to read until we free it */
+	PG_TRY();
+	{
+		row = report_outcome(slot, verdict);
+	}
+	PG_FINALLY();
+	{
+		set_slot_state(slot, SLOT_FREE);
+	}
+	PG_END_TRY();
+	return row;
 }

@@ -18,11 +18,12 @@
 # Environment knobs:
 #   KEEP=1              keep the work directory (data dir, logs, outputs)
 #   VERBOSE=1           stream every TAP line (default: failures only)
-#   ONLY=REGEX          run only tests (file basenames) matching REGEX
+#   TEST_ONLY=REGEX     run only tests (file basenames) matching REGEX
 #   PGTAP_TIMEOUT=300   seconds per pgTAP file
 #   SCRIPT_TIMEOUT=600  seconds per fault script
 #   REGRESS_TIMEOUT=900 seconds for all of pg_regress (and for isolation)
 #   SKIP_INSTALL=1      skip the apt step entirely
+# shellcheck disable=SC2317,SC2119
 set -euo pipefail
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -42,7 +43,7 @@ PACKAGES=(postgresql-15 postgresql-server-dev-15 libcurl4-openssl-dev postgresql
           libtap-parser-sourcehandler-pgtap-perl python3 curl openssl make gcc)
 
 VERBOSE=${VERBOSE:-0}
-ONLY=${ONLY:-}
+ONLY=${TEST_ONLY:-}
 PGTAP_TIMEOUT=${PGTAP_TIMEOUT:-300}
 SCRIPT_TIMEOUT=${SCRIPT_TIMEOUT:-600}
 REGRESS_TIMEOUT=${REGRESS_TIMEOUT:-900}
@@ -87,7 +88,7 @@ finish() {
         [ ${#FAILURES[@]} -gt 0 ] || FAILURES+=("harness: exited with status $rc")
     fi
     if [ -n "$WORK" ] && [ -d "$WORK" ]; then
-        if [ "$FAILED" -gt 0 ] && [ -f "$WORK/server.log" ]; then
+        if [ "$FAILED" -gt 0 ] && [ -f "$WORK/server.log" ] && [ -z "${CLUSTER_LOG_SHOWN:-}" ]; then
             say ""
             say "server log: $WORK/server.log$([ "${KEEP:-0}" = 1 ] || echo ' (removed; KEEP=1 keeps it)')"
             say "---- last 50 lines of server.log ----"
@@ -150,7 +151,7 @@ step "build"
 for o in src/*.o; do
     [ -e "$o" ] || continue
     for h in src/*.h Makefile; do
-        if [ -e "$h" ] && [ "$h" -nt "$o" ]; then rm -f "$o"; break; fi
+        if [ -e "$h" ] && [ "$h" -nt "$o" ]; then rm -f "$o" "${o%.o}.bc"; break; fi
     done
 done
 if ! make -j"$(nproc 2>/dev/null || echo 2)" PG_CONFIG="$PG_CONFIG" </dev/null; then
@@ -168,42 +169,31 @@ say "installed into $("$PG_CONFIG" --pkglibdir) and $("$PG_CONFIG" --sharedir)/e
 
 # ---------------------------------------------------------------- 3. work dir
 step "work directory"
-WORK=$(mktemp -d /tmp/moneroo-test.XXXXXX)
-export WORK
-for d in sql expected test; do
-    if [ -d "$d" ]; then cp -R "$d" "$WORK/"; else mkdir -p "$WORK/$d"; fi
-done
-mkdir -p "$WORK/sock" "$WORK/regress-out" "$WORK/isolation-out" "$WORK/tap-out"
-"${SUDO[@]}" chown -R postgres: "$WORK" || die "cannot chown $WORK to postgres"
 # shellcheck source=test/lib/cluster.sh
 . "$REPO/test/lib/cluster.sh"
+work_create "$REPO" moneroo-test || die "cannot make the work directory"
+as_pg mkdir -p "$WORK/regress-out" "$WORK/isolation-out" "$WORK/tap-out"
 PGPORT=$(free_port) || die "no free port"
 MOCK_PORT=$(free_port "$PGPORT") || die "no free port"
 export PGPORT MOCK_PORT
 cluster_env
 say "WORK=$WORK PGPORT=$PGPORT MOCK_PORT=$MOCK_PORT"
-
-# ---------------------------------------------------------------- 4. mock
-step "mock"
 [ -f "$MOCK_SCRIPT" ] || die "the mock test/mock/moneroo_mock.py does not exist"
-mock_start || die "the mock did not start"
-say "mock answering on $MOCK_URL"
 
-# ---------------------------------------------------------------- 5-6. cluster
-step "cluster"
-cluster_init || die "initdb failed"
-cluster_start || die "the server did not start (see above)"
-cluster_psql -d postgres -c "CREATE DATABASE $PGDATABASE" || die "CREATE DATABASE failed"
-cluster_psql -c "CREATE EXTENSION pgtap" || die "CREATE EXTENSION pgtap failed"
-cluster_psql -c "CREATE EXTENSION moneroo" || die "CREATE EXTENSION moneroo failed"
-cluster_psql -f "$WORK/test/pgtap/helpers.sql" || die "test/pgtap/helpers.sql failed"
-# Restart so the background worker starts against a database that already has
-# the extension, as in production after CREATE EXTENSION and a restart.
-cluster_restart || die "the server did not restart"
+# ---------------------------------------------------------------- 4-6. mock, cluster
+step "mock and cluster"
+# mock, initdb, start, database, pgtap + moneroo, helpers.sql, restart
+stack_up || die "could not bring up the mock and the cluster (see above)"
 as_pg cp "$PGDATA/postgresql.conf" "$WORK/postgresql.conf.orig"
-say "PostgreSQL on $PGHOST port $PGPORT, database $PGDATABASE"
+say "mock on $MOCK_URL; PostgreSQL on $PGHOST port $PGPORT, database $PGDATABASE"
+# Several checkouts on one machine share the server's library directory.
+if ! cmp -s "$REPO/moneroo.so" "$("$PG_CONFIG" --pkglibdir)/moneroo.so"; then
+    say "WARNING: $("$PG_CONFIG" --pkglibdir)/moneroo.so is not the library just built:" \
+        "another build installed over it while this run started"
+fi
 
 selected() { [ -z "$ONLY" ] || [[ $1 =~ $ONLY ]]; }
+[ -z "$ONLY" ] || say "TEST_ONLY=$ONLY: running only the tests whose names match"
 
 # Count one pg_regress / pg_isolation_regress run.  $1 suite name, $2 output
 # file, $3 exit status, then the test names.
@@ -418,7 +408,8 @@ for s in "$WORK"/test/scripts/*.sh; do
     reset_mock_quietly
     say "script $name:"
     t=$SECONDS; rc=0
-    (cd "$WORK" && timeout -k 10 "$SCRIPT_TIMEOUT" "$s") </dev/null 2>"$err" |
+    # through bash: /tmp may be mounted noexec
+    (cd "$WORK" && timeout -k 10 "$SCRIPT_TIMEOUT" bash "$s") </dev/null 2>"$err" |
         tee "$out" | sed -u 's/^/    /' || rc=$?
     tap_account script "$name" "$out" "$err" "$rc" $((SECONDS - t)) 0
     # leave the next test what this script found: same settings, server and mock up

@@ -1,4 +1,4 @@
-# shellcheck shell=bash
+# shellcheck shell=bash disable=SC2119,SC2120
 # test/lib/cluster.sh: shell functions to run a throwaway PostgreSQL 15 cluster
 # with the moneroo library preloaded, and the Moneroo API mock beside it.
 #
@@ -22,11 +22,17 @@
 #   CLUSTER_EXTRA_CONF  more postgresql.conf lines (newline separated), added
 #                       by cluster_init after the standard ones
 #
-# Typical use:
-#   WORK=$(mktemp -d /tmp/moneroo-x.XXXXXX); chown postgres: "$WORK"
+# The whole stack in three calls (what test/run.sh does; the extension must
+# already be built and installed):
 #   . test/lib/cluster.sh
+#   work_create "$REPO" moneroo-demo      # sets WORK (mktemp under /tmp)
+#   trap stack_down EXIT                  # stops everything, removes WORK
+#   stack_up "moneroo.some_setting = 64"  # ports, mock, initdb, start, database,
+#                                         # extensions, mock.* helpers, restart
+#   cluster_psql -c "SELECT ..."
+# or piece by piece:
 #   PGPORT=$(free_port); MOCK_PORT=$(free_port "$PGPORT")
-#   mock_start; cluster_init "moneroo.max_in_flight = 64"; cluster_start
+#   mock_start; cluster_init "extra = 'line'"; cluster_start
 #   cluster_psql -d postgres -c 'CREATE DATABASE moneroo_test'
 #   ...; cluster_stop; mock_stop
 
@@ -38,6 +44,10 @@
 # Fill in the variables derived from WORK and the ports.  Called by every
 # function, so callers may set WORK/PGPORT/MOCK_PORT at any time.
 cluster_env() {
+    : "${PGBIN:=/usr/lib/postgresql/15/bin}"
+    : "${PG_OS_USER:=postgres}"
+    : "${PGDATABASE:=moneroo_test}"
+    : "${MONEROO_TEST_KEY:=pvk_sandbox_t3stK3y|01JTESTKEYDONOTLOG0000000}"
     if [ -z "${WORK:-}" ]; then
         echo "cluster.sh: WORK is not set" >&2
         return 1
@@ -48,7 +58,8 @@ cluster_env() {
     : "${MOCK_LOG:=$WORK/mock.log}"
     : "${MOCK_SCRIPT:=$WORK/test/mock/moneroo_mock.py}"
     if [ -n "${MOCK_PORT:-}" ]; then MOCK_URL="http://127.0.0.1:$MOCK_PORT"; fi
-    export WORK PGBIN PGDATA PGHOST PGDATABASE SERVER_LOG MONEROO_TEST_KEY
+    export WORK PGBIN PG_OS_USER PGDATA PGHOST PGDATABASE SERVER_LOG MOCK_LOG MOCK_SCRIPT \
+        MONEROO_TEST_KEY
     export PGUSER=postgres
     [ -n "${PGPORT:-}" ] && export PGPORT
     [ -n "${MOCK_PORT:-}" ] && export MOCK_PORT MOCK_URL
@@ -166,14 +177,17 @@ cluster_is_running() {
 cluster_explain_failure() {
     local libdir
     libdir=$("$PGBIN/pg_config" --pkglibdir 2>/dev/null || echo /usr/lib/postgresql/15/lib)
+    CLUSTER_LOG_SHOWN=1   # read by test/run.sh
+    export CLUSTER_LOG_SHOWN
     echo "---- last 50 lines of $SERVER_LOG ----" >&2
     tail -n 50 "$SERVER_LOG" >&2 2>/dev/null || true
     echo "----" >&2
     if [ ! -e "$libdir/moneroo.so" ]; then
         echo "cluster_start: $libdir/moneroo.so is missing: the library named in" \
              "shared_preload_libraries was not built/installed (make; make install)" >&2
-    elif grep -q 'could not load library\|could not access file "moneroo"' "$SERVER_LOG" 2>/dev/null; then
-        echo "cluster_start: the server could not load $libdir/moneroo.so (see the log above)" >&2
+    elif grep -q 'could not load library\|could not access file' "$SERVER_LOG" 2>/dev/null; then
+        echo "cluster_start: the server could not load a library of shared_preload_libraries" \
+             "(see the log above)" >&2
     fi
 }
 
@@ -200,8 +214,8 @@ cluster_stop() {
     if [ -n "$pid" ]; then
         echo "cluster_stop: killing postmaster $pid" >&2
         kill -KILL "$pid" 2>/dev/null || true
-        local i
-        for i in $(seq 1 50); do
+        local _
+        for _ in $(seq 1 50); do
             kill -0 "$pid" 2>/dev/null || break
             sleep 0.1
         done
@@ -275,12 +289,12 @@ mock_is_running() {
 # mock_stop: stop the mock started by mock_start (TERM, then KILL; bounded).
 mock_stop() {
     cluster_env || return 1
-    local pid i
+    local pid _
     pid=$(cat "$WORK/mock.pid" 2>/dev/null || true)
     [ -n "$pid" ] || return 0
     if kill -0 "$pid" 2>/dev/null; then
         kill -TERM "$pid" 2>/dev/null || true
-        for i in $(seq 1 50); do
+        for _ in $(seq 1 50); do
             kill -0 "$pid" 2>/dev/null || break
             sleep 0.1
         done
@@ -300,4 +314,68 @@ mock_ctl() {
     else
         curl -fsS --noproxy '*' --max-time 10 -X "$1" "$MOCK_URL$2"
     fi
+}
+
+# work_create REPO [PREFIX]: make WORK=/tmp/PREFIX.XXXXXX owned by PG_OS_USER
+# with copies of REPO's sql/, expected/ and test/ (the server and the
+# postgres-run tools may be unable to enter REPO).  Sets and exports WORK.
+work_create() {
+    local repo=${1:?work_create REPO [PREFIX]} prefix=${2:-moneroo-test} d
+    WORK=$(mktemp -d "/tmp/$prefix.XXXXXX") || return 1
+    export WORK
+    for d in sql expected test; do
+        if [ -d "$repo/$d" ]; then cp -R "$repo/$d" "$WORK/" || return 1; else mkdir -p "$WORK/$d"; fi
+    done
+    mkdir -p "$WORK/sock"
+    local sudo=()
+    [ "$(id -u)" = 0 ] || sudo=(sudo -n)
+    "${sudo[@]}" chown -R "${PG_OS_USER:-postgres}:" "$WORK" || {
+        echo "work_create: cannot chown $WORK to ${PG_OS_USER:-postgres}" >&2
+        return 1
+    }
+}
+
+# stack_up [CONF_LINE...]: free ports (unless PGPORT/MOCK_PORT are set), the
+# mock, initdb with the CONF_LINEs, start, CREATE DATABASE $PGDATABASE, the
+# extensions in $STACK_EXTENSIONS [pgtap moneroo], test/pgtap/helpers.sql
+# (when pgtap is among them), then a restart so the background worker starts
+# against a database that has the extension.
+stack_up() {
+    cluster_env || return 1
+    local ext
+    if [ -z "${PGPORT:-}" ]; then PGPORT=$(free_port) || return 1; fi
+    if [ -z "${MOCK_PORT:-}" ]; then MOCK_PORT=$(free_port "$PGPORT") || return 1; fi
+    export PGPORT MOCK_PORT
+    cluster_env || return 1
+    mock_start || { echo "stack_up: the mock did not start" >&2; return 1; }
+    cluster_init "$@" || { echo "stack_up: initdb failed" >&2; return 1; }
+    cluster_start || { echo "stack_up: the server did not start" >&2; return 1; }
+    cluster_psql -d postgres -c "CREATE DATABASE $PGDATABASE" || return 1
+    for ext in ${STACK_EXTENSIONS:-pgtap moneroo}; do
+        cluster_psql -c "CREATE EXTENSION $ext" || {
+            echo "stack_up: CREATE EXTENSION $ext failed" >&2
+            return 1
+        }
+    done
+    case " ${STACK_EXTENSIONS:-pgtap moneroo} " in
+        *" pgtap "*)
+            cluster_psql -f "$WORK/test/pgtap/helpers.sql" || {
+                echo "stack_up: test/pgtap/helpers.sql failed" >&2
+                return 1
+            } ;;
+    esac
+    cluster_restart || { echo "stack_up: the server did not restart" >&2; return 1; }
+}
+
+# stack_down: stop the server and the mock; remove WORK unless KEEP=1.
+stack_down() {
+    [ -n "${WORK:-}" ] && [ -d "$WORK" ] || return 0
+    cluster_stop >/dev/null 2>&1 || true
+    mock_stop >/dev/null 2>&1 || true
+    if [ "${KEEP:-0}" = 1 ]; then
+        echo "KEEP=1: kept $WORK" >&2
+    else
+        cd / && rm -rf "$WORK"
+    fi
+    return 0
 }

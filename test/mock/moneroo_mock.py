@@ -214,8 +214,10 @@ def is_digit_string(value):
 
 
 def format_amount(amount, code):
+    """'$ 500.00', 'XOF 1,000'.  Amounts are whole main units (section 7.2);
+    integer formatting, because a float overflows on absurd amounts."""
     name, symbol, decimals = CURRENCIES[code][:3]
-    return f"{symbol} {amount:,.{decimals}f}"
+    return f"{symbol} {amount:,}" + ("." + "0" * decimals if decimals else "")
 
 
 # --------------------------------------------------------------------------
@@ -304,12 +306,14 @@ def validation_message(errors):
 # Payout records and their JSON shape (section 3.2)
 # --------------------------------------------------------------------------
 
-def new_payout(pid, body, now):
+def new_payout(pid, body, raw, now):
+    """A payout record.  It keeps the request's raw bytes, not the parsed body:
+    a parsed body costs ~1.5 KB and benchmarks create hundreds of thousands."""
     method = METHODS[body["method"]]
     number = str(body["recipient"][method.field])
     metadata = body.get("metadata")
     return {
-        "id": pid, "created": now, "body": body,
+        "id": pid, "created": now, "raw": raw,
         "reference": metadata.get("payout_reference") if isinstance(metadata, dict) else None,
         "method": method, "number": number,
         "outcome": TEST_OUTCOMES.get(number, "failed"),
@@ -362,7 +366,7 @@ def currency_object(code):
 def render_payout(p, status=None):
     """The verify/retrieve 'data' object.  `status` overrides the reported
     status verbatim (verify_status fault) without touching the record."""
-    body, method = p["body"], p["method"]
+    body, method = json.loads(p["raw"]), p["method"]
     customer = body.get("customer") or {}
     reported = p["status"] if status is None else status
     created = iso(p["created"])
@@ -559,6 +563,7 @@ class MockState:
         self.journal = deque(maxlen=self.settings["journal_limit"] or None)
         self.seq = 0
         self.creates = 0
+        self.rate_limited = 0       # 429s from the limiter (not injected ones)
         self.reference_counts = Counter()
         self.rate_window = deque()  # monotonic times of requests admitted by the limiter
         # Compact per-request arrays so stats stay exact however long the run
@@ -635,6 +640,7 @@ class MockState:
             while window and window[0] <= now - RATE_WINDOW:
                 window.popleft()
             if len(window) >= limit:
+                self.rate_limited += 1
                 return False
             window.append(now)
             return True
@@ -671,12 +677,12 @@ class MockState:
 
     # -- payouts -------------------------------------------------------------------
 
-    def create(self, body):
+    def create(self, body, raw):
         with self.lock:
             pid = new_id()
             while pid in self.payouts:
                 pid = new_id()
-            payout = new_payout(pid, body, time.time())
+            payout = new_payout(pid, body, raw, time.time())
             self.payouts[pid] = payout
             self.creates += 1
             if payout["reference"] is not None:
@@ -701,20 +707,26 @@ class MockState:
             return True
 
     def payout_list(self):
+        """Parsing the stored bodies happens outside the lock."""
         with self.lock:
             now = time.time()
             out = []
             for p in self.payouts.values():
                 advance(p, now, self.settings)
                 out.append({"id": p["id"], "reference": p["reference"], "status": p["status"],
-                            "created": p["created"], "body": p["body"]})
-            return out
+                            "created": p["created"], "raw": p["raw"]})
+        for p in out:
+            p["body"] = parse_body(p.pop("raw"))[0]
+        return out
 
     # -- reporting -----------------------------------------------------------------
 
     def journal_since(self, since):
         with self.lock:
-            return [dict(e) for e in self.journal if e["seq"] > since]
+            entries = [dict(e) for e in self.journal if e["seq"] > since]
+        for e in entries:       # bodies are journaled raw to save memory
+            e["body"] = parse_body(e["body"])[0]
+        return entries
 
     def stats(self):
         with self.lock:
@@ -722,8 +734,9 @@ class MockState:
             result = {
                 "requests": self.seq,
                 "creates": self.creates,
+                "rate_limited": self.rate_limited,
                 "duplicate_references": [json.loads(r) for r, n in
-                                         self.reference_counts.items() if n > 1],
+                                         sorted(self.reference_counts.items()) if n > 1],
                 "max_concurrent": self.max_in_flight,
                 "in_flight": self.in_flight,
                 "max_connections": self.max_connections,
@@ -735,7 +748,6 @@ class MockState:
         result["max_in_any_60s_window"] = max_in_window(sorted(times))
         result["max_accepted_in_any_60s_window"] = max_in_window(sorted(accepted))
         counts = Counter(statuses)
-        result["rate_limited"] = counts.get(429, 0)
         result["status_counts"] = {str(s or "none"): n for s, n in sorted(counts.items())}
         return result
 
@@ -959,7 +971,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
             self.state.end()
 
     def discard_body(self):
-        self.entry["body"] = parse_body(self.read_body())[0]
+        self.entry["body"] = self.read_body()
 
     def api_answer(self, status, body, ctype="application/json", headers=(), close=False):
         """Answer an API request after the configured latency, and journal it."""
@@ -983,7 +995,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
             return
         raw = self.read_body()
         parsed, is_json = parse_body(raw)
-        self.entry["body"] = parsed
+        self.entry["body"] = raw
         if kind == "hang_before_create":
             self.state.wake.wait(fault["seconds"])
             self.close_connection = True
@@ -994,7 +1006,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
             return
 
         override = fault["value"] if kind == "verify_status" else None
-        status, body = self.process(route, payout_id, parsed, is_json, override)
+        status, body = self.process(route, payout_id, raw, parsed, is_json, override)
         self.deliver(route, status, body, fault)
 
     def deliver(self, route, status, body, fault):
@@ -1016,17 +1028,18 @@ class Handler(http.server.BaseHTTPRequestHandler):
         elif kind == "garbage_json":
             default = 201 if route == "initialize" else 200
             raw = fault["body"]
-            raw = raw.encode() if isinstance(raw, str) else dumps(raw)
+            # surrogatepass: tests may send deliberately broken "\ud800" text.
+            raw = raw.encode("utf-8", "surrogatepass") if isinstance(raw, str) else dumps(raw)
             self.api_answer(fault.get("status", default), raw)
 
-    def process(self, route, payout_id, body, is_json, status_override):
+    def process(self, route, payout_id, raw, body, is_json, status_override):
         """Do what Moneroo would do; return (status, response bytes)."""
         if route == "methods":
             return 200, CATALOGUE_BYTES
         if not self.authorized():
             return 401, dumps(error_envelope("Unauthenticated."))
         if route == "initialize":
-            return self.initialize(body, is_json)
+            return self.initialize(raw, body, is_json)
         data = self.state.render(payout_id, status_override)
         if data is None:
             return 404, dumps(error_envelope(MSG_NOT_FOUND))
@@ -1044,13 +1057,13 @@ class Handler(http.server.BaseHTTPRequestHandler):
         key = self.state.secret_key
         return key is None or hmac.compare_digest(token.encode(), key.encode())
 
-    def initialize(self, body, is_json):
+    def initialize(self, raw, body, is_json):
         if not is_json or not isinstance(body, dict):
             return 400, dumps(error_envelope("Malformed JSON."))
         errors = validate_initialize(body)
         if errors:
             return 422, dumps(error_envelope(validation_message(errors), errors))
-        payout_id, reference = self.state.create(body)
+        payout_id, reference = self.state.create(body, raw)
         self.entry["created_id"], self.entry["reference"] = payout_id, reference
         return 201, dumps({"success": True, "message": MSG_INITIALIZED,
                            "data": {"id": payout_id}, "errors": None})

@@ -233,6 +233,7 @@ END
 $fn$;
 
 -- mock.journal(since): only the entries whose "seq" is above since.
+DROP FUNCTION IF EXISTS mock.journal();     -- an older, argument-less version
 CREATE OR REPLACE FUNCTION mock.journal(since bigint DEFAULT 0) RETURNS SETOF jsonb
 LANGUAGE sql VOLATILE
 AS $fn$ SELECT mock.rows_of(mock.get('/__mock/journal?since=' || coalesce(since, 0))); $fn$;

@@ -178,3 +178,8 @@ GROUP BY w.worker_running, w.worker_pid, w.in_flight, w.requests_last_minute,
 
 REVOKE ALL ON FUNCTION moneroo_worker_info() FROM PUBLIC;
 REVOKE ALL ON moneroo_status FROM PUBLIC;
+
+CREATE FUNCTION moneroo_webhook(body text, signature text) RETURNS payouts
+    AS 'MODULE_PATHNAME', 'moneroo_webhook' LANGUAGE C;
+COMMENT ON FUNCTION moneroo_webhook(text, text) IS 'check a Moneroo webhook (raw body, X-Moneroo-Signature) and settle its payout by asking Moneroo';
+REVOKE ALL ON FUNCTION moneroo_webhook(text, text) FROM PUBLIC;

@@ -115,6 +115,8 @@ http_call_new(const char *path, const char *body)
 	SET_OPT(call, CURLOPT_FOLLOWLOCATION, 0L);
 	SET_OPT(call, CURLOPT_SSL_VERIFYPEER, 1L);
 	SET_OPT(call, CURLOPT_SSL_VERIFYHOST, 2L);
+	if (moneroo_ca_bundle != NULL && moneroo_ca_bundle[0] != '\0')
+		SET_OPT(call, CURLOPT_CAINFO, moneroo_ca_bundle);
 	SET_OPT(call, CURLOPT_NOSIGNAL, 1L);
 	SET_OPT(call, CURLOPT_TIMEOUT_MS, (long) moneroo_request_timeout_ms);
 	SET_OPT(call, CURLOPT_CONNECTTIMEOUT_MS, connect_timeout);

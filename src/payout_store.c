@@ -455,3 +455,41 @@ payout_store_requeue(int64 id)
 					 1, types, values, NULL, false);
 	SPI_finish();
 }
+
+void
+payout_store_schedule_verification(int64 id)
+{
+	Oid			types[1] = {INT8OID};
+	Datum		values[1] = {Int64GetDatum(id)};
+
+	SPI_connect();
+	execute_internal(psprintf("UPDATE %s SET next_attempt_at = now() "
+							  "WHERE id = $1 AND status = 'sent'",
+							  payouts_table()),
+					 1, types, values, NULL, false);
+	SPI_finish();
+}
+
+bool
+payout_store_find_by_moneroo_id(const char *moneroo_id, int64 *id, char **status)
+{
+	Oid			types[1] = {TEXTOID};
+	Datum		values[1] = {CStringGetTextDatum(moneroo_id)};
+	MemoryContext caller = CurrentMemoryContext;
+	bool		found;
+	bool		isnull;
+
+	SPI_connect();
+	execute_internal(psprintf("SELECT id, status FROM %s WHERE moneroo_id = $1",
+							  payouts_table()),
+					 1, types, values, NULL, true);
+	found = SPI_processed == 1;
+	if (found)
+	{
+		*id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+		*status = MemoryContextStrdup(caller,
+									  SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2));
+	}
+	SPI_finish();
+	return found;
+}

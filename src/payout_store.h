@@ -69,6 +69,13 @@ extern bool payout_store_fetch_by_reference(const char *reference, Datum *row);
 /* Status and Moneroo id of a row locked FOR UPDATE; false if absent. */
 extern bool payout_store_lock(int64 id, char **status, char **moneroo_id);
 
+/* Asks the worker to verify a sent payout at its next round. */
+extern void payout_store_schedule_verification(int64 id);
+
+/* Id of the payout that carries this Moneroo id; false if none does. */
+extern bool payout_store_find_by_moneroo_id(const char *moneroo_id, int64 *id,
+											char **status);
+
 /* unknown -> pending, for moneroo_retry */
 extern void payout_store_requeue(int64 id);
 

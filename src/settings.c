@@ -26,6 +26,7 @@ char	   *moneroo_secret_key = NULL;
 char	   *moneroo_secret_key_file = NULL;
 char	   *moneroo_webhook_secret = NULL;
 char	   *moneroo_database = NULL;
+char	   *moneroo_ca_bundle = NULL;
 int			moneroo_max_concurrency = 8;
 int			moneroo_rate_limit = 120;
 int			moneroo_request_timeout_ms = 30000;
@@ -132,6 +133,14 @@ moneroo_define_settings(void)
 							   "",
 							   PGC_POSTMASTER,
 							   GUC_SUPERUSER_ONLY | GUC_NO_SHOW_ALL | GUC_NOT_IN_SAMPLE,
+							   NULL, NULL, NULL);
+
+	DefineCustomStringVariable("moneroo.ca_bundle",
+							   "File of CA certificates that may sign the Moneroo API's certificate.",
+							   "Empty uses the system's CA store. Certificate and host name checks are always on.",
+							   &moneroo_ca_bundle,
+							   "",
+							   PGC_SIGHUP, 0,
 							   NULL, NULL, NULL);
 
 	DefineCustomStringVariable("moneroo.database",

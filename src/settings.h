@@ -10,6 +10,7 @@ extern char *moneroo_secret_key;
 extern char *moneroo_secret_key_file;
 extern char *moneroo_webhook_secret;
 extern char *moneroo_database;
+extern char *moneroo_ca_bundle;
 extern int	moneroo_max_concurrency;
 extern int	moneroo_rate_limit;
 extern int	moneroo_request_timeout_ms;

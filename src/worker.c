@@ -47,6 +47,8 @@
 #define CONNECT_RETRY_MS (10 * 1000)
 /* A sent payout gets a verification once in this many sends under load. */
 #define SENDS_PER_VERIFICATION 10
+/* After a configuration error (no key, say), look again this much later. */
+#define CONFIG_RETRY_MS (5 * 1000)
 #define RECORD_RETRY_MIN_MS 500
 #define RECORD_RETRY_MAX_MS (30 * 1000)
 
@@ -67,6 +69,7 @@ typedef struct WorkerState
 	int			sends_since_verification;
 	int			record_failures;
 	TimestampTz next_record_retry;
+	TimestampTz paused_until;	/* after a configuration error: send nothing */
 } WorkerState;
 
 static WorkerState state;
@@ -323,15 +326,28 @@ rate_allowance(void)
 }
 
 static void
-start_ready_sends(void)
+start_sends(void *unused)
 {
 	while (state.ready != NIL && free_capacity() > 0 && moneroo_rate_acquire() == 0)
 	{
-		PayoutWork *work = linitial(state.ready);
-
+		/* started before it leaves the list: a failed start keeps it queued */
+		start_send(linitial(state.ready));
 		state.ready = list_delete_first(state.ready);
-		start_send(work);
 	}
+}
+
+/*
+ * Requests are prepared inside a transaction only so that a configuration
+ * error (a key file gone, say) is caught like any other: the payouts stay
+ * claimed in memory and the worker pauses instead of dying with them.
+ */
+static void
+start_ready_sends(void)
+{
+	if (state.ready != NIL && free_capacity() > 0 &&
+		!in_transaction(start_sends, NULL, "prepare requests to Moneroo"))
+		state.paused_until = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
+														 CONFIG_RETRY_MS);
 	publish_in_flight();
 }
 
@@ -574,7 +590,13 @@ work_once(void)
 {
 	long		sleep_ms = moneroo_poll_interval_ms;
 	int			n;
+	TimestampTz now = GetCurrentTimestamp();
 
+	if (state.paused_until > now)
+	{
+		record_finished();
+		return Max(1, TimestampDifferenceMilliseconds(now, state.paused_until));
+	}
 	if (state.unrecorded != NIL &&
 		GetCurrentTimestamp() < state.next_record_retry)
 		return Max(1, TimestampDifferenceMilliseconds(GetCurrentTimestamp(),

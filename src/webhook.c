@@ -1,0 +1,152 @@
+/*
+ * webhook.c
+ *		moneroo_webhook: settle a payout from a Moneroo webhook delivery.
+ *
+ * The application that receives Moneroo's webhook passes the raw body and
+ * the X-Moneroo-Signature header through.  The signature proves the body
+ * came from Moneroo; even so the body is only a hint: the payout is
+ * settled by asking Moneroo (verify), as Moneroo's documentation advises,
+ * so a replayed or reordered delivery cannot move a payout backwards.
+ */
+#include "postgres.h"
+
+#include "common/cryptohash.h"
+#include "common/hmac.h"
+#include "common/sha2.h"
+#include "fmgr.h"
+#include "utils/builtins.h"
+#include "utils/jsonb.h"
+
+#include "moneroo_api.h"
+#include "payout_store.h"
+#include "settings.h"
+#include "verification.h"
+
+PG_FUNCTION_INFO_V1(moneroo_webhook);
+
+#define SIGNATURE_HEX_LENGTH (PG_SHA256_DIGEST_LENGTH * 2)
+
+static void
+expected_signature(const char *body, size_t len, char *hex)
+{
+	uint8		digest[PG_SHA256_DIGEST_LENGTH];
+	pg_hmac_ctx *ctx = pg_hmac_create(PG_SHA256);
+	static const char digits[] = "0123456789abcdef";
+
+	if (ctx == NULL ||
+		pg_hmac_init(ctx, (const uint8 *) moneroo_webhook_secret,
+					 strlen(moneroo_webhook_secret)) < 0 ||
+		pg_hmac_update(ctx, (const uint8 *) body, len) < 0 ||
+		pg_hmac_final(ctx, digest, sizeof(digest)) < 0)
+	{
+		pg_hmac_free(ctx);
+		ereport(ERROR,
+				errcode(ERRCODE_INTERNAL_ERROR),
+				errmsg("could not compute the webhook signature"));
+	}
+	pg_hmac_free(ctx);
+	for (int i = 0; i < PG_SHA256_DIGEST_LENGTH; i++)
+	{
+		hex[2 * i] = digits[digest[i] >> 4];
+		hex[2 * i + 1] = digits[digest[i] & 0x0f];
+	}
+	hex[SIGNATURE_HEX_LENGTH] = '\0';
+}
+
+/*
+ * Refuses unless the signature is the lowercase hex HMAC-SHA256 of the raw
+ * body, compared in constant time so that its bytes cannot be guessed one
+ * at a time from response times.
+ */
+static void
+check_signature(const char *body, size_t len, const char *signature)
+{
+	char		expected[SIGNATURE_HEX_LENGTH + 1];
+
+	if (moneroo_webhook_secret == NULL || moneroo_webhook_secret[0] == '\0')
+		ereport(ERROR,
+				errcode(ERRCODE_CONFIG_FILE_ERROR),
+				errmsg("moneroo.webhook_secret is not set"),
+				errhint("Set moneroo.webhook_secret to the signing secret of the webhook in Moneroo's dashboard and restart the server."));
+
+	expected_signature(body, len, expected);
+	if (signature == NULL || strlen(signature) != SIGNATURE_HEX_LENGTH ||
+		timingsafe_bcmp(expected, signature, SIGNATURE_HEX_LENGTH) != 0)
+	{
+		explicit_bzero(expected, sizeof(expected));
+		ereport(ERROR,
+				errcode(ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION),
+				errmsg("invalid Moneroo webhook signature"),
+				errdetail("X-Moneroo-Signature must be the lowercase hex HMAC-SHA256 of the raw request body."),
+				errhint("Pass the body exactly as received, before any JSON parsing, and answer the delivery with 403."));
+	}
+	explicit_bzero(expected, sizeof(expected));
+}
+
+static void
+malformed(const char *detail)
+{
+	ereport(ERROR,
+			errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+			errmsg("malformed Moneroo webhook body"),
+			errdetail("%s", detail));
+}
+
+/* The Moneroo id a payout event is about. */
+static char *
+payout_id_of(const char *body, size_t len)
+{
+	Jsonb	   *event = moneroo_parse_json(body, len);
+	JsonbValue *type;
+	JsonbValue *data;
+	JsonbValue *id;
+
+	if (event == NULL || !JB_ROOT_IS_OBJECT(event) || JB_ROOT_IS_SCALAR(event))
+		malformed("The body is not a JSON object.");
+	type = getKeyJsonValueFromContainer(&event->root, "event", 5, NULL);
+	if (type == NULL || type->type != jbvString)
+		malformed("The body has no \"event\" string.");
+	if (type->val.string.len < 7 || strncmp(type->val.string.val, "payout.", 7) != 0)
+		malformed(psprintf("\"%.*s\" is not a payout event.",
+						   Min(type->val.string.len, 64), type->val.string.val));
+	data = getKeyJsonValueFromContainer(&event->root, "data", 4, NULL);
+	if (data == NULL || data->type != jbvBinary || !JsonContainerIsObject(data->val.binary.data))
+		malformed("The body has no \"data\" object.");
+	id = getKeyJsonValueFromContainer(data->val.binary.data, "id", 2, NULL);
+	if (id == NULL || id->type != jbvString || id->val.string.len == 0 ||
+		id->val.string.len > 64)
+		malformed("The body has no \"data.id\" string.");
+	return pnstrdup(id->val.string.val, id->val.string.len);
+}
+
+Datum
+moneroo_webhook(PG_FUNCTION_ARGS)
+{
+	text	   *body;
+	char	   *signature;
+	char	   *moneroo_id;
+	int64		id;
+	char	   *status;
+
+	if (PG_ARGISNULL(0))
+		malformed("The body is null.");
+	body = PG_GETARG_TEXT_PP(0);
+	signature = PG_ARGISNULL(1) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(1));
+
+	check_signature(VARDATA_ANY(body), VARSIZE_ANY_EXHDR(body), signature);
+	moneroo_id = payout_id_of(VARDATA_ANY(body), VARSIZE_ANY_EXHDR(body));
+
+	if (!payout_store_find_by_moneroo_id(moneroo_id, &id, &status))
+		ereport(ERROR,
+				errcode(ERRCODE_NO_DATA_FOUND),
+				errmsg("no payout carries Moneroo id \"%s\"", moneroo_id),
+				errdetail("The webhook is about a payout this database did not send, or not yet recorded."),
+				errhint("Answer the delivery with 200 if the payout is not yours; Moneroo retries failed deliveries."));
+
+	/* A duplicate delivery for a settled payout costs nothing. */
+	if (strcmp(status, "success") == 0 || strcmp(status, "failed") == 0)
+		PG_RETURN_DATUM(payout_store_fetch(id));
+
+	/* Moneroo waits 3 seconds for the answer: never sleep on the limiter. */
+	PG_RETURN_DATUM(moneroo_verify_now(id, false));
+}

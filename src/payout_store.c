@@ -22,6 +22,7 @@
 #include "utils/snapmgr.h"
 
 #include "payout_store.h"
+#include "settings.h"
 
 bool		moneroo_internal_write = false;
 
@@ -284,7 +285,8 @@ payout_store_record_send(int64 id, SendVerdict verdict, MonerooAnswer *answer,
 	values[1] = text_or_null(verdict == SEND_ACCEPTED ? answer->moneroo_id : NULL, &nulls[1]);
 	values[2] = text_or_null(answer->error, &nulls[2]);
 	values[3] = jsonb_or_null(answer->body, &nulls[3]);
-	values[4] = Int32GetDatum(retry_after_ms);
+	/* a sent payout is first verified on the verification schedule */
+	values[4] = Int32GetDatum(verdict == SEND_ACCEPTED ? moneroo_verify_backoff_ms(0) : retry_after_ms);
 
 	switch (verdict)
 	{

@@ -52,9 +52,10 @@ extern uint64 payout_store_settle_orphans(void);
 
 /*
  * Records an initialize exchange.  A payout that provably never reached
- * Moneroo goes back to pending when requeue is true (the queue), and to
- * rejected otherwise (moneroo_transfer raised an error: nothing may be sent
- * behind the caller's back).
+ * Moneroo goes back to pending, retried after retry_after_ms, when requeue
+ * is true (the queue), and to rejected otherwise (moneroo_transfer raised
+ * an error: nothing may be sent behind the caller's back).  A sent payout
+ * is scheduled for its first verification.
  */
 extern void payout_store_record_send(int64 id, SendVerdict verdict,
 									 MonerooAnswer *answer, int retry_after_ms,

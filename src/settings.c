@@ -202,6 +202,16 @@ moneroo_define_settings(void)
 	MarkGUCPrefixReserved("moneroo");
 }
 
+int
+moneroo_verify_backoff_ms(int verifications)
+{
+	int64		delay = moneroo_verify_min_interval_ms;
+
+	for (int i = 0; i < verifications && delay < moneroo_verify_max_interval_ms; i++)
+		delay *= 2;
+	return (int) Min(delay, (int64) moneroo_verify_max_interval_ms);
+}
+
 static void
 config_error(const char *message, const char *hint)
 {

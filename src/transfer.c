@@ -31,16 +31,6 @@
 /* How long a request may wait for a worker that is not running. */
 #define NO_WORKER_PATIENCE_MS 5000
 
-int
-moneroo_verify_backoff_ms(int verifications)
-{
-	int64		delay = moneroo_verify_min_interval_ms;
-
-	for (int i = 0; i < verifications && delay < moneroo_verify_max_interval_ms; i++)
-		delay *= 2;
-	return (int) Min(delay, (int64) moneroo_verify_max_interval_ms);
-}
-
 static bool
 worker_running(void)
 {

@@ -10,6 +10,4 @@
 /* Sends a validated request and returns its recorded payouts row. */
 extern Datum moneroo_transfer_now(Jsonb *request);
 
-extern int	moneroo_verify_backoff_ms(int verifications);
-
 #endif

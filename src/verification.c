@@ -15,8 +15,8 @@
 #include "http_client.h"
 #include "moneroo_api.h"
 #include "payout_store.h"
+#include "settings.h"
 #include "shared_state.h"
-#include "transfer.h"
 #include "verification.h"
 
 /* Waits, interruptibly, for the rate limiter to let one request leave. */

@@ -38,7 +38,6 @@
 #include "payout_store.h"
 #include "settings.h"
 #include "shared_state.h"
-#include "transfer.h"
 #include "worker.h"
 
 /* Seconds to wait before Moneroo is asked again after a 429, as documented. */

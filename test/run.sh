@@ -39,9 +39,6 @@ export DEBIAN_FRONTEND=noninteractive
 # PGSERVICE would change what the tests see.
 unset PGOPTIONS PGSERVICE PGSERVICEFILE PGTZ PGDATESTYLE PGCLIENTENCODING PGSSLMODE || true
 
-PACKAGES=(postgresql-15 postgresql-server-dev-15 libcurl4-openssl-dev postgresql-15-pgtap
-          libtap-parser-sourcehandler-pgtap-perl python3 curl openssl make gcc)
-
 VERBOSE=${VERBOSE:-0}
 ONLY=${TEST_ONLY:-}
 PGTAP_TIMEOUT=${PGTAP_TIMEOUT:-300}
@@ -120,25 +117,10 @@ trap 'exit 130' INT
 trap 'exit 143' TERM
 
 # ---------------------------------------------------------------- 1. packages
+# shellcheck source=test/lib/build.sh
+. "$REPO/test/lib/build.sh"
 step "packages"
-missing=()
-for p in "${PACKAGES[@]}"; do
-    if [ "$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null || true)" != "install ok installed" ]; then
-        missing+=("$p")
-    fi
-done
-if [ ${#missing[@]} -eq 0 ]; then
-    say "all packages installed"
-elif [ "${SKIP_INSTALL:-0}" = 1 ]; then
-    say "SKIP_INSTALL=1: not installing ${missing[*]}"
-else
-    say "missing: ${missing[*]}"
-    "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive timeout 900 apt-get update -q </dev/null ||
-        "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive timeout 900 apt-get update -q </dev/null ||
-        die "apt-get update failed"
-    "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive timeout 1800 apt-get install -y -q \
-        --no-install-recommends "${PACKAGES[@]}" </dev/null || die "apt-get install failed"
-fi
+install_packages || die "could not install the packages moneroo needs"
 [ -x "$PG_CONFIG" ] || die "$PG_CONFIG not found (postgresql-server-dev-15)"
 PGXS_DIR=$("$PG_CONFIG" --pkglibdir)/pgxs
 PG_REGRESS=$PGXS_DIR/src/test/regress/pg_regress
@@ -146,26 +128,7 @@ PG_ISOLATION_REGRESS=$PGXS_DIR/src/test/isolation/pg_isolation_regress
 
 # ---------------------------------------------------------------- 2. build
 step "build"
-# PGXS tracks no header dependencies: rebuild objects older than a header or
-# the Makefile so a stale object never hides a change.
-for o in src/*.o; do
-    [ -e "$o" ] || continue
-    for h in src/*.h Makefile; do
-        if [ -e "$h" ] && [ "$h" -nt "$o" ]; then rm -f "$o" "${o%.o}.bc"; break; fi
-    done
-done
-if ! make -j"$(nproc 2>/dev/null || echo 2)" PG_CONFIG="$PG_CONFIG" </dev/null; then
-    echo "" >&2
-    echo "########  BUILD FAILED (make PG_CONFIG=$PG_CONFIG)  ########" >&2
-    die "build failed"
-fi
-"${SUDO[@]}" make install PG_CONFIG="$PG_CONFIG" </dev/null >"${TMPDIR:-/tmp}/moneroo-make-install.$$.log" 2>&1 || {
-    cat "${TMPDIR:-/tmp}/moneroo-make-install.$$.log" >&2
-    rm -f "${TMPDIR:-/tmp}/moneroo-make-install.$$.log"
-    die "make install failed"
-}
-rm -f "${TMPDIR:-/tmp}/moneroo-make-install.$$.log"
-say "installed into $("$PG_CONFIG" --pkglibdir) and $("$PG_CONFIG" --sharedir)/extension"
+build_extension || die "build failed"
 
 # ---------------------------------------------------------------- 3. work dir
 step "work directory"

@@ -1,0 +1,60 @@
+# shellcheck shell=bash
+# test/lib/build.sh: install what moneroo needs on Debian 12, then build and
+# install it.  Shared by test/run.sh (the tests) and test/demo.sh (the demo).
+# Reads SUDO (an array, empty for root) and PG_CONFIG; defines functions only.
+
+MONEROO_PACKAGES=(postgresql-15 postgresql-server-dev-15 libcurl4-openssl-dev postgresql-15-pgtap
+                  libtap-parser-sourcehandler-pgtap-perl python3 curl openssl make gcc)
+
+# install_packages: apt-get install the packages that are missing (all of
+# them at once, after apt-get update), or nothing when every one is there.
+install_packages() {
+    local p missing=()
+    for p in "${MONEROO_PACKAGES[@]}"; do
+        if [ "$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null || true)" != "install ok installed" ]; then
+            missing+=("$p")
+        fi
+    done
+    if [ ${#missing[@]} -eq 0 ]; then
+        echo "all packages installed"
+        return 0
+    fi
+    if [ "${SKIP_INSTALL:-0}" = 1 ]; then
+        echo "SKIP_INSTALL=1: not installing ${missing[*]}"
+        return 0
+    fi
+    echo "missing: ${missing[*]}"
+    "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive timeout 900 apt-get update -q </dev/null ||
+        "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive timeout 900 apt-get update -q </dev/null ||
+        { echo "apt-get update failed" >&2; return 1; }
+    "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive timeout 1800 apt-get install -y -q \
+        --no-install-recommends "${MONEROO_PACKAGES[@]}" </dev/null ||
+        { echo "apt-get install failed" >&2; return 1; }
+}
+
+# build_extension: make and make install from the current directory.
+build_extension() {
+    local o h log
+    # PGXS tracks no header dependencies: rebuild objects older than a header
+    # or the Makefile so a stale object never hides a change.
+    for o in src/*.o; do
+        [ -e "$o" ] || continue
+        for h in src/*.h Makefile; do
+            if [ -e "$h" ] && [ "$h" -nt "$o" ]; then rm -f "$o" "${o%.o}.bc"; break; fi
+        done
+    done
+    if ! make -j"$(nproc 2>/dev/null || echo 2)" PG_CONFIG="$PG_CONFIG" </dev/null; then
+        echo "" >&2
+        echo "########  BUILD FAILED (make PG_CONFIG=$PG_CONFIG)  ########" >&2
+        return 1
+    fi
+    log=$(mktemp)
+    if ! "${SUDO[@]}" make install PG_CONFIG="$PG_CONFIG" </dev/null >"$log" 2>&1; then
+        cat "$log" >&2
+        rm -f "$log"
+        echo "make install failed" >&2
+        return 1
+    fi
+    rm -f "$log"
+    echo "installed into $("$PG_CONFIG" --pkglibdir) and $("$PG_CONFIG" --sharedir)/extension"
+}

@@ -13,10 +13,13 @@ CREATE TABLE moneroo_payout_methods (
     currency        text NOT NULL CHECK (currency ~ '^[A-Z]{3}$'),
     country         text NOT NULL CHECK (country ~ '^[A-Z]{2}$'),
     recipient_field text NOT NULL CHECK (recipient_field IN ('msisdn', 'account_number')),
-    dial_code       text CHECK (dial_code ~ '^[1-9][0-9]{0,3}$')
+    dial_code       text CHECK (dial_code ~ '^[1-9][0-9]{0,3}$'),
+    -- rows this script seeds; pg_dump keeps only the others, which are yours
+    documented      boolean NOT NULL DEFAULT false
 );
 
-INSERT INTO moneroo_payout_methods (code, name, currency, country, recipient_field, dial_code) VALUES
+INSERT INTO moneroo_payout_methods (code, name, currency, country, recipient_field, dial_code, documented)
+SELECT code, name, currency, country, recipient_field, dial_code, true FROM (VALUES
     ('airtel_cd',           'Airtel Congo',             'CDF', 'CD', 'msisdn',         '243'),
     ('airtel_mw',           'Airtel Money Malawi',      'MWK', 'MW', 'msisdn',         '265'),
     ('airtel_ng',           'Airtel Money Nigeria',     'NGN', 'NG', 'msisdn',         '234'),
@@ -57,7 +60,8 @@ INSERT INTO moneroo_payout_methods (code, name, currency, country, recipient_fie
     ('vodafone_gh',         'Vodafone Ghana',           'GHS', 'GH', 'msisdn',         '233'),
     ('wave_ci',             'Wave CI',                  'XOF', 'CI', 'msisdn',         '225'),
     ('wave_sn',             'Wave Senegal',             'XOF', 'SN', 'msisdn',         '221'),
-    ('zamtel_zm',           'Zamtel Kwacha',            'ZMW', 'ZM', 'msisdn',         '260');
+    ('zamtel_zm',           'Zamtel Kwacha',            'ZMW', 'ZM', 'msisdn',         '260'))
+    AS documented_methods (code, name, currency, country, recipient_field, dial_code);
 
 -- The queue and the ledger in one table.  LOGGED on purpose: crash recovery
 -- empties unlogged tables, and a lost row is a payout nobody can account for.
@@ -98,7 +102,7 @@ CREATE INDEX payouts_claimable ON payouts (id) WHERE status = 'pending';
 CREATE INDEX payouts_to_verify ON payouts (next_attempt_at) WHERE status = 'sent';
 CREATE INDEX payouts_in_flight ON payouts (id) WHERE status = 'sending';
 
-SELECT pg_catalog.pg_extension_config_dump('moneroo_payout_methods', '');
+SELECT pg_catalog.pg_extension_config_dump('moneroo_payout_methods', 'WHERE NOT documented');
 SELECT pg_catalog.pg_extension_config_dump('payouts', '');
 SELECT pg_catalog.pg_extension_config_dump('payouts_id_seq', '');
 
@@ -130,7 +134,7 @@ CREATE TRIGGER payouts_refuse_truncate
     FOR EACH STATEMENT EXECUTE FUNCTION moneroo_payouts_refuse_truncate();
 
 CREATE FUNCTION moneroo_validate(request jsonb) RETURNS void
-    AS 'MODULE_PATHNAME', 'moneroo_validate_sql' LANGUAGE C STRICT;
+    AS 'MODULE_PATHNAME', 'moneroo_validate_sql' LANGUAGE C;
 COMMENT ON FUNCTION moneroo_validate(jsonb) IS 'raise the error moneroo_transfer or INSERT would raise for this request, or nothing';
 
 CREATE FUNCTION moneroo_transfer(request jsonb) RETURNS payouts

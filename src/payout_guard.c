@@ -13,6 +13,8 @@
 #include "access/htup_details.h"
 #include "commands/trigger.h"
 #include "executor/spi.h"
+#include "miscadmin.h"
+#include "tcop/tcopprot.h"
 #include "utils/builtins.h"
 #include "utils/datum.h"
 #include "utils/jsonb.h"
@@ -98,7 +100,43 @@ refuse_state_change(const char *column)
 			errhint("Use moneroo_retry() to requeue an unknown payout and moneroo_verify() to refresh one."));
 }
 
-static void
+/*
+ * pg_restore brings payouts back in every state with COPY, run by a
+ * superuser; nothing else may insert a payout that is not pending.
+ */
+static bool
+restoring_from_dump(void)
+{
+	const char *query = debug_query_string;
+
+	if (!superuser() || query == NULL)
+		return false;
+	while (*query == ' ' || *query == '\t' || *query == '\n' || *query == '\r')
+		query++;
+	return pg_strncasecmp(query, "COPY", 4) == 0;
+}
+
+/*
+ * A payout dumped while it was being sent may have reached Moneroo since:
+ * it comes back unknown, as it would after a crash.
+ */
+static HeapTuple
+restore_row(Relation rel, HeapTuple row)
+{
+	TupleDesc	desc = RelationGetDescr(rel);
+	char	   *status = text_column(desc, row, "status");
+	int			columns[2] = {column_number(desc, "status"), column_number(desc, "last_error")};
+	Datum		values[2] = {CStringGetTextDatum("unknown"),
+		CStringGetTextDatum("restored from a dump taken while this payout was being sent; "
+							"check Moneroo for its reference before retrying")};
+	bool		nulls[2] = {false, false};
+
+	if (status == NULL || strcmp(status, "sending") != 0)
+		return row;
+	return heap_modify_tuple_by_cols(row, desc, 2, columns, values, nulls);
+}
+
+static HeapTuple
 guard_insert(Relation rel, HeapTuple row)
 {
 	TupleDesc	desc = RelationGetDescr(rel);
@@ -108,6 +146,8 @@ guard_insert(Relation rel, HeapTuple row)
 	{
 		char	   *status = text_column(desc, row, "status");
 
+		if (status != NULL && strcmp(status, "pending") != 0 && restoring_from_dump())
+			return restore_row(rel, row);
 		if (status == NULL || strcmp(status, "pending") != 0)
 			ereport(ERROR,
 					errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
@@ -128,6 +168,7 @@ guard_insert(Relation rel, HeapTuple row)
 		}
 		moneroo_wake_worker_at_commit();
 	}
+	return row;
 }
 
 static HeapTuple
@@ -185,6 +226,31 @@ guard_delete(Relation rel, HeapTuple row)
 				errhint("Only pending and rejected payouts can be deleted."));
 }
 
+/*
+ * The extension writes payouts with its owner's rights; a trigger someone
+ * else put on the table would run with those rights too.
+ */
+static void
+refuse_foreign_triggers(Relation rel)
+{
+	TriggerDesc *triggers = rel->trigdesc;
+
+	for (int i = 0; triggers != NULL && i < triggers->numtriggers; i++)
+	{
+		Trigger    *t = &triggers->triggers[i];
+
+		if (t->tgisinternal || strcmp(t->tgname, "payouts_guard") == 0 ||
+			strcmp(t->tgname, "payouts_refuse_truncate") == 0)
+			continue;
+		ereport(ERROR,
+				errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				errmsg("payouts has a trigger the moneroo extension did not create: \"%s\"",
+					   t->tgname),
+				errdetail("The extension writes payouts with its owner's privileges, which such a trigger would share."),
+				errhint("Drop the trigger; react to payouts from another table or with LISTEN/NOTIFY instead."));
+	}
+}
+
 Datum
 moneroo_payouts_guard(PG_FUNCTION_ARGS)
 {
@@ -197,11 +263,9 @@ moneroo_payouts_guard(PG_FUNCTION_ARGS)
 				errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
 				errmsg("moneroo_payouts_guard must be a BEFORE ROW trigger"));
 
+	refuse_foreign_triggers(trigger->tg_relation);
 	if (TRIGGER_FIRED_BY_INSERT(trigger->tg_event))
-	{
-		guard_insert(trigger->tg_relation, trigger->tg_trigtuple);
-		return PointerGetDatum(trigger->tg_trigtuple);
-	}
+		return PointerGetDatum(guard_insert(trigger->tg_relation, trigger->tg_trigtuple));
 	if (TRIGGER_FIRED_BY_UPDATE(trigger->tg_event))
 		return PointerGetDatum(guard_update(trigger->tg_relation,
 											trigger->tg_trigtuple,

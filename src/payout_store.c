@@ -22,6 +22,7 @@
 #include "utils/snapmgr.h"
 
 #include "payout_store.h"
+#include "run_as_owner.h"
 #include "settings.h"
 
 bool		moneroo_internal_write = false;
@@ -63,6 +64,18 @@ payouts_table(void)
 					quote_identifier(get_namespace_name(payout_store_schema())));
 }
 
+static Oid
+payouts_relid(void)
+{
+	Oid			relid = get_relname_relid("payouts", payout_store_schema());
+
+	if (!OidIsValid(relid))
+		ereport(ERROR,
+				errcode(ERRCODE_UNDEFINED_TABLE),
+				errmsg("table \"payouts\" of extension \"moneroo\" is missing"));
+	return relid;
+}
+
 /*
  * Runs one statement as the extension.  The flag is cleared even when the
  * statement fails, so that no later user statement inherits it.
@@ -76,7 +89,8 @@ execute_internal(const char *sql, int nargs, Oid *types, Datum *values,
 	PG_TRY();
 	{
 		moneroo_internal_write = true;
-		rc = SPI_execute_with_args(sql, nargs, types, values, nulls, read_only, 0);
+		rc = moneroo_execute_as_owner(sql, nargs, types, values, nulls, read_only,
+									  payouts_relid());
 	}
 	PG_FINALLY();
 	{
@@ -380,8 +394,8 @@ payout_store_fetch(int64 id)
 	 * The latest snapshot: the row may have been written by the worker after
 	 * the caller's snapshot was taken, even in REPEATABLE READ.
 	 */
-	if (SPI_execute_snapshot(plan, values, NULL, GetLatestSnapshot(),
-							 InvalidSnapshot, true, false, 1) != SPI_OK_SELECT ||
+	if (moneroo_execute_snapshot_as_owner(plan, values, GetLatestSnapshot(),
+										  payouts_relid()) != SPI_OK_SELECT ||
 		SPI_processed != 1)
 		ereport(ERROR,
 				errcode(ERRCODE_NO_DATA_FOUND),
@@ -406,8 +420,8 @@ payout_store_fetch_by_reference(const char *reference, Datum *row)
 					   1, types);
 	if (plan == NULL)
 		elog(ERROR, "could not prepare the payout lookup");
-	if (SPI_execute_snapshot(plan, values, NULL, GetLatestSnapshot(),
-							 InvalidSnapshot, true, false, 1) != SPI_OK_SELECT)
+	if (moneroo_execute_snapshot_as_owner(plan, values, GetLatestSnapshot(),
+										  payouts_relid()) != SPI_OK_SELECT)
 		elog(ERROR, "could not look up payout %s", reference);
 	found = SPI_processed == 1;
 	if (found)

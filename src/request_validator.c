@@ -20,6 +20,7 @@
 #include "utils/numeric.h"
 
 #include "request_validator.h"
+#include "run_as_owner.h"
 
 /* Moneroo's former SDK limits, in characters. */
 #define DESCRIPTION_MAX_CHARS 155
@@ -74,6 +75,18 @@ typedef struct PayoutMethod
 	char	   *dial_code;		/* NULL: exempt from the dial-code check */
 } PayoutMethod;
 
+/* Longest piece of a user's input repeated in a message. */
+#define ECHO_MAX_CHARS 64
+
+/* The user's text, cut short enough to repeat in a message. */
+static char *
+echo(const char *s, int len)
+{
+	int			cut = pg_mbcliplen(s, len, ECHO_MAX_CHARS);
+
+	return psprintf("%.*s%s", cut, s, cut < len ? "..." : "");
+}
+
 static void
 reject(const char *field, const char *detail, const char *hint)
 {
@@ -81,7 +94,8 @@ reject(const char *field, const char *detail, const char *hint)
 			errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 			errmsg("invalid \"%s\" in payout request", field),
 			errdetail_internal("%s", detail),
-			hint ? errhint("%s", hint) : 0);
+			hint ? errhint("%s", hint) :
+			errhint("Correct \"%s\" and send the request again; the request format is in the moneroo README.", field));
 }
 
 static void
@@ -90,7 +104,7 @@ reject_missing(const char *field)
 	ereport(ERROR,
 			errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 			errmsg("missing \"%s\" in payout request", field),
-			errhint("See the payout request format in the moneroo README."));
+			errhint("Add \"%s\"; the request format is in the moneroo README.", field));
 }
 
 static const char *
@@ -152,9 +166,10 @@ reject_unknown_keys(JsonbContainer *object, const FieldRule *rules, int nrules,
 
 		if (tok != WJB_KEY)
 			continue;
-		key = pnstrdup(v.val.string.val, v.val.string.len);
+		key = echo(v.val.string.val, v.val.string.len);
 		for (int i = 0; i < nrules && !known; i++)
-			known = strcmp(rules[i].name, key) == 0;
+			known = strlen(rules[i].name) == v.val.string.len &&
+				memcmp(rules[i].name, v.val.string.val, v.val.string.len) == 0;
 		if (!known)
 		{
 			StringInfoData allowed;
@@ -338,7 +353,7 @@ check_customer(JsonbValue *customer)
 		char	   *field = psprintf("customer.%s", rule->name);
 		JsonbValue *value = lookup(object, rule->name);
 
-		if (value == NULL || (value->type == jbvNull && !rule->required))
+		if (value == NULL || value->type == jbvNull)
 		{
 			if (rule->required)
 				reject_missing(field);
@@ -354,7 +369,11 @@ check_customer(JsonbValue *customer)
 				reject(field,
 					   "The phone number must be an integer or a string of digits, in international format without \"+\".",
 					   "Write +229 51 34 50 20 as 22951345020.");
-			if (n < PHONE_MIN_DIGITS || n > PHONE_MAX_DIGITS || digits[0] == '0')
+			if (digits[0] == '0')
+				reject(field,
+					   "An E.164 phone number starts with its country code, never with 0.",
+					   "Write 00229 51 34 50 20 as 22951345020.");
+			if (n < PHONE_MIN_DIGITS || n > PHONE_MAX_DIGITS)
 				reject(field,
 					   psprintf("An E.164 phone number has %d to %d digits and starts with a country code; got %d digits.",
 								PHONE_MIN_DIGITS, PHONE_MAX_DIGITS, n),
@@ -395,7 +414,7 @@ check_metadata(JsonbValue *metadata)
 	{
 		if (tok == WJB_KEY)
 		{
-			key = pnstrdup(v.val.string.val, v.val.string.len);
+			key = echo(v.val.string.val, v.val.string.len);
 			if (++entries > METADATA_MAX_ENTRIES)
 				reject("metadata",
 					   psprintf("Metadata holds at most %d entries.", METADATA_MAX_ENTRIES),
@@ -440,8 +459,13 @@ find_method(const char *code, Oid method_schema)
 					 quote_identifier(get_namespace_name(method_schema)));
 	args[0] = CStringGetTextDatum(code);
 
+	/*
+	 * Read as the table's owner: a role allowed to queue payouts need not
+	 * be granted the catalogue of methods to have its requests checked.
+	 */
 	SPI_connect();
-	if (SPI_execute_with_args(query, 1, argtypes, args, NULL, true, 1) != SPI_OK_SELECT)
+	if (moneroo_execute_as_owner(query, 1, argtypes, args, NULL, true,
+								 get_relname_relid("moneroo_payout_methods", method_schema)) != SPI_OK_SELECT)
 		elog(ERROR, "could not read moneroo_payout_methods");
 	if (SPI_processed == 1)
 	{
@@ -544,7 +568,8 @@ moneroo_validate_request(Jsonb *request, Oid method_schema)
 	method = find_method(method_code, method_schema);
 	if (method == NULL)
 		reject("method",
-			   psprintf("\"%s\" is not a known payout method.", method_code),
+			   psprintf("\"%s\" is not a known payout method.",
+						echo(value->val.string.val, value->val.string.len)),
 			   "The known methods are listed in the moneroo_payout_methods table.");
 	if (strcmp(method->currency, currency) != 0)
 		reject("currency",

@@ -16,6 +16,7 @@
 
 #include <curl/curl.h>
 
+#include "miscadmin.h"
 #include "storage/fd.h"
 #include "utils/guc.h"
 
@@ -97,6 +98,30 @@ check_api_url(char **newval, void **extra, GucSource source)
 	return ok;
 }
 
+/*
+ * Superuser-only settings are still readable by pg_read_all_settings
+ * members, monitoring roles among them: secrets show as a mask instead.
+ */
+static const char *
+show_secret(const char *value)
+{
+	if (value == NULL || value[0] == '\0')
+		return "";
+	return superuser() ? value : "********";
+}
+
+static const char *
+show_secret_key(void)
+{
+	return show_secret(moneroo_secret_key);
+}
+
+static const char *
+show_webhook_secret(void)
+{
+	return show_secret(moneroo_webhook_secret);
+}
+
 void
 moneroo_define_settings(void)
 {
@@ -115,7 +140,7 @@ moneroo_define_settings(void)
 							   "",
 							   PGC_POSTMASTER,
 							   GUC_SUPERUSER_ONLY | GUC_NO_SHOW_ALL | GUC_NOT_IN_SAMPLE,
-							   NULL, NULL, NULL);
+							   NULL, NULL, show_secret_key);
 
 	DefineCustomStringVariable("moneroo.secret_key_file",
 							   "File holding the Moneroo secret key, readable by the server's OS user only.",
@@ -133,7 +158,7 @@ moneroo_define_settings(void)
 							   "",
 							   PGC_POSTMASTER,
 							   GUC_SUPERUSER_ONLY | GUC_NO_SHOW_ALL | GUC_NOT_IN_SAMPLE,
-							   NULL, NULL, NULL);
+							   NULL, NULL, show_webhook_secret);
 
 	DefineCustomStringVariable("moneroo.ca_bundle",
 							   "File of CA certificates that may sign the Moneroo API's certificate.",

@@ -32,7 +32,8 @@ PG_FUNCTION_INFO_V1(moneroo_worker_info);
 Datum
 moneroo_validate_sql(PG_FUNCTION_ARGS)
 {
-	moneroo_validate_request(PG_GETARG_JSONB_P(0), payout_store_schema());
+	moneroo_validate_request(PG_ARGISNULL(0) ? NULL : PG_GETARG_JSONB_P(0),
+							 payout_store_schema());
 	PG_RETURN_VOID();
 }
 

@@ -1,0 +1,77 @@
+/*
+ * run_as_owner.c
+ *		Running the extension's own statements as the owner of its tables.
+ *
+ * The statements are fixed text with parameters, so running them with the
+ * owner's rights gives a caller nothing beyond what the SQL function it was
+ * granted does -- the same reasoning as a SECURITY DEFINER function, with
+ * SECURITY_LOCAL_USERID_CHANGE so that nothing run meanwhile can SET ROLE.
+ */
+#include "postgres.h"
+
+#include "miscadmin.h"
+#include "utils/lsyscache.h"
+#include "utils/rel.h"
+#include "utils/syscache.h"
+#include "access/htup_details.h"
+#include "catalog/pg_class.h"
+
+#include "run_as_owner.h"
+
+static Oid
+owner_of(Oid relid)
+{
+	HeapTuple	tuple = SearchSysCache1(RELOID, ObjectIdGetDatum(relid));
+	Oid			owner;
+
+	if (!HeapTupleIsValid(tuple))
+		elog(ERROR, "cache lookup failed for relation %u", relid);
+	owner = ((Form_pg_class) GETSTRUCT(tuple))->relowner;
+	ReleaseSysCache(tuple);
+	return owner;
+}
+
+int
+moneroo_execute_as_owner(const char *sql, int nargs, Oid *types, Datum *values,
+						 const char *nulls, bool read_only, Oid relid)
+{
+	Oid			saved_user;
+	int			saved_context;
+	int			rc;
+
+	GetUserIdAndSecContext(&saved_user, &saved_context);
+	SetUserIdAndSecContext(owner_of(relid), saved_context | SECURITY_LOCAL_USERID_CHANGE);
+	PG_TRY();
+	{
+		rc = SPI_execute_with_args(sql, nargs, types, values, nulls, read_only, 0);
+	}
+	PG_FINALLY();
+	{
+		SetUserIdAndSecContext(saved_user, saved_context);
+	}
+	PG_END_TRY();
+	return rc;
+}
+
+int
+moneroo_execute_snapshot_as_owner(SPIPlanPtr plan, Datum *values, Snapshot snapshot,
+								  Oid relid)
+{
+	Oid			saved_user;
+	int			saved_context;
+	int			rc;
+
+	GetUserIdAndSecContext(&saved_user, &saved_context);
+	SetUserIdAndSecContext(owner_of(relid), saved_context | SECURITY_LOCAL_USERID_CHANGE);
+	PG_TRY();
+	{
+		rc = SPI_execute_snapshot(plan, values, NULL, snapshot, InvalidSnapshot,
+								  true, false, 1);
+	}
+	PG_FINALLY();
+	{
+		SetUserIdAndSecContext(saved_user, saved_context);
+	}
+	PG_END_TRY();
+	return rc;
+}

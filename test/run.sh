@@ -326,7 +326,10 @@ for f in "$WORK"/test/pgtap/*.sql; do
     selected "${name%.sql}" || continue
     n_files=$((n_files + 1))
     out=$WORK/tap-out/${name%.sql}.tap; err=$WORK/tap-out/${name%.sql}.err
-    cluster_is_running || cluster_start || die "the server is down and does not start"
+    # Each file starts from a fresh server: shared state such as the worker's
+    # 60 s pause after a 429 must not leak from one file into the next.
+    if cluster_is_running; then cluster_restart || die "the server does not restart"; else
+        cluster_start || die "the server is down and does not start"; fi
     mock_is_running || mock_start || die "the mock is down and does not start"
     reset_mock_quietly
     t=$SECONDS; rc=0

@@ -81,7 +81,7 @@ moneroo_register_worker(void)
 	memset(&worker, 0, sizeof(worker));
 	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
 	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
-	worker.bgw_restart_time = 1;
+	worker.bgw_restart_time = 5;
 	strlcpy(worker.bgw_library_name, "moneroo", BGW_MAXLEN);
 	strlcpy(worker.bgw_function_name, "moneroo_worker_main", BGW_MAXLEN);
 	strlcpy(worker.bgw_name, "moneroo worker", BGW_MAXLEN);
@@ -447,10 +447,21 @@ record_calls(void *arg)
 	ListCell   *lc;
 
 	if (!extension_installed())
-		ereport(ERROR,
-				errcode(ERRCODE_UNDEFINED_OBJECT),
-				errmsg("extension \"moneroo\" is not installed in database \"%s\"",
-					   moneroo_database));
+	{
+		/* dropped under us: nowhere to write, so the log is the record */
+		foreach(lc, calls)
+		{
+			HttpCall   *call = lfirst(lc);
+
+			ereport(WARNING,
+					errcode(ERRCODE_UNDEFINED_OBJECT),
+					errmsg("extension \"moneroo\" was dropped while payout %lld was in flight",
+						   (long long) call->payout_id),
+					errdetail("Its request ended as: %s, HTTP %ld.",
+							  http_outcome_name(call->outcome), call->status));
+		}
+		return;
+	}
 	foreach(lc, calls)
 		record_call(lfirst(lc));
 }

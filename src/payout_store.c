@@ -90,7 +90,7 @@ execute_internal(const char *sql, int nargs, Oid *types, Datum *values,
 	{
 		moneroo_internal_write = true;
 		rc = moneroo_execute_as_owner(sql, nargs, types, values, nulls, read_only,
-									  payouts_relid());
+									  InvalidSnapshot, payouts_relid());
 	}
 	PG_FINALLY();
 	{
@@ -376,53 +376,22 @@ payout_store_record_verify(int64 id, bool ok, MonerooAnswer *answer, int next_ch
 	SPI_finish();
 }
 
-Datum
-payout_store_fetch(int64 id)
+/*
+ * The payouts row whose column equals value, as a composite, read with the
+ * latest snapshot: the worker may have written it after the caller's
+ * snapshot was taken, even in REPEATABLE READ.
+ */
+static bool
+fetch_row(const char *condition, Oid type, Datum value, Datum *row)
 {
-	Oid			types[1] = {INT8OID};
-	Datum		values[1] = {Int64GetDatum(id)};
-	SPIPlanPtr	plan;
-	Datum		row;
-	bool		isnull;
-
-	SPI_connect();
-	plan = SPI_prepare(psprintf("SELECT p FROM %s p WHERE id = $1", payouts_table()), 1, types);
-	if (plan == NULL)
-		elog(ERROR, "could not prepare the payout lookup");
-
-	/*
-	 * The latest snapshot: the row may have been written by the worker after
-	 * the caller's snapshot was taken, even in REPEATABLE READ.
-	 */
-	if (moneroo_execute_snapshot_as_owner(plan, values, GetLatestSnapshot(),
-										  payouts_relid()) != SPI_OK_SELECT ||
-		SPI_processed != 1)
-		ereport(ERROR,
-				errcode(ERRCODE_NO_DATA_FOUND),
-				errmsg("payout %lld does not exist", (long long) id));
-	row = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
-	row = SPI_datumTransfer(row, false, -1);
-	SPI_finish();
-	return row;
-}
-
-bool
-payout_store_fetch_by_reference(const char *reference, Datum *row)
-{
-	Oid			types[1] = {TEXTOID};
-	Datum		values[1] = {CStringGetTextDatum(reference)};
-	SPIPlanPtr	plan;
 	bool		found;
 	bool		isnull;
 
 	SPI_connect();
-	plan = SPI_prepare(psprintf("SELECT p FROM %s p WHERE reference = $1::uuid", payouts_table()),
-					   1, types);
-	if (plan == NULL)
-		elog(ERROR, "could not prepare the payout lookup");
-	if (moneroo_execute_snapshot_as_owner(plan, values, GetLatestSnapshot(),
-										  payouts_relid()) != SPI_OK_SELECT)
-		elog(ERROR, "could not look up payout %s", reference);
+	if (moneroo_execute_as_owner(psprintf("SELECT p FROM %s p WHERE %s", payouts_table(), condition),
+								 1, &type, &value, NULL, true, GetLatestSnapshot(),
+								 payouts_relid()) != SPI_OK_SELECT)
+		elog(ERROR, "could not look up a payout");
 	found = SPI_processed == 1;
 	if (found)
 		*row = SPI_datumTransfer(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc,
@@ -430,6 +399,24 @@ payout_store_fetch_by_reference(const char *reference, Datum *row)
 								 false, -1);
 	SPI_finish();
 	return found;
+}
+
+Datum
+payout_store_fetch(int64 id)
+{
+	Datum		row = (Datum) 0;
+
+	if (!fetch_row("id = $1", INT8OID, Int64GetDatum(id), &row))
+		ereport(ERROR,
+				errcode(ERRCODE_NO_DATA_FOUND),
+				errmsg("payout %lld does not exist", (long long) id));
+	return row;
+}
+
+bool
+payout_store_fetch_by_reference(const char *reference, Datum *row)
+{
+	return fetch_row("reference = $1::uuid", TEXTOID, CStringGetTextDatum(reference), row);
 }
 
 bool

@@ -464,7 +464,7 @@ find_method(const char *code, Oid method_schema)
 	 * be granted the catalogue of methods to have its requests checked.
 	 */
 	SPI_connect();
-	if (moneroo_execute_as_owner(query, 1, argtypes, args, NULL, true,
+	if (moneroo_execute_as_owner(query, 1, argtypes, args, NULL, true, InvalidSnapshot,
 								 get_relname_relid("moneroo_payout_methods", method_schema)) != SPI_OK_SELECT)
 		elog(ERROR, "could not read moneroo_payout_methods");
 	if (SPI_processed == 1)

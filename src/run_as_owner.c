@@ -33,7 +33,8 @@ owner_of(Oid relid)
 
 int
 moneroo_execute_as_owner(const char *sql, int nargs, Oid *types, Datum *values,
-						 const char *nulls, bool read_only, Oid relid)
+						 const char *nulls, bool read_only, Snapshot snapshot,
+						 Oid relid)
 {
 	Oid			saved_user;
 	int			saved_context;
@@ -43,30 +44,13 @@ moneroo_execute_as_owner(const char *sql, int nargs, Oid *types, Datum *values,
 	SetUserIdAndSecContext(owner_of(relid), saved_context | SECURITY_LOCAL_USERID_CHANGE);
 	PG_TRY();
 	{
-		rc = SPI_execute_with_args(sql, nargs, types, values, nulls, read_only, 0);
-	}
-	PG_FINALLY();
-	{
-		SetUserIdAndSecContext(saved_user, saved_context);
-	}
-	PG_END_TRY();
-	return rc;
-}
+		SPIPlanPtr	plan = SPI_prepare(sql, nargs, types);
 
-int
-moneroo_execute_snapshot_as_owner(SPIPlanPtr plan, Datum *values, Snapshot snapshot,
-								  Oid relid)
-{
-	Oid			saved_user;
-	int			saved_context;
-	int			rc;
-
-	GetUserIdAndSecContext(&saved_user, &saved_context);
-	SetUserIdAndSecContext(owner_of(relid), saved_context | SECURITY_LOCAL_USERID_CHANGE);
-	PG_TRY();
-	{
-		rc = SPI_execute_snapshot(plan, values, NULL, snapshot, InvalidSnapshot,
-								  true, false, 1);
+		if (plan == NULL)
+			elog(ERROR, "moneroo could not prepare \"%s\": %s",
+				 sql, SPI_result_code_string(SPI_result));
+		rc = SPI_execute_snapshot(plan, values, nulls, snapshot, InvalidSnapshot,
+								  read_only, false, 0);
 	}
 	PG_FINALLY();
 	{

@@ -203,7 +203,8 @@ SELECT n AS name,
        current_setting(n, true) IS NOT NULL AS defined
 FROM unnest(ARRAY['moneroo.secret_key', 'moneroo.secret_key_file', 'moneroo.webhook_secret']) AS n
 ORDER BY 1;
-SELECT current_setting('moneroo.secret_key') <> '' AS secret_key_is_set;
+-- A superuser reads the key as it is, never the mask others see.
+SELECT current_setting('moneroo.secret_key') <> '********' AS superuser_sees_the_real_key;
 -- The key and the webhook secret are restart-only, so that no "parameter
 -- changed" line ever carries them to the server log.
 SELECT label, pg_temp.q(sql) AS result FROM (VALUES

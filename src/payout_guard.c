@@ -131,6 +131,8 @@ restore_row(Relation rel, HeapTuple row)
 							"check Moneroo for its reference before retrying")};
 	bool		nulls[2] = {false, false};
 
+	if (status != NULL && strcmp(status, "pending") == 0)
+		moneroo_wake_worker_at_commit();
 	if (status == NULL || strcmp(status, "sending") != 0)
 		return row;
 	return heap_modify_tuple_by_cols(row, desc, 2, columns, values, nulls);
@@ -146,7 +148,7 @@ guard_insert(Relation rel, HeapTuple row)
 	{
 		char	   *status = text_column(desc, row, "status");
 
-		if (status != NULL && strcmp(status, "pending") != 0 && restoring_from_dump())
+		if (restoring_from_dump())
 			return restore_row(rel, row);
 		if (status == NULL || strcmp(status, "pending") != 0)
 			ereport(ERROR,

@@ -48,6 +48,9 @@
 #define SENDS_PER_VERIFICATION 10
 /* After a configuration error (no key, say), look again this much later. */
 #define CONFIG_RETRY_MS (5 * 1000)
+/* Due rows someone else holds locked are looked at again this often. */
+#define LOCKED_BACKOFF_MIN_MS 100
+#define LOCKED_BACKOFF_MAX_MS 1000
 #define RECORD_RETRY_MIN_MS 500
 #define RECORD_RETRY_MAX_MS (30 * 1000)
 
@@ -69,6 +72,7 @@ typedef struct WorkerState
 	int			record_failures;
 	TimestampTz next_record_retry;
 	TimestampTz paused_until;	/* after a configuration error: send nothing */
+	long		locked_backoff_ms;	/* due rows that others hold locked */
 } WorkerState;
 
 static WorkerState state;
@@ -643,7 +647,22 @@ work_once(void)
 
 		if (in_transaction(find_next_due, &next_due, "find the next due payout") &&
 			next_due >= 0)
+		{
+			/*
+			 * Due already, yet nothing could be claimed: another transaction
+			 * holds those rows.  Look again later, backing off, rather than
+			 * spin until it lets go; a commit that requeues them wakes us.
+			 */
+			if (next_due == 0)
+			{
+				next_due = state.locked_backoff_ms;
+				state.locked_backoff_ms = Min(state.locked_backoff_ms * 2,
+											  LOCKED_BACKOFF_MAX_MS);
+			}
+			else
+				state.locked_backoff_ms = LOCKED_BACKOFF_MIN_MS;
 			sleep_ms = Min(sleep_ms, Max(next_due, 1));
+		}
 	}
 	publish_in_flight();
 	return sleep_ms;
@@ -711,6 +730,7 @@ moneroo_worker_main(Datum arg)
 											   ALLOCSET_DEFAULT_SIZES);
 	state.more_pending = true;
 	state.more_to_verify = true;
+	state.locked_backoff_ms = LOCKED_BACKOFF_MIN_MS;
 
 	if (!in_transaction(settle_orphans, NULL, "settle payouts left in sending"))
 		proc_exit(1);			/* try again after bgw_restart_time */

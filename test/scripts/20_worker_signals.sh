@@ -1,0 +1,324 @@
+#!/usr/bin/env bash
+# test/scripts/20_worker_signals.sh: the background worker is a well-behaved
+# PostgreSQL process.
+#
+#   - it shows in pg_stat_activity as "moneroo worker" (backend_type and
+#     application_name) and in moneroo_status;
+#   - SIGTERM (pg_terminate_backend) while requests are in flight: those are
+#     seen through and recorded (none unknown), the worker comes back by itself
+#     and sends the rest, each payout once;
+#   - SIGHUP: ALTER SYSTEM SET moneroo.max_concurrency + pg_reload_conf()
+#     takes effect in the running worker, both ways;
+#   - a due pending payout that another transaction holds locked is skipped
+#     (others still flow) without the worker spinning on it, and is sent once
+#     when the lock goes;
+#   - CREATE DATABASE / DROP DATABASE (a ProcSignalBarrier every process must
+#     absorb, through SIGUSR1) completes promptly while the worker is busy;
+#   - DROP EXTENSION moneroo under the running worker: it keeps running
+#     quietly, and serves the table again after CREATE EXTENSION;
+#   - postmaster death: the worker exits by itself instead of sending on;
+#     after the restart the payouts it had in flight are unknown, none is
+#     left in sending and none is sent twice.
+#
+# Not covered here: a standby (the worker is registered with
+# BgWorkerStart_RecoveryFinished, so it does not start during recovery), and
+# DROP DATABASE of the worker's own database (the other tests need it).
+#
+# Run by test/run.sh (bash, TAP on stdout).  Leaves the settings, the mock and
+# the extension (installed, possibly with an empty payouts table) as it found
+# them.
+set -uo pipefail
+
+if ! declare -F cluster_psql >/dev/null; then
+    # shellcheck source=test/lib/cluster.sh
+    . "${CLUSTER_LIB:-$(dirname "$0")/../lib/cluster.sh}"
+fi
+cluster_env
+
+PLAN=21
+TMPDB=moneroo_signals_tmp
+
+# ---------------------------------------------------------------- TAP
+T=0
+printf '1..%d\n' "$PLAN"
+pass() { T=$((T + 1)); printf 'ok %d - %s\n' "$T" "$1"; }
+fail() {
+    T=$((T + 1)); printf 'not ok %d - %s\n' "$T" "$1"
+    shift
+    local line
+    for line in "$@"; do [ -n "$line" ] && printf '#   %s\n' "$line"; done
+    return 0
+}
+ok() { local c=$1; shift; if [ "$c" -eq 0 ]; then pass "$1"; else fail "$@"; fi; }
+is() {
+    local got=$1 want=$2 desc=$3; shift 3
+    if [ "$got" == "$want" ]; then pass "$desc"; else fail "$desc" "got:  '$got'" "want: '$want'" "$@"; fi
+}
+diag() { printf '# %s\n' "$*"; }
+
+# ---------------------------------------------------------------- SQL
+sql() { cluster_psql -At "$@"; }
+sql1() {
+    local out
+    if out=$(cluster_psql -At -c "$1" 2>&1); then printf '%s' "$out"; else printf 'ERROR:%s' "$out" | tr '\n' ' '; fi
+}
+wait_server() {
+    local deadline=$((SECONDS + ${1:-30}))
+    until cluster_psql -At -c 'SELECT 1' >/dev/null 2>&1; do
+        [ "$SECONDS" -lt "$deadline" ] || return 1
+        sleep 0.2
+    done
+}
+worker_pid() {
+    cluster_psql -At -c "SELECT pid FROM pg_stat_activity WHERE backend_type = 'moneroo worker'" 2>/dev/null | head -n 1
+}
+wait_worker() {
+    local deadline=$((SECONDS + ${1:-20})) not=${2:-} pid
+    while :; do
+        pid=$(worker_pid)
+        if [ -n "$pid" ] && [ "$pid" != "$not" ]; then printf '%s' "$pid"; return 0; fi
+        [ "$SECONDS" -lt "$deadline" ] || return 1
+        sleep 0.2
+    done
+}
+# reload_settings SQL...: ALTER SYSTEM statements, then pg_reload_conf(), then
+# a moment for the postmaster to pass SIGHUP on and the worker to read it.
+reload_settings() {
+    local args=() s
+    for s in "$@"; do args+=(-c "$s"); done
+    sql -q "${args[@]}" -c 'SELECT pg_reload_conf()' >/dev/null
+    sleep 0.7
+}
+mock_config() { mock_ctl POST /__mock/config "$1" >/dev/null; }
+mock_reset() { mock_ctl POST /__mock/reset '{}' >/dev/null; }
+
+# queue TAG N [RECIPIENT]: N payouts described "TAG #i"; prints max(id) before them.
+queue() {
+    sql -v tag="$1" -v n="$2" -v rcpt="${3:-}" <<'SQL'
+SELECT coalesce(max(id), 0) FROM payouts;
+INSERT INTO payouts (request)
+SELECT jsonb_build_object(
+         'amount', 100 + i, 'currency', 'USD', 'description', format('%s #%s', :'tag', i),
+         'method', 'moneroo_payout_demo',
+         'customer', jsonb_build_object('email', 'signals@example.com',
+                                        'first_name', 'Signal', 'last_name', 'Test'),
+         'recipient', jsonb_build_object('account_number',
+                                         coalesce(nullif(:'rcpt', ''),
+                                                  (ARRAY['4149518161', '4149518162'])[1 + i % 2])))
+FROM generate_series(1, :n) AS i;
+SQL
+}
+# of TAG MARK: the FROM item of the payouts a queue call made
+of() { printf "(SELECT * FROM payouts WHERE id > %s AND request ->> 'description' LIKE '%s #%%') AS m" "$2" "$1"; }
+# wait_sql CONDITION SECONDS: mock.wait_for in the server; prints t or f
+wait_sql() { sql1 "SELECT mock.wait_for(\$c\$ $1 \$c\$, $2)"; }
+# drained TAG MARK SECONDS: until none of them is pending or sending; t or f
+drained() {
+    wait_sql "(SELECT count(*) FROM $(of "$1" "$2") WHERE status IN ('pending', 'sending')) = 0" "$3"
+}
+# posts_per_ref TAG: "POSTS REFERENCES" of initialize requests for TAG's payouts
+posts_per_ref() {
+    sql1 "SELECT count(*) || ' ' || count(DISTINCT j -> 'body' -> 'metadata' ->> 'payout_reference')
+          FROM mock.journal() AS j
+          WHERE j ->> 'method' = 'POST' AND j ->> 'path' = '/v1/payouts/initialize'
+            AND j -> 'body' ->> 'description' LIKE '$1 #%'"
+}
+# mock_posts TAG: the same, read from the mock directly (the server may be down)
+mock_posts() {
+    mock_ctl GET /__mock/journal | "$(cluster_python)" -c '
+import json, sys
+tag = sys.argv[1] + " #"
+refs = [((e.get("body") or {}).get("metadata") or {}).get("payout_reference")
+        for e in json.load(sys.stdin)
+        if e.get("method") == "POST" and e.get("path") == "/v1/payouts/initialize"
+        and isinstance(e.get("body"), dict) and str(e["body"].get("description", "")).startswith(tag)]
+print(len(refs), len(set(refs)))' "$1"
+}
+# log_since BYTES: the server log from that offset on
+log_size() { stat -c %s "$SERVER_LOG" 2>/dev/null || echo 0; }
+log_since() { tail -c +"$(($1 + 1))" "$SERVER_LOG" 2>/dev/null; }
+
+# ---------------------------------------------------------------- set-up / clean-up
+restore() {
+    set +e
+    if ! cluster_is_running; then cluster_start >/dev/null 2>&1; fi
+    wait_server 30
+    cluster_psql -q -c 'CREATE EXTENSION IF NOT EXISTS moneroo' \
+        -c 'ALTER SYSTEM RESET moneroo.rate_limit' -c 'ALTER SYSTEM RESET moneroo.max_concurrency' \
+        -c 'ALTER SYSTEM RESET moneroo.api_url' -c 'SELECT pg_reload_conf()' \
+        -c "DROP DATABASE IF EXISTS $TMPDB" >/dev/null 2>&1
+    mock_reset 2>/dev/null
+}
+trap restore EXIT
+
+if ! wait_server 30; then
+    echo "Bail out! the server does not answer"
+    exit 1
+fi
+mock_reset
+mock_config '{"rate_limit": 0}'
+reload_settings 'ALTER SYSTEM SET moneroo.rate_limit = 0'
+
+# ================================================================ A. visible
+pid=$(wait_worker 20)
+is "$(sql1 "SELECT string_agg(backend_type || '|' || application_name || '|' || datname, ', ')
+            FROM pg_stat_activity WHERE backend_type = 'moneroo worker' OR application_name = 'moneroo worker'")" \
+   "moneroo worker|moneroo worker|$PGDATABASE" \
+   "the worker is one row of pg_stat_activity: backend_type and application_name 'moneroo worker', in database $PGDATABASE"
+is "$(sql1 "SELECT worker_running || ' ' || worker_pid FROM moneroo_status")" "true ${pid:-?}" \
+   "moneroo_status shows the worker running, with its pid"
+
+# ================================================================ B. SIGTERM
+mock_config '{"latency_ms": 1000}'
+tag="20_signals sigterm"
+mark=$(queue "$tag" 20)
+got=$(wait_sql "(SELECT count(*) FROM $(of "$tag" "$mark") WHERE status = 'sending') >= 4" 15)
+t0=$SECONDS
+is "$got $(sql1 "SELECT pg_terminate_backend($pid)")" "t t" \
+   "pg_terminate_backend(worker) while requests are in flight"
+newpid=$(wait_worker 12 "$pid") && rc=0 || rc=1
+ok "$rc" "the worker comes back by itself under a new pid within 12 s (pid ${newpid:-none}, after $((SECONDS - t0)) s)"
+drained_ok=$(drained "$tag" "$mark" 30)
+is "$drained_ok|$(sql1 "SELECT count(*) FILTER (WHERE status IN ('sent', 'success', 'failed')) || ' sent, ' ||
+                            count(*) FILTER (WHERE status = 'unknown') || ' unknown'
+                     FROM $(of "$tag" "$mark")")" "t|20 sent, 0 unknown" \
+   "the requests in flight at SIGTERM were seen through and recorded, and the new worker sent the rest: all 20 sent, none unknown" \
+   "$(sql1 "SELECT string_agg(id || ' ' || status || ' ' || coalesce(last_error, ''), '; ') FROM $(of "$tag" "$mark") WHERE status NOT IN ('sent', 'success', 'failed')")"
+is "$(posts_per_ref "$tag")" "20 20" "each of the 20 payouts was POSTed exactly once (POSTs, references)"
+pid=${newpid:-$(worker_pid)}
+
+# ================================================================ C. SIGHUP
+# batch TAG: 12 payouts with 500 ms of latency, drained; prints how many
+# requests the worker had in flight at once, at least: the mock answers each
+# request 500 ms after it arrives, so requests that arrive less than 400 ms
+# apart were all on the wire together.  (The mock's own max_concurrent can
+# count one more: a handler still finishing after its answer went out.)
+batch() {
+    mock_reset
+    mock_config '{"rate_limit": 0, "latency_ms": 500}'
+    local m
+    m=$(queue "$1" 12)
+    drained "$1" "$m" 30 >/dev/null
+    sql1 "WITH j AS (SELECT (e ->> 'time')::float8 AS t FROM mock.journal() AS e)
+          SELECT coalesce(max((SELECT count(*) FROM j AS j2 WHERE j2.t >= j1.t AND j2.t < j1.t + 0.4)), 0)
+          FROM j AS j1"
+}
+default=$(sql1 "SELECT least(current_setting('moneroo.max_concurrency')::int, 12)")
+before=$(batch "20_signals concurrency default")
+reload_settings 'ALTER SYSTEM SET moneroo.max_concurrency = 2'
+during=$(batch "20_signals concurrency 2")
+reload_settings 'ALTER SYSTEM RESET moneroo.max_concurrency'
+after=$(batch "20_signals concurrency reset")
+if [ "$default" -gt 2 ] 2>/dev/null; then
+    is "$before" "$default" "with the default moneroo.max_concurrency, 12 queued payouts go $default at a time"
+else
+    fail "with the default moneroo.max_concurrency, 12 queued payouts go more than 2 at a time" \
+        "moneroo.max_concurrency is $default: this test needs a default above 2"
+fi
+is "$during" "2" "after ALTER SYSTEM SET moneroo.max_concurrency = 2 and pg_reload_conf(), the running worker keeps 2 requests in flight at most"
+is "$after" "$default" "after ALTER SYSTEM RESET and pg_reload_conf(), $default at a time again"
+is "$(worker_pid)" "$pid" "the reloads did not restart the worker"
+mock_reset
+mock_config '{"rate_limit": 0}'
+
+# ================================================================ D. a due payout locked by someone else
+# A payout goes back to pending with next_attempt_at = now + 10 s when the
+# worker could not connect: point moneroo.api_url at a closed port for one
+# attempt.
+tag="20_signals locked"
+reload_settings "ALTER SYSTEM SET moneroo.api_url = 'http://127.0.0.1:9'"
+mark=$(queue "$tag" 1 4149518161)
+got=$(wait_sql "(SELECT attempts = 1 AND status = 'pending' AND next_attempt_at > clock_timestamp() FROM $(of "$tag" "$mark"))" 10)
+reload_settings 'ALTER SYSTEM RESET moneroo.api_url'
+locked_id=$(sql1 "SELECT id FROM $(of "$tag" "$mark")")
+# hold the row locked until 4 s after it is due
+sql -q -c "BEGIN" \
+    -c "SELECT id FROM payouts WHERE id = $locked_id FOR UPDATE" \
+    -c "SELECT pg_sleep(greatest(extract(epoch FROM (SELECT next_attempt_at FROM payouts WHERE id = $locked_id) - now()), 0) + 4)" \
+    -c "COMMIT" >/dev/null 2>&1 &
+locker=$!
+sleep 0.3
+due=$(wait_sql "(SELECT next_attempt_at < clock_timestamp() - interval '0.3 s' FROM payouts WHERE id = $locked_id)" 12)
+c0=$(sql1 "SELECT xact_commit + xact_rollback FROM pg_stat_database WHERE datname = current_database()")
+cpu0=$(awk '{print $14 + $15}' "/proc/$pid/stat" 2>/dev/null || echo 0)
+sleep 2
+c1=$(sql1 "SELECT xact_commit + xact_rollback FROM pg_stat_database WHERE datname = current_database()")
+cpu1=$(awk '{print $14 + $15}' "/proc/$pid/stat" 2>/dev/null || echo 0)
+xacts=$((c1 - c0)); ticks=$((cpu1 - cpu0))
+[ "$got $due" = "t t" ] && [ "$xacts" -lt 60 ] && [ "$ticks" -lt 20 ] && rc=0 || rc=1
+ok "$rc" \
+   "a due pending payout locked by another transaction does not make the worker spin (over 2 s: $xacts transactions in the database, $ticks CPU ticks of the worker)" \
+   "pending after a refused connection: $got; due and locked: $due; want < 60 transactions and < 20 ticks (1/100 s)"
+tag2="20_signals beside the lock"
+mark2=$(queue "$tag2" 1 4149518161)
+is "$(wait_sql "(SELECT status IN ('sent', 'success', 'failed') FROM $(of "$tag2" "$mark2"))" 5) $(sql1 "SELECT status FROM payouts WHERE id = $locked_id")" \
+   "t pending" "meanwhile another payout is sent: the worker skips the locked one rather than waiting for it"
+wait "$locker"
+is "$(wait_sql "(SELECT status IN ('sent', 'success', 'failed') FROM payouts WHERE id = $locked_id)" 10) $(posts_per_ref "$tag")" \
+   "t 1 1" "once the lock is released the payout is sent, exactly once"
+
+# ================================================================ E. CREATE/DROP DATABASE
+mock_config '{"latency_ms": 1000}'
+tag="20_signals dropdb"
+mark=$(queue "$tag" 12)
+wait_sql "(SELECT count(*) FROM $(of "$tag" "$mark") WHERE status = 'sending') >= 1" 10 >/dev/null
+t0=$(date +%s%N)
+out=$(timeout 30 "$PGBIN/psql" -X -q -v ON_ERROR_STOP=1 -h "$PGHOST" -p "$PGPORT" -U postgres -d postgres \
+        -c "CREATE DATABASE $TMPDB" -c "DROP DATABASE $TMPDB" 2>&1) && prc=0 || prc=$?
+ms=$(( ($(date +%s%N) - t0) / 1000000 ))
+[ "$prc" -eq 0 ] && [ "$ms" -lt 10000 ] && rc=0 || rc=1
+ok "$rc" \
+   "CREATE DATABASE + DROP DATABASE of another database complete promptly while the worker has requests in flight (${ms} ms)" \
+   "psql status $prc: $out"
+is "$(drained "$tag" "$mark" 30) $(worker_pid)" "t $pid" "the worker carries on undisturbed (same pid) and sends them all"
+mock_config '{"latency_ms": 0}'
+
+# ================================================================ F. DROP EXTENSION under the worker
+wait_sql "(SELECT count(*) FROM payouts WHERE status IN ('pending', 'sending')) = 0" 10 >/dev/null
+wait_sql "(SELECT in_flight = 0 FROM moneroo_status)" 5 >/dev/null
+log0=$(log_size)
+out=$(sql -q -c 'DROP EXTENSION moneroo' 2>&1) && rc=0 || rc=$?
+ok "$rc" "DROP EXTENSION moneroo while the worker runs" "$out"
+sleep 3
+noise=$(log_since "$log0" | grep -c "\[$pid\].*\(WARNING\|ERROR\|FATAL\|PANIC\)")
+is "$(worker_pid) $noise" "$pid 0" \
+   "the worker keeps running, and logs no warning or error while its extension is gone (3 s)" \
+   "$(log_since "$log0" | grep "\[$pid\]" | head -n 5 | tr '\n' ' ')"
+out=$(sql -q -c 'CREATE EXTENSION moneroo' 2>&1) && rc=0 || rc=$?
+tag="20_signals recreated"
+mark=$(queue "$tag" 1 4149518161)
+is "$rc $(wait_sql "(SELECT status IN ('sent', 'success', 'failed') FROM $(of "$tag" "$mark"))" 10) $(worker_pid)" \
+   "0 t $pid" "after CREATE EXTENSION moneroo, a new payout is sent by the same worker" "$out"
+
+# ================================================================ G. postmaster death
+mock_config '{"latency_ms": 1500}'
+tag="20_signals pmdeath"
+mark=$(queue "$tag" 10)
+got=$(wait_sql "(SELECT count(*) FROM $(of "$tag" "$mark") WHERE status = 'sending') >= 1" 10)
+pm=$(cluster_pid)
+kill -KILL "$pm"
+deadline=$((SECONDS + 10))
+while kill -0 "$pid" 2>/dev/null && [ "$SECONDS" -lt "$deadline" ]; do sleep 0.1; done
+kill -0 "$pid" 2>/dev/null && alive=1 || alive=0
+posted_at_death=$(mock_posts "$tag")
+sleep 2
+[ "$got $alive" = "t 0" ] && rc=0 || rc=1
+ok "$rc" \
+   "after kill -9 of the postmaster the worker exits by itself within 10 s" \
+   "requests in flight at the kill: $got; worker $pid still alive: $alive"
+is "$(mock_posts "$tag")" "$posted_at_death" "an orphaned worker sends nothing more (POSTs, references: $posted_at_death)"
+# a surviving orphan would keep the server from starting: make sure of it
+if [ "$alive" = 1 ]; then kill -KILL "$pid" 2>/dev/null; sleep 1; fi
+cluster_start >/dev/null 2>&1; wait_server 30
+wait_worker 20 >/dev/null
+mock_config '{"latency_ms": 0}'
+d=$(drained "$tag" "$mark" 30)
+is "$d|$(sql1 "SELECT (count(*) FILTER (WHERE status = 'unknown') > 0) || ' ' ||
+                     count(*) FILTER (WHERE status NOT IN ('sent', 'success', 'failed', 'unknown')) || ' ' ||
+                     count(*) FILTER (WHERE status = 'unknown' AND coalesce(last_error, '') = '')
+              FROM $(of "$tag" "$mark")")|$(posts_per_ref "$tag" | awk '{print ($1 == $2) ? "once" : "twice"}')" \
+   "t|true 0 0|once" \
+   "after the restart the payouts that were in flight are unknown with a reason, none is left pending or sending, none was POSTed twice"
+
+[ "$T" -eq "$PLAN" ] || diag "ran $T tests, planned $PLAN"
+exit 0

@@ -204,7 +204,7 @@ moneroo_parse_json(const char *text, size_t len)
 	JsonLexContext *lex;
 	char	   *copy;
 
-	if (text == NULL || len == 0 || strlen(text) != len)
+	if (text == NULL || len == 0 || memchr(text, '\0', len) != NULL)
 		return NULL;
 	if (json_depth(text, len) > JSON_MAX_DEPTH)
 		return NULL;

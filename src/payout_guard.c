@@ -25,6 +25,7 @@
 #include "payout_guard.h"
 #include "payout_store.h"
 #include "request_validator.h"
+#include "run_as_owner.h"
 
 PG_FUNCTION_INFO_V1(moneroo_payouts_guard);
 
@@ -228,31 +229,6 @@ guard_delete(Relation rel, HeapTuple row)
 				errhint("Only pending and rejected payouts can be deleted."));
 }
 
-/*
- * The extension writes payouts with its owner's rights; a trigger someone
- * else put on the table would run with those rights too.
- */
-static void
-refuse_foreign_triggers(Relation rel)
-{
-	TriggerDesc *triggers = rel->trigdesc;
-
-	for (int i = 0; triggers != NULL && i < triggers->numtriggers; i++)
-	{
-		Trigger    *t = &triggers->triggers[i];
-
-		if (t->tgisinternal || strcmp(t->tgname, "payouts_guard") == 0 ||
-			strcmp(t->tgname, "payouts_refuse_truncate") == 0)
-			continue;
-		ereport(ERROR,
-				errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-				errmsg("payouts has a trigger the moneroo extension did not create: \"%s\"",
-					   t->tgname),
-				errdetail("The extension writes payouts with its owner's privileges, which such a trigger would share."),
-				errhint("Drop the trigger; react to payouts from another table or with LISTEN/NOTIFY instead."));
-	}
-}
-
 Datum
 moneroo_payouts_guard(PG_FUNCTION_ARGS)
 {
@@ -265,7 +241,7 @@ moneroo_payouts_guard(PG_FUNCTION_ARGS)
 				errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
 				errmsg("moneroo_payouts_guard must be a BEFORE ROW trigger"));
 
-	refuse_foreign_triggers(trigger->tg_relation);
+	moneroo_refuse_foreign_triggers(trigger->tg_relation);
 	if (TRIGGER_FIRED_BY_INSERT(trigger->tg_event))
 		return PointerGetDatum(guard_insert(trigger->tg_relation, trigger->tg_trigtuple));
 	if (TRIGGER_FIRED_BY_UPDATE(trigger->tg_event))

@@ -16,6 +16,10 @@
 #include "access/htup_details.h"
 #include "catalog/pg_class.h"
 
+#include "access/table.h"
+#include "commands/trigger.h"
+#include "utils/guc.h"
+
 #include "run_as_owner.h"
 
 static Oid
@@ -31,6 +35,27 @@ owner_of(Oid relid)
 	return owner;
 }
 
+void
+moneroo_refuse_foreign_triggers(Relation rel)
+{
+	TriggerDesc *triggers = rel->trigdesc;
+
+	for (int i = 0; triggers != NULL && i < triggers->numtriggers; i++)
+	{
+		Trigger    *t = &triggers->triggers[i];
+
+		if (t->tgisinternal || strcmp(t->tgname, "payouts_guard") == 0 ||
+			strcmp(t->tgname, "payouts_refuse_truncate") == 0)
+			continue;
+		ereport(ERROR,
+				errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				errmsg("%s has a trigger the moneroo extension did not create: \"%s\"",
+					   RelationGetRelationName(rel), t->tgname),
+				errdetail("The extension writes this table with its owner's privileges, which such a trigger would share."),
+				errhint("Drop the trigger; react to payouts from another table or with LISTEN/NOTIFY instead."));
+	}
+}
+
 int
 moneroo_execute_as_owner(const char *sql, int nargs, Oid *types, Datum *values,
 						 const char *nulls, bool read_only, Snapshot snapshot,
@@ -38,10 +63,29 @@ moneroo_execute_as_owner(const char *sql, int nargs, Oid *types, Datum *values,
 {
 	Oid			saved_user;
 	int			saved_context;
-	int			rc;
+	int			guc_level;
+	volatile int rc = 0;
+
+	/* checked before anything runs with the owner's rights, not from inside */
+	if (!read_only)
+	{
+		Relation	rel = table_open(relid, AccessShareLock);
+
+		moneroo_refuse_foreign_triggers(rel);
+		table_close(rel, NoLock);
+	}
 
 	GetUserIdAndSecContext(&saved_user, &saved_context);
 	SetUserIdAndSecContext(owner_of(relid), saved_context | SECURITY_LOCAL_USERID_CHANGE);
+
+	/*
+	 * The caller's search_path must not choose the operators, functions and
+	 * types these statements use: pg_catalog first, pg_temp last, as a
+	 * SECURITY DEFINER function would pin them.
+	 */
+	guc_level = NewGUCNestLevel();
+	(void) set_config_option("search_path", "pg_catalog, pg_temp", PGC_USERSET,
+							 PGC_S_SESSION, GUC_ACTION_SAVE, true, 0, false);
 	PG_TRY();
 	{
 		SPIPlanPtr	plan = SPI_prepare(sql, nargs, types);
@@ -54,6 +98,7 @@ moneroo_execute_as_owner(const char *sql, int nargs, Oid *types, Datum *values,
 	}
 	PG_FINALLY();
 	{
+		AtEOXact_GUC(false, guc_level);
 		SetUserIdAndSecContext(saved_user, saved_context);
 	}
 	PG_END_TRY();

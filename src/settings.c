@@ -11,6 +11,8 @@
  */
 #include "postgres.h"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -43,13 +45,27 @@ static char key_file_contents[MAX_KEY_FILE_BYTES + 1];
 static char key_file_path[MAXPGPATH];
 static struct stat key_file_stat;
 
+/* localhost, 127.0.0.0/8 or ::1, as literal addresses: never a name like 127.0.0.1.example.com */
 static bool
 host_is_loopback(const char *host)
 {
-	return strcmp(host, "localhost") == 0 ||
-		strcmp(host, "[::1]") == 0 ||
-		strcmp(host, "::1") == 0 ||
-		strncmp(host, "127.", 4) == 0;
+	struct in_addr v4;
+	struct in6_addr v6;
+	char		unbracketed[INET6_ADDRSTRLEN + 2];
+	size_t		len = strlen(host);
+
+	if (pg_strcasecmp(host, "localhost") == 0)
+		return true;
+	if (inet_pton(AF_INET, host, &v4) == 1)
+		return (ntohl(v4.s_addr) >> 24) == 127;
+	if (len > 2 && len < sizeof(unbracketed) && host[0] == '[' && host[len - 1] == ']')
+	{
+		memcpy(unbracketed, host + 1, len - 2);
+		unbracketed[len - 2] = '\0';
+		return inet_pton(AF_INET6, unbracketed, &v6) == 1 &&
+			memcmp(&v6, &in6addr_loopback, sizeof(v6)) == 0;
+	}
+	return false;
 }
 
 /*
@@ -259,7 +275,7 @@ read_secret_key_file(const char *path)
 
 	if (stat(path, &st) != 0)
 		ereport(ERROR,
-				errcode_for_file_access(),
+				errcode(ERRCODE_CONFIG_FILE_ERROR),
 				errmsg("could not read moneroo.secret_key_file \"%s\": %m", path),
 				errhint("Point moneroo.secret_key_file at a file that holds the secret key and reload."));
 
@@ -270,22 +286,26 @@ read_secret_key_file(const char *path)
 				errdetail("The file has mode %04o.", (unsigned int) (st.st_mode & 07777)),
 				errhint("Run chmod 600 on the file, owned by the database server's OS user."));
 
+	/* nanoseconds and ctime too: a rewrite within the same second counts */
 	if (strcmp(path, key_file_path) == 0 &&
 		st.st_ino == key_file_stat.st_ino &&
 		st.st_size == key_file_stat.st_size &&
-		st.st_mtime == key_file_stat.st_mtime)
+		st.st_mtim.tv_sec == key_file_stat.st_mtim.tv_sec &&
+		st.st_mtim.tv_nsec == key_file_stat.st_mtim.tv_nsec &&
+		st.st_ctim.tv_sec == key_file_stat.st_ctim.tv_sec &&
+		st.st_ctim.tv_nsec == key_file_stat.st_ctim.tv_nsec)
 		return key_file_contents;
 
 	fd = OpenTransientFile(path, O_RDONLY | PG_BINARY);
 	if (fd < 0)
 		ereport(ERROR,
-				errcode_for_file_access(),
+				errcode(ERRCODE_CONFIG_FILE_ERROR),
 				errmsg("could not open moneroo.secret_key_file \"%s\": %m", path));
 	len = read(fd, key_file_contents, MAX_KEY_FILE_BYTES);
 	CloseTransientFile(fd);
 	if (len < 0)
 		ereport(ERROR,
-				errcode_for_file_access(),
+				errcode(ERRCODE_CONFIG_FILE_ERROR),
 				errmsg("could not read moneroo.secret_key_file \"%s\": %m", path));
 
 	/* An editor's trailing newline is not part of the key. */

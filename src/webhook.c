@@ -134,7 +134,7 @@ moneroo_webhook(PG_FUNCTION_ARGS)
 	signature = PG_ARGISNULL(1) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(1));
 
 	check_signature(VARDATA_ANY(body), VARSIZE_ANY_EXHDR(body), signature);
-	moneroo_id = payout_id_of(VARDATA_ANY(body), VARSIZE_ANY_EXHDR(body));
+	moneroo_id = payout_id_of(text_to_cstring(body), VARSIZE_ANY_EXHDR(body));
 
 	if (!payout_store_find_by_moneroo_id(moneroo_id, &id, &status))
 		ereport(ERROR,

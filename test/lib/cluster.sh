@@ -195,7 +195,10 @@ cluster_explain_failure() {
 cluster_start() {
     cluster_env || return 1
     if cluster_is_running; then return 0; fi
-    if ! as_pg "$PGBIN/pg_ctl" start -D "$PGDATA" -l "$SERVER_LOG" -w -t "${PG_START_TIMEOUT:-60}" -s; then
+    # the test key stays out of the server's environment, which PostgreSQL
+    # prints into the log at debug3 and above
+    if ! as_pg env -u MONEROO_TEST_KEY "$PGBIN/pg_ctl" start -D "$PGDATA" -l "$SERVER_LOG" \
+            -w -t "${PG_START_TIMEOUT:-60}" -s; then
         echo "cluster_start: the server did not start" >&2
         cluster_explain_failure
         return 1

@@ -18,6 +18,7 @@
 #include "nodes/pg_list.h"
 #include "storage/latch.h"
 #include "utils/memutils.h"
+#include "utils/timestamp.h"
 #include "utils/wait_event.h"
 
 #include "http_client.h"
@@ -32,7 +33,7 @@ struct HttpPool
 	int			epoll_fd;
 	WaitEventSet *wait_set;
 	int			in_flight;
-	long		timer_ms;		/* libcurl's wish: -1 none, 0 now */
+	TimestampTz timer_deadline; /* when libcurl wants to act; 0: no wish */
 	List	   *done;			/* finished HttpCalls */
 };
 
@@ -75,9 +76,10 @@ check_cancel(void *clientp, curl_off_t dltotal, curl_off_t dlnow,
 HttpCall *
 http_call_new(const char *path, const char *body)
 {
+	/* first, so that a configuration error leaves nothing allocated */
+	const char *key = moneroo_get_secret_key();
 	MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
 	HttpCall   *call = palloc0(sizeof(HttpCall));
-	const char *key = moneroo_get_secret_key();
 	size_t		base_len = strlen(moneroo_api_url);
 	char	   *authorization;
 	long		connect_timeout;
@@ -186,16 +188,13 @@ static void
 classify(HttpCall *call, CURLcode rc)
 {
 	curl_off_t	connected_us = 0;
-	curl_off_t	total_us = 0;
 	long		status = 0;
 	MemoryContext old;
 
 	curl_easy_getinfo(call->easy,
 					  call->is_https ? CURLINFO_APPCONNECT_TIME_T : CURLINFO_CONNECT_TIME_T,
 					  &connected_us);
-	curl_easy_getinfo(call->easy, CURLINFO_TOTAL_TIME_T, &total_us);
 	curl_easy_getinfo(call->easy, CURLINFO_RESPONSE_CODE, &status);
-	call->elapsed_ms = total_us / 1000.0;
 
 	old = MemoryContextSwitchTo(TopMemoryContext);
 	if (rc == CURLE_OK)
@@ -232,7 +231,6 @@ http_call_perform(HttpCall *call)
 {
 	CURLcode	rc;
 
-	call->cancellable = true;
 	SET_OPT(call, CURLOPT_XFERINFOFUNCTION, check_cancel);
 	SET_OPT(call, CURLOPT_NOPROGRESS, 0L);
 
@@ -286,10 +284,12 @@ track_socket(CURL *easy, curl_socket_t fd, int what, void *userp, void *socketp)
 	return 0;
 }
 
+/* libcurl speaks in delays from now; kept as a deadline so it never ages */
 static int
 track_timer(CURLM *multi, long timeout_ms, void *userp)
 {
-	((HttpPool *) userp)->timer_ms = timeout_ms;
+	((HttpPool *) userp)->timer_deadline = timeout_ms < 0 ? 0 :
+		TimestampTzPlusMilliseconds(GetCurrentTimestamp(), timeout_ms);
 	return 0;
 }
 
@@ -303,7 +303,6 @@ http_pool_create(void)
 	pool->epoll_fd = epoll_create1(EPOLL_CLOEXEC);
 	if (pool->multi == NULL || pool->epoll_fd < 0)
 		elog(ERROR, "could not create the HTTP pool: %m");
-	pool->timer_ms = -1;
 	curl_multi_setopt(pool->multi, CURLMOPT_SOCKETFUNCTION, track_socket);
 	curl_multi_setopt(pool->multi, CURLMOPT_SOCKETDATA, pool);
 	curl_multi_setopt(pool->multi, CURLMOPT_TIMERFUNCTION, track_timer);
@@ -368,8 +367,14 @@ http_pool_wait(HttpPool *pool, long timeout_ms, uint32 wait_event_info)
 	int			nready;
 	int			woke = 0;
 
-	if (pool->timer_ms >= 0 && (timeout_ms < 0 || pool->timer_ms < timeout_ms))
-		timeout_ms = pool->timer_ms;
+	if (pool->timer_deadline != 0)
+	{
+		long		timer_ms = TimestampDifferenceMilliseconds(GetCurrentTimestamp(),
+															   pool->timer_deadline);
+
+		if (timeout_ms < 0 || timer_ms < timeout_ms)
+			timeout_ms = timer_ms;
+	}
 
 	if (timeout_ms != 0 &&
 		WaitEventSetWait(pool->wait_set, timeout_ms, &event, 1, wait_event_info) == 1)

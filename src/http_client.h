@@ -7,7 +7,7 @@
 
 #include <curl/curl.h>
 
-#define MONEROO_VERSION "1.0"
+#define MONEROO_VERSION "1.1"
 
 /* Longest answer we read: Moneroo's payout objects are a few kilobytes. */
 #define HTTP_MAX_RESPONSE_BYTES (1024 * 1024)
@@ -31,7 +31,6 @@ typedef struct HttpCall
 	char	   *url;
 	char	   *request_body;	/* NULL for GET */
 	bool		is_https;
-	bool		cancellable;	/* a backend's call: stop on query cancel */
 
 	/* the answer, in malloc'd memory: curl callbacks must not palloc */
 	char	   *response;
@@ -42,7 +41,6 @@ typedef struct HttpCall
 	HttpOutcome outcome;
 	long		status;			/* HTTP status when HTTP_ANSWERED */
 	char	   *error;			/* what went wrong, for last_error; palloc'd */
-	double		elapsed_ms;
 
 	/* the caller's bookkeeping */
 	int64		payout_id;

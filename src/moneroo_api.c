@@ -9,12 +9,14 @@
  */
 #include "postgres.h"
 
+#include "access/xact.h"
 #include "common/jsonapi.h"
 #include "lib/stringinfo.h"
 #include "mb/pg_wchar.h"
 #include "utils/builtins.h"
 #include "utils/jsonb.h"
 #include "utils/numeric.h"
+#include "utils/resowner.h"
 
 #include "moneroo_api.h"
 #include "request_validator.h"
@@ -198,12 +200,45 @@ json_depth(const char *text, size_t len)
 	return deepest;
 }
 
+/*
+ * The parsers raise errors on some valid JSON (a number beyond numeric's
+ * range, an escape the database encoding cannot hold).  An answer must
+ * never stop the worker, so they run in a subtransaction whose failure
+ * only means "unusable".
+ */
+static Jsonb *
+parse_in_subtransaction(char *copy, size_t len)
+{
+	MemoryContext caller = CurrentMemoryContext;
+	ResourceOwner owner = CurrentResourceOwner;
+	Jsonb	   *volatile result = NULL;
+
+	BeginInternalSubTransaction(NULL);
+	MemoryContextSwitchTo(caller);
+	PG_TRY();
+	{
+		JsonLexContext *lex = makeJsonLexContextCstringLen(copy, len, GetDatabaseEncoding(), true);
+
+		if (pg_parse_json(lex, &nullSemAction) == JSON_SUCCESS)
+			result = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(copy)));
+		ReleaseCurrentSubTransaction();
+	}
+	PG_CATCH();
+	{
+		MemoryContextSwitchTo(caller);
+		FlushErrorState();
+		RollbackAndReleaseCurrentSubTransaction();
+		result = NULL;
+	}
+	PG_END_TRY();
+	MemoryContextSwitchTo(caller);
+	CurrentResourceOwner = owner;
+	return result;
+}
+
 Jsonb *
 moneroo_parse_json(const char *text, size_t len)
 {
-	JsonLexContext *lex;
-	char	   *copy;
-
 	if (text == NULL || len == 0 || memchr(text, '\0', len) != NULL)
 		return NULL;
 	if (json_depth(text, len) > JSON_MAX_DEPTH)
@@ -217,12 +252,7 @@ moneroo_parse_json(const char *text, size_t len)
 			if ((unsigned char) text[i] >= 0x80)
 				return NULL;
 	}
-
-	copy = pnstrdup(text, len);
-	lex = makeJsonLexContextCstringLen(copy, len, PG_UTF8, true);
-	if (pg_parse_json(lex, &nullSemAction) != JSON_SUCCESS)
-		return NULL;
-	return DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(copy)));
+	return parse_in_subtransaction(pnstrdup(text, len), len);
 }
 
 static JsonbValue *
@@ -248,14 +278,16 @@ sanitized(const char *s, size_t len)
 {
 	StringInfoData out;
 
+	size_t		kept = len > MESSAGE_MAX_BYTES ? pg_mbcliplen(s, len, MESSAGE_MAX_BYTES) : len;
+
 	initStringInfo(&out);
-	for (size_t i = 0; i < len && out.len < MESSAGE_MAX_BYTES; i++)
+	for (size_t i = 0; i < kept; i++)
 	{
 		unsigned char c = (unsigned char) s[i];
 
 		appendStringInfoChar(&out, (c < 0x20 || c == 0x7f) ? ' ' : (char) c);
 	}
-	if (len > MESSAGE_MAX_BYTES)
+	if (kept < len)
 		appendStringInfoString(&out, "...");
 	return out.data;
 }
@@ -334,7 +366,6 @@ read_common(HttpCall *call, MonerooAnswer *answer)
 	}
 	answer->body = moneroo_parse_json(call->response, call->response_len);
 	answer->rate_limited = call->status == 429;
-	answer->auth_failed = call->status == 401 || call->status == 403;
 	if (answer->body != NULL)
 		answer->detail = describe_refusal(&answer->body->root);
 }

@@ -27,7 +27,6 @@ typedef struct MonerooAnswer
 	char	   *error;			/* what went wrong, for last_error and users */
 	char	   *detail;			/* Moneroo's message and field errors */
 	bool		rate_limited;	/* HTTP 429 */
-	bool		auth_failed;	/* HTTP 401 or 403 */
 } MonerooAnswer;
 
 /* The initialize body: the request plus metadata.payout_reference. */

@@ -91,7 +91,7 @@ validate_row(Relation rel, HeapTuple row)
 		moneroo_validate_request(DatumGetJsonbP(request), RelationGetNamespace(rel));
 }
 
-static void
+static pg_attribute_noreturn() void
 refuse_state_change(const char *column)
 {
 	ereport(ERROR,

@@ -130,12 +130,12 @@ payout_store_insert_sending(Jsonb *request, const char *reference)
 							  "VALUES ($1, $2::uuid, 'sending', 1) RETURNING id",
 							  payouts_table()),
 					 2, types, values, NULL, false);
-	MemoryContextSwitchTo(caller);
-	work = palloc0(sizeof(PayoutWork));
+	work = MemoryContextAllocZero(caller, sizeof(PayoutWork));
 	work->transfer_slot = -1;
 	work->id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
-	work->reference = pstrdup(reference);
-	work->request_body = moneroo_initialize_body(request, reference);
+	work->reference = MemoryContextStrdup(caller, reference);
+	/* built in SPI's memory, which dies with SPI_finish: only the text is kept */
+	work->request_body = MemoryContextStrdup(caller, moneroo_initialize_body(request, reference));
 	SPI_finish();
 	return work;
 }
@@ -170,13 +170,16 @@ payout_store_claim(int n)
 		TupleDesc	desc = SPI_tuptable->tupdesc;
 		bool		isnull;
 		Jsonb	   *request = DatumGetJsonbP(SPI_getbinval(row, desc, 3, &isnull));
+		char	   *reference = SPI_getvalue(row, desc, 2);
+		char	   *body = moneroo_initialize_body(request, reference);
 		MemoryContext spi = MemoryContextSwitchTo(caller);
 		PayoutWork *work = palloc0(sizeof(PayoutWork));
 
+		/* the body is built in SPI's memory; only its text is kept */
 		work->transfer_slot = -1;
 		work->id = DatumGetInt64(SPI_getbinval(row, desc, 1, &isnull));
-		work->reference = SPI_getvalue(row, desc, 2);
-		work->request_body = moneroo_initialize_body(request, work->reference);
+		work->reference = pstrdup(reference);
+		work->request_body = pstrdup(body);
 		claimed = lappend(claimed, work);
 		MemoryContextSwitchTo(spi);
 	}
@@ -276,22 +279,24 @@ moneroo_id_taken(const char *moneroo_id, int64 id)
 	return SPI_processed > 0;
 }
 
-void
-payout_store_record_send(int64 id, SendVerdict verdict, MonerooAnswer *answer,
-						 int retry_after_ms, bool requeue)
+SendVerdict
+payout_store_record_send(int64 id, const char *reference, SendVerdict verdict,
+						 MonerooAnswer *answer, int retry_after_ms, bool requeue)
 {
-	Oid			types[5] = {INT8OID, TEXTOID, TEXTOID, JSONBOID, INT4OID};
-	Datum		values[5];
-	char		nulls[5] = "     ";
+	Oid			types[6] = {INT8OID, TEXTOID, TEXTOID, JSONBOID, INT4OID, TEXTOID};
+	Datum		values[6];
+	char		nulls[6] = "      ";
 	const char *table = NULL;
 	const char *sql = NULL;
+	MemoryContext caller = CurrentMemoryContext;
 
 	SPI_connect();
 	table = payouts_table();
 	if (verdict == SEND_ACCEPTED && moneroo_id_taken(answer->moneroo_id, id))
 	{
-		answer->error = psprintf("Moneroo answered with id \"%s\", which another payout already carries",
-								 answer->moneroo_id);
+		answer->error = MemoryContextStrdup(caller,
+											psprintf("Moneroo answered with id \"%s\", which another payout already carries",
+													 answer->moneroo_id));
 		verdict = SEND_UNKNOWN;
 	}
 
@@ -301,6 +306,8 @@ payout_store_record_send(int64 id, SendVerdict verdict, MonerooAnswer *answer,
 	values[3] = jsonb_or_null(answer->body, &nulls[3]);
 	/* a sent payout is first verified on the verification schedule */
 	values[4] = Int32GetDatum(verdict == SEND_ACCEPTED ? moneroo_verify_backoff_ms(0) : retry_after_ms);
+	/* the reference too: ids start again if the extension is recreated */
+	values[5] = CStringGetTextDatum(reference);
 
 	switch (verdict)
 	{
@@ -308,71 +315,77 @@ payout_store_record_send(int64 id, SendVerdict verdict, MonerooAnswer *answer,
 			sql = "UPDATE %s SET status = 'sent', moneroo_id = $2, moneroo_status = 'initiated', "
 				"last_error = $3, response = $4, sent_at = now(), verifications = 0, "
 				"next_attempt_at = now() + $5 * interval '1 millisecond' "
-				"WHERE id = $1 AND status = 'sending'";
+				"WHERE id = $1 AND reference = $6::pg_catalog.uuid AND status = 'sending'";
 			break;
 		case SEND_REFUSED:
 			sql = "UPDATE %s SET status = 'rejected', last_error = $3, response = $4, "
 				"completed_at = now(), next_attempt_at = NULL, moneroo_id = $2 "
-				"WHERE id = $1 AND status = 'sending'";
+				"WHERE id = $1 AND reference = $6::pg_catalog.uuid AND status = 'sending'";
 			break;
 		case SEND_NOT_SENT:
 			if (requeue)
 				sql = "UPDATE %s SET status = 'pending', last_error = $3, response = $4, "
 					"next_attempt_at = now() + $5 * interval '1 millisecond', moneroo_id = $2 "
-					"WHERE id = $1 AND status = 'sending'";
+					"WHERE id = $1 AND reference = $6::pg_catalog.uuid AND status = 'sending'";
 			else
 				sql = "UPDATE %s SET status = 'rejected', "
 					"last_error = 'not sent, moneroo_transfer raised an error: ' || $3, "
 					"response = $4, completed_at = now(), next_attempt_at = NULL, moneroo_id = $2 "
-					"WHERE id = $1 AND status = 'sending'";
+					"WHERE id = $1 AND reference = $6::pg_catalog.uuid AND status = 'sending'";
 			break;
 		case SEND_UNKNOWN:
 			sql = "UPDATE %s SET status = 'unknown', last_error = $3, response = $4, "
 				"next_attempt_at = NULL, moneroo_id = $2 "
-				"WHERE id = $1 AND status = 'sending'";
+				"WHERE id = $1 AND reference = $6::pg_catalog.uuid AND status = 'sending'";
 			break;
 	}
-	execute_internal(psprintf(sql, table), 5, types, values, nulls, false);
+	execute_internal(psprintf(sql, table), 6, types, values, nulls, false);
 	if (SPI_processed != 1)
 		ereport(WARNING,
 				errcode(ERRCODE_INTERNAL_ERROR),
 				errmsg("payout %lld was no longer in state \"sending\" when its result came back",
 					   (long long) id),
-				errdetail("The result was: %s.", send_verdict_name(verdict)));
+				errdetail("The result was: %s%s%s.", send_verdict_name(verdict),
+						  verdict == SEND_ACCEPTED ? ", Moneroo id " : "",
+						  verdict == SEND_ACCEPTED ? answer->moneroo_id : ""));
 	SPI_finish();
+	return verdict;
 }
 
 void
-payout_store_record_verify(int64 id, bool ok, MonerooAnswer *answer, int next_check_ms)
+payout_store_record_verify(int64 id, const char *moneroo_id, bool ok, MonerooAnswer *answer,
+						   int next_check_ms)
 {
-	Oid			types[5] = {INT8OID, TEXTOID, TEXTOID, JSONBOID, INT4OID};
-	Datum		values[5];
-	char		nulls[5] = "     ";
+	Oid			types[6] = {INT8OID, TEXTOID, TEXTOID, JSONBOID, INT4OID, TEXTOID};
+	Datum		values[6];
+	char		nulls[6] = "      ";
 	const char *sql;
 
 	SPI_connect();
+	values[5] = CStringGetTextDatum(moneroo_id);
 	values[0] = Int64GetDatum(id);
 	values[1] = text_or_null(ok ? answer->moneroo_status : NULL, &nulls[1]);
 	values[2] = text_or_null(ok ? NULL : answer->error, &nulls[2]);
 	values[3] = jsonb_or_null(answer->body, &nulls[3]);
 	values[4] = Int32GetDatum(next_check_ms);
 
+	/*
+	 * Only a sent payout moves: a final one stays final, so that a verify
+	 * answer that lost a race with a webhook cannot take it backwards.
+	 */
 	if (ok)
 		sql = "UPDATE %s SET moneroo_status = $2, last_error = NULL, response = $4, "
 			"verifications = verifications + 1, "
 			"status = CASE WHEN $2 IN ('success', 'failed') THEN $2 ELSE 'sent' END, "
-			"completed_at = CASE WHEN $2 IN ('success', 'failed') "
-			"                    THEN coalesce(completed_at, now()) END, "
+			"completed_at = CASE WHEN $2 IN ('success', 'failed') THEN now() END, "
 			"next_attempt_at = CASE WHEN $2 IN ('success', 'failed') THEN NULL "
 			"                  ELSE now() + $5 * interval '1 millisecond' END "
-			"WHERE id = $1 AND moneroo_id IS NOT NULL "
-			"AND status IN ('sent', 'success', 'failed', 'unknown')";
+			"WHERE id = $1 AND moneroo_id = $6 AND status = 'sent'";
 	else
 		sql = "UPDATE %s SET last_error = $3, verifications = verifications + 1, "
-			"next_attempt_at = CASE WHEN status = 'sent' "
-			"                  THEN now() + $5 * interval '1 millisecond' END "
-			"WHERE id = $1";
-	execute_internal(psprintf(sql, payouts_table()), 5, types, values, nulls, false);
+			"next_attempt_at = now() + $5 * interval '1 millisecond' "
+			"WHERE id = $1 AND moneroo_id = $6 AND status = 'sent'";
+	execute_internal(psprintf(sql, payouts_table()), 6, types, values, nulls, false);
 	SPI_finish();
 }
 
@@ -401,15 +414,22 @@ fetch_row(const char *condition, Oid type, Datum value, Datum *row)
 	return found;
 }
 
+static pg_attribute_noreturn() void
+payout_not_found(int64 id)
+{
+	ereport(ERROR,
+			errcode(ERRCODE_NO_DATA_FOUND),
+			errmsg("payout %lld does not exist", (long long) id),
+			errhint("Payout ids are in the id column of the payouts table."));
+}
+
 Datum
 payout_store_fetch(int64 id)
 {
 	Datum		row = (Datum) 0;
 
 	if (!fetch_row("id = $1", INT8OID, Int64GetDatum(id), &row))
-		ereport(ERROR,
-				errcode(ERRCODE_NO_DATA_FOUND),
-				errmsg("payout %lld does not exist", (long long) id));
+		payout_not_found(id);
 	return row;
 }
 
@@ -419,29 +439,26 @@ payout_store_fetch_by_reference(const char *reference, Datum *row)
 	return fetch_row("reference = $1::uuid", TEXTOID, CStringGetTextDatum(reference), row);
 }
 
-bool
-payout_store_lock(int64 id, char **status, char **moneroo_id)
+void
+payout_store_lookup(int64 id, bool for_update, char **status, char **moneroo_id)
 {
 	Oid			types[1] = {INT8OID};
 	Datum		values[1] = {Int64GetDatum(id)};
 	MemoryContext caller = CurrentMemoryContext;
-	bool		found;
+	char	   *found_status;
+	char	   *found_id;
 
 	SPI_connect();
-	execute_internal(psprintf("SELECT status, moneroo_id FROM %s WHERE id = $1 FOR UPDATE",
-							  payouts_table()),
-					 1, types, values, NULL, false);
-	found = SPI_processed == 1;
-	if (found)
-	{
-		char	   *s = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
-		char	   *m = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2);
-
-		*status = MemoryContextStrdup(caller, s);
-		*moneroo_id = m ? MemoryContextStrdup(caller, m) : NULL;
-	}
+	execute_internal(psprintf("SELECT status, moneroo_id FROM %s WHERE id = $1%s",
+							  payouts_table(), for_update ? " FOR UPDATE" : ""),
+					 1, types, values, NULL, !for_update);
+	if (SPI_processed != 1)
+		payout_not_found(id);
+	found_status = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+	found_id = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2);
+	*status = MemoryContextStrdup(caller, found_status);
+	*moneroo_id = found_id ? MemoryContextStrdup(caller, found_id) : NULL;
 	SPI_finish();
-	return found;
 }
 
 void

@@ -55,20 +55,22 @@ extern uint64 payout_store_settle_orphans(void);
  * Moneroo goes back to pending, retried after retry_after_ms, when requeue
  * is true (the queue), and to rejected otherwise (moneroo_transfer raised
  * an error: nothing may be sent behind the caller's back).  A sent payout
- * is scheduled for its first verification.
+ * is scheduled for its first verification.  Returns the verdict recorded:
+ * an "accepted" whose Moneroo id another payout carries is recorded unknown.
  */
-extern void payout_store_record_send(int64 id, SendVerdict verdict,
-									 MonerooAnswer *answer, int retry_after_ms,
-									 bool requeue);
-extern void payout_store_record_verify(int64 id, bool ok, MonerooAnswer *answer,
-									   int next_check_ms);
+extern SendVerdict payout_store_record_send(int64 id, const char *reference,
+											SendVerdict verdict, MonerooAnswer *answer,
+											int retry_after_ms, bool requeue);
+/* Records a verification of a sent payout; final payouts stay as they are. */
+extern void payout_store_record_verify(int64 id, const char *moneroo_id, bool ok,
+									   MonerooAnswer *answer, int next_check_ms);
 
 /* The whole row as a payouts composite, read with the latest snapshot. */
 extern Datum payout_store_fetch(int64 id);
 extern bool payout_store_fetch_by_reference(const char *reference, Datum *row);
 
-/* Status and Moneroo id of a row locked FOR UPDATE; false if absent. */
-extern bool payout_store_lock(int64 id, char **status, char **moneroo_id);
+/* Status and Moneroo id of a row, locked FOR UPDATE if asked; an error if absent. */
+extern void payout_store_lookup(int64 id, bool for_update, char **status, char **moneroo_id);
 
 /* Asks the worker to verify a sent payout at its next round. */
 extern void payout_store_schedule_verification(int64 id);

@@ -87,7 +87,7 @@ echo(const char *s, int len)
 	return psprintf("%.*s%s", cut, s, cut < len ? "..." : "");
 }
 
-static void
+static pg_attribute_noreturn() void
 reject(const char *field, const char *detail, const char *hint)
 {
 	ereport(ERROR,
@@ -98,7 +98,7 @@ reject(const char *field, const char *detail, const char *hint)
 			errhint("Correct \"%s\" and send the request again; the request format is in the moneroo README.", field));
 }
 
-static void
+static pg_attribute_noreturn() void
 reject_missing(const char *field)
 {
 	ereport(ERROR,
@@ -127,7 +127,7 @@ jsonb_type_name(JsonbValue *value)
 	}
 }
 
-static void
+static pg_attribute_noreturn() void
 reject_type(const char *field, const char *expected, JsonbValue *value)
 {
 	reject(field,

@@ -253,7 +253,7 @@ moneroo_verify_backoff_ms(int verifications)
 	return (int) Min(delay, (int64) moneroo_verify_max_interval_ms);
 }
 
-static void
+static pg_attribute_noreturn() void
 config_error(const char *message, const char *hint)
 {
 	ereport(ERROR,

@@ -10,6 +10,7 @@
  */
 #include "postgres.h"
 
+#include "mb/pg_wchar.h"
 #include "miscadmin.h"
 #include "storage/ipc.h"
 #include "storage/shmem.h"
@@ -174,10 +175,22 @@ moneroo_requests_last_minute(void)
 void
 moneroo_note_error(const char *error)
 {
+	char		clipped[LAST_ERROR_BYTES];
+
 	if (moneroo_shared == NULL || error == NULL)
 		return;
+	moneroo_clip_copy(clipped, error, LAST_ERROR_BYTES);
 	SpinLockAcquire(&moneroo_shared->mutex);
-	strlcpy(moneroo_shared->last_error, error, LAST_ERROR_BYTES);
+	memcpy(moneroo_shared->last_error, clipped, LAST_ERROR_BYTES);
 	moneroo_shared->last_error_at = GetCurrentTimestamp();
 	SpinLockRelease(&moneroo_shared->mutex);
+}
+
+void
+moneroo_clip_copy(char *dst, const char *src, size_t size)
+{
+	int			len = pg_mbcliplen(src, strlen(src), size - 1);
+
+	memcpy(dst, src, len);
+	dst[len] = '\0';
 }

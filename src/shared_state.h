@@ -24,20 +24,28 @@
 #define TRANSFER_REQUEST_BYTES 32768
 #define REFERENCE_BYTES 37
 
+/*
+ * A slot's life.  The backend owns FREE -> RESERVED -> SUBMITTED and reads
+ * DONE; the worker moves SUBMITTED -> CLAIMED -> SENDING -> DONE.  A caller
+ * that leaves early turns CLAIMED into WITHDRAWN (the worker must not send
+ * it: the caller got an error) and SENDING into ABANDONED (the request has
+ * left: the worker records it and frees the slot).
+ */
 typedef enum TransferSlotState
 {
 	SLOT_FREE = 0,
 	SLOT_RESERVED,				/* a backend is copying its request in */
 	SLOT_SUBMITTED,				/* the backend waits; the worker has not begun */
-	SLOT_CLAIMED,				/* the worker is recording and sending it */
+	SLOT_CLAIMED,				/* the worker is recording it; not sent yet */
+	SLOT_SENDING,				/* its request has left */
 	SLOT_DONE,					/* the result is in the slot */
-	SLOT_ABANDONED				/* the backend gave up; the worker frees it */
+	SLOT_WITHDRAWN,				/* the caller left before it was sent */
+	SLOT_ABANDONED				/* the caller left while it was being sent */
 } TransferSlotState;
 
 typedef struct TransferSlot
 {
 	TransferSlotState state;
-	pid_t		backend_pid;
 	Latch	   *backend_latch;
 	char		reference[REFERENCE_BYTES];	/* chosen by the backend */
 	int			verdict;		/* a SendVerdict once done */
@@ -53,7 +61,6 @@ typedef struct MonerooShared
 	slock_t		mutex;			/* protects every field below */
 	pid_t		worker_pid;		/* 0 when no worker runs */
 	Latch	   *worker_latch;
-	TimestampTz worker_started_at;
 
 	/* the rate limiter: the earliest moment the next request may leave */
 	TimestampTz next_request_at;
@@ -93,5 +100,8 @@ extern void moneroo_rate_pause(long pause_ms);
 
 extern int	moneroo_requests_last_minute(void);
 extern void moneroo_note_error(const char *error);
+
+/* strlcpy that never cuts a multibyte character in two */
+extern void moneroo_clip_copy(char *dst, const char *src, size_t size);
 
 #endif

@@ -60,10 +60,7 @@ moneroo_retry(PG_FUNCTION_ARGS)
 	char	   *status;
 	char	   *moneroo_id;
 
-	if (!payout_store_lock(id, &status, &moneroo_id))
-		ereport(ERROR,
-				errcode(ERRCODE_NO_DATA_FOUND),
-				errmsg("payout %lld does not exist", (long long) id));
+	payout_store_lookup(id, true, &status, &moneroo_id);
 	if (strcmp(status, "unknown") != 0)
 		ereport(ERROR,
 				errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
@@ -91,12 +88,6 @@ moneroo_worker_info(PG_FUNCTION_ARGS)
 
 	if (get_call_result_type(fcinfo, NULL, &desc) != TYPEFUNC_COMPOSITE)
 		elog(ERROR, "moneroo_worker_info must return a record");
-	if (moneroo_shared == NULL)
-		ereport(ERROR,
-				errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				errmsg("moneroo is not loaded through shared_preload_libraries"),
-				errhint("Add moneroo to shared_preload_libraries in postgresql.conf and restart the server."));
-
 	SpinLockAcquire(&moneroo_shared->mutex);
 	pid = moneroo_shared->worker_pid;
 	in_flight = moneroo_shared->in_flight;

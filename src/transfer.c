@@ -16,6 +16,7 @@
 
 #include "commands/dbcommands.h"
 #include "miscadmin.h"
+#include "storage/ipc.h"
 #include "storage/latch.h"
 #include "storage/proc.h"
 #include "utils/builtins.h"
@@ -47,11 +48,6 @@ check_worker_serves_this_database(void)
 {
 	char	   *database = get_database_name(MyDatabaseId);
 
-	if (moneroo_shared == NULL)
-		ereport(ERROR,
-				errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				errmsg("moneroo is not loaded through shared_preload_libraries"),
-				errhint("Add moneroo to shared_preload_libraries in postgresql.conf and restart the server."));
 	if (strcmp(database, moneroo_database) != 0)
 		ereport(ERROR,
 				errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
@@ -68,10 +64,62 @@ new_reference(void)
 											   DirectFunctionCall1(gen_random_uuid, (Datum) 0)));
 }
 
+/* The slot this backend waits on, so that leaving by any road frees it. */
+static int	my_slot = -1;
+static bool exit_callback_registered = false;
+
+/*
+ * Leaves our slot, whatever the reason: a request the worker has not sent
+ * is withdrawn (the caller gets an error, so it must never be sent); one
+ * already sent goes on and is recorded.  Returns the state it found.
+ */
+static TransferSlotState
+leave_slot(void)
+{
+	TransferSlot *slot;
+	TransferSlotState found;
+
+	if (my_slot < 0)
+		return SLOT_FREE;
+	slot = &moneroo_shared->transfers[my_slot];
+	SpinLockAcquire(&moneroo_shared->mutex);
+	found = slot->state;
+	switch (found)
+	{
+		case SLOT_RESERVED:
+		case SLOT_SUBMITTED:
+		case SLOT_DONE:
+			slot->state = SLOT_FREE;
+			break;
+		case SLOT_CLAIMED:
+			slot->state = SLOT_WITHDRAWN;
+			break;
+		case SLOT_SENDING:
+			slot->state = SLOT_ABANDONED;
+			break;
+		default:
+			break;
+	}
+	SpinLockRelease(&moneroo_shared->mutex);
+	my_slot = -1;
+	return found;
+}
+
+static void
+leave_slot_at_exit(int code, Datum arg)
+{
+	(void) leave_slot();
+}
+
 /* Waits, interruptibly, for a free slot, and reserves it. */
-static int
+static TransferSlot *
 reserve_slot(void)
 {
+	if (!exit_callback_registered)
+	{
+		before_shmem_exit(leave_slot_at_exit, (Datum) 0);
+		exit_callback_registered = true;
+	}
 	for (;;)
 	{
 		SpinLockAcquire(&moneroo_shared->mutex);
@@ -80,8 +128,9 @@ reserve_slot(void)
 			if (moneroo_shared->transfers[i].state == SLOT_FREE)
 			{
 				moneroo_shared->transfers[i].state = SLOT_RESERVED;
+				my_slot = i;
 				SpinLockRelease(&moneroo_shared->mutex);
-				return i;
+				return &moneroo_shared->transfers[i];
 			}
 		}
 		SpinLockRelease(&moneroo_shared->mutex);
@@ -90,6 +139,17 @@ reserve_slot(void)
 		ResetLatch(MyLatch);
 		CHECK_FOR_INTERRUPTS();
 	}
+}
+
+static TransferSlotState
+slot_state(TransferSlot *slot)
+{
+	TransferSlotState state;
+
+	SpinLockAcquire(&moneroo_shared->mutex);
+	state = slot->state;
+	SpinLockRelease(&moneroo_shared->mutex);
+	return state;
 }
 
 static void
@@ -101,66 +161,52 @@ set_slot_state(TransferSlot *slot, TransferSlotState state)
 }
 
 /*
- * Called when the user cancels: a request the worker has not taken yet is
- * withdrawn (nothing was sent); one it has taken goes on, and is recorded.
+ * Waits for the worker's answer.  A cancel, a statement_timeout or any
+ * other error leaves the slot on the way out (see leave_slot).
  */
 static void
-give_up_slot(TransferSlot *slot)
-{
-	SpinLockAcquire(&moneroo_shared->mutex);
-	if (slot->state == SLOT_SUBMITTED)
-		slot->state = SLOT_FREE;
-	else if (slot->state == SLOT_CLAIMED)
-		slot->state = SLOT_ABANDONED;
-	else if (slot->state == SLOT_DONE)
-		slot->state = SLOT_FREE;	/* finished as we left: recorded all the same */
-	SpinLockRelease(&moneroo_shared->mutex);
-}
-
-static void
-wait_for_worker(TransferSlot *slot)
+wait_for_worker(TransferSlot *slot, const char *reference)
 {
 	TimestampTz submitted = GetCurrentTimestamp();
 
-	for (;;)
+	PG_TRY();
 	{
-		TransferSlotState state;
-
-		SpinLockAcquire(&moneroo_shared->mutex);
-		state = slot->state;
-		SpinLockRelease(&moneroo_shared->mutex);
-		if (state == SLOT_DONE)
-			return;
-
-		if (QueryCancelPending || ProcDiePending)
+		for (;;)
 		{
-			give_up_slot(slot);
-			if (state == SLOT_CLAIMED)
+			TransferSlotState state = slot_state(slot);
+
+			if (state == SLOT_DONE)
+				break;
+
+			if ((QueryCancelPending || ProcDiePending) && state == SLOT_SENDING)
 				ereport(WARNING,
 						errcode(ERRCODE_WARNING),
 						errmsg("moneroo_transfer was interrupted while payout %s was being sent",
-							   slot->reference),
-						errdetail("The worker still records the payout's outcome."),
-						errhint("Look for reference %s in the payouts table.", slot->reference));
+							   reference),
+						errdetail("The request has left; the worker still records its outcome."),
+						errhint("Look for reference %s in the payouts table before paying again.",
+								reference));
 			CHECK_FOR_INTERRUPTS();
-		}
 
-		if (state == SLOT_SUBMITTED && !worker_running() &&
-			TimestampDifferenceExceeds(submitted, GetCurrentTimestamp(), NO_WORKER_PATIENCE_MS))
-		{
-			give_up_slot(slot);
-			if (slot->state == SLOT_FREE)
+			if (state == SLOT_SUBMITTED && !worker_running() &&
+				TimestampDifferenceExceeds(submitted, GetCurrentTimestamp(), NO_WORKER_PATIENCE_MS))
 				ereport(ERROR,
 						errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 						errmsg("the moneroo background worker is not running"),
 						errdetail("Nothing was sent."),
 						errhint("Check the server log for why the worker stopped; it restarts on its own within seconds."));
-		}
 
-		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-						 1000, PG_WAIT_EXTENSION);
-		ResetLatch(MyLatch);
+			(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+							 1000, PG_WAIT_EXTENSION);
+			ResetLatch(MyLatch);
+		}
 	}
+	PG_CATCH();
+	{
+		(void) leave_slot();
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
 }
 
 static int
@@ -230,7 +276,6 @@ moneroo_transfer_now(Jsonb *request)
 	char	   *text = JsonbToCString(NULL, &request->root, VARSIZE(request));
 	char	   *reference;
 	TransferSlot *slot;
-	SendVerdict verdict;
 	Datum		row;
 
 	check_worker_serves_this_database();
@@ -238,11 +283,11 @@ moneroo_transfer_now(Jsonb *request)
 		ereport(ERROR,
 				errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
 				errmsg("payout request is too large: %zu bytes", strlen(text)),
-				errdetail("moneroo_transfer takes requests of up to %d bytes.", TRANSFER_REQUEST_BYTES - 1));
+				errdetail("moneroo_transfer takes requests of up to %d bytes.", TRANSFER_REQUEST_BYTES - 1),
+				errhint("Shorten the metadata values, or queue the payout with INSERT INTO payouts."));
 
 	reference = new_reference();
-	slot = &moneroo_shared->transfers[reserve_slot()];
-	slot->backend_pid = MyProcPid;
+	slot = reserve_slot();
 	slot->backend_latch = MyLatch;
 	strlcpy(slot->reference, reference, REFERENCE_BYTES);
 	strlcpy(slot->request, text, TRANSFER_REQUEST_BYTES);
@@ -251,17 +296,16 @@ moneroo_transfer_now(Jsonb *request)
 	set_slot_state(slot, SLOT_SUBMITTED);
 	moneroo_wake_worker();
 
-	wait_for_worker(slot);
-	verdict = (SendVerdict) slot->verdict;
+	wait_for_worker(slot, reference);
 
-	/* the slot's contents stay ours to read until we free it */
+	/* the slot's contents stay ours to read until we leave it */
 	PG_TRY();
 	{
-		row = report_outcome(slot, verdict);
+		row = report_outcome(slot, (SendVerdict) slot->verdict);
 	}
 	PG_FINALLY();
 	{
-		set_slot_state(slot, SLOT_FREE);
+		(void) leave_slot();
 	}
 	PG_END_TRY();
 	return row;

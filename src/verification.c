@@ -42,12 +42,10 @@ moneroo_verify_now(int64 id, bool may_wait)
 	char	   *path;
 	HttpCall   *call;
 	MonerooAnswer answer;
-	bool		ok;
+	volatile bool ok = false;
 
-	if (!payout_store_lock(id, &status, &moneroo_id))
-		ereport(ERROR,
-				errcode(ERRCODE_NO_DATA_FOUND),
-				errmsg("payout %lld does not exist", (long long) id));
+	/* no row lock: it would be held through the rate wait and the request */
+	payout_store_lookup(id, false, &status, &moneroo_id);
 	if (moneroo_id == NULL)
 		ereport(ERROR,
 				errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
@@ -66,9 +64,16 @@ moneroo_verify_now(int64 id, bool may_wait)
 
 	path = moneroo_verify_path(moneroo_id);
 	call = http_call_new(path, NULL);
-	http_call_perform(call);
-	ok = moneroo_read_verify(call, moneroo_id, &answer);
-	http_call_free(call);
+	PG_TRY();
+	{
+		http_call_perform(call);
+		ok = moneroo_read_verify(call, moneroo_id, &answer);
+	}
+	PG_FINALLY();
+	{
+		http_call_free(call);
+	}
+	PG_END_TRY();
 	CHECK_FOR_INTERRUPTS();
 
 	if (answer.rate_limited)
@@ -80,6 +85,6 @@ moneroo_verify_now(int64 id, bool may_wait)
 				errdetail("%s", answer.error),
 				errhint("The payout is unchanged; the worker keeps verifying it on its own schedule."));
 
-	payout_store_record_verify(id, true, &answer, moneroo_verify_backoff_ms(0));
+	payout_store_record_verify(id, moneroo_id, true, &answer, moneroo_verify_backoff_ms(0));
 	return payout_store_fetch(id);
 }

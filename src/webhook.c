@@ -10,7 +10,6 @@
  */
 #include "postgres.h"
 
-#include "common/cryptohash.h"
 #include "common/hmac.h"
 #include "common/sha2.h"
 #include "fmgr.h"
@@ -83,13 +82,14 @@ check_signature(const char *body, size_t len, const char *signature)
 	explicit_bzero(expected, sizeof(expected));
 }
 
-static void
+static pg_attribute_noreturn() void
 malformed(const char *detail)
 {
 	ereport(ERROR,
 			errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 			errmsg("malformed Moneroo webhook body"),
-			errdetail("%s", detail));
+			errdetail("%s", detail),
+			errhint("Pass the request body exactly as received; answer deliveries that are not payout events with 200."));
 }
 
 /* The Moneroo id a payout event is about. */

@@ -196,8 +196,8 @@ note_transfer_result(int i, SendVerdict verdict, MonerooAnswer *answer,
 	slot->verdict = verdict;
 	slot->http_status = http_status;
 	slot->worker_lost = worker_lost;
-	strlcpy(slot->error, answer && answer->error ? answer->error : "", LAST_ERROR_BYTES);
-	strlcpy(slot->detail, answer && answer->detail ? answer->detail : "", DETAIL_BYTES);
+	moneroo_clip_copy(slot->error, answer && answer->error ? answer->error : "", LAST_ERROR_BYTES);
+	moneroo_clip_copy(slot->detail, answer && answer->detail ? answer->detail : "", DETAIL_BYTES);
 }
 
 /* Hands the slot back to its backend, or frees it if the backend left. */
@@ -208,7 +208,7 @@ release_transfer(int i)
 	Latch	   *latch = NULL;
 
 	SpinLockAcquire(&moneroo_shared->mutex);
-	if (slot->state == SLOT_ABANDONED)
+	if (slot->state == SLOT_ABANDONED || slot->state == SLOT_WITHDRAWN)
 		slot->state = SLOT_FREE;
 	else
 	{
@@ -283,17 +283,55 @@ take_transfers(void)
 
 /* ---- starting requests ---- */
 
+/*
+ * The last moment a waiting moneroo_transfer can be withdrawn: once its
+ * slot says SENDING, its caller will be told the request left.  Returns
+ * false for a withdrawn one, which is then recorded as never sent.
+ */
+static bool
+transfer_may_leave(PayoutWork *work)
+{
+	TransferSlot *slot;
+	bool		withdrawn;
+
+	if (work->transfer_slot < 0)
+		return true;
+	slot = slot_at(work->transfer_slot);
+	SpinLockAcquire(&moneroo_shared->mutex);
+	withdrawn = slot->state == SLOT_WITHDRAWN;
+	if (!withdrawn)
+		slot->state = SLOT_SENDING;
+	SpinLockRelease(&moneroo_shared->mutex);
+	if (withdrawn)
+	{
+		MonerooAnswer answer = {.error = "withdrawn: its caller was interrupted before it was sent"};
+
+		payout_store_record_send(work->id, work->reference, SEND_NOT_SENT, &answer, 0, false);
+		release_transfer(work->transfer_slot);
+	}
+	return !withdrawn;
+}
+
 static void
 start_send(PayoutWork *work)
 {
 	HttpCall   *call = http_call_new("/v1/payouts/initialize", work->request_body);
 
-	pfree(work->request_body);
-	work->request_body = NULL;
 	call->purpose = PURPOSE_SEND;
 	call->owner = work;
 	call->payout_id = work->id;
-	http_pool_add(state.pool, call);
+	PG_TRY();
+	{
+		http_pool_add(state.pool, call);
+	}
+	PG_CATCH();
+	{
+		http_call_free(call);
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
+	pfree(work->request_body);
+	work->request_body = NULL;
 	state.sends_since_verification++;
 }
 
@@ -333,8 +371,13 @@ start_sends(void *unused)
 {
 	while (state.ready != NIL && free_capacity() > 0 && moneroo_rate_acquire() == 0)
 	{
+		PayoutWork *work = linitial(state.ready);
+
 		/* started before it leaves the list: a failed start keeps it queued */
-		start_send(linitial(state.ready));
+		if (transfer_may_leave(work))
+			start_send(work);
+		else
+			free_work(work);
 		state.ready = list_delete_first(state.ready);
 	}
 }
@@ -354,23 +397,23 @@ start_ready_sends(void)
 	publish_in_flight();
 }
 
+typedef struct Claim
+{
+	int			wanted;
+	List	   *claimed;		/* in work_context */
+} Claim;
+
+/* The claimed rows join the ready list only once the claim has committed. */
 static void
 claim_pending(void *arg)
 {
-	int			n = *(int *) arg;
-	List	   *claimed;
+	Claim	   *claim = (Claim *) arg;
 	MemoryContext txn;
 
 	if (!extension_installed())
-	{
-		state.more_pending = false;
 		return;
-	}
 	txn = MemoryContextSwitchTo(state.work_context);
-	claimed = payout_store_claim(n);
-	state.more_pending = list_length(claimed) == n;
-	state.ready = list_concat(state.ready, claimed);
-	list_free(claimed);
+	claim->claimed = payout_store_claim(claim->wanted);
 	MemoryContextSwitchTo(txn);
 }
 
@@ -422,8 +465,8 @@ record_call(HttpCall *call)
 	{
 		SendVerdict verdict = moneroo_read_initialize(call, &answer);
 
-		payout_store_record_send(work->id, verdict, &answer, retry_delay_ms(&answer),
-								 work->transfer_slot < 0);
+		verdict = payout_store_record_send(work->id, work->reference, verdict, &answer,
+										   retry_delay_ms(&answer), work->transfer_slot < 0);
 		if (verdict != SEND_ACCEPTED)
 			moneroo_note_error(answer.error);
 		if (work->transfer_slot >= 0)
@@ -433,7 +476,7 @@ record_call(HttpCall *call)
 	{
 		bool		ok = moneroo_read_verify(call, work->moneroo_id, &answer);
 
-		payout_store_record_verify(work->id, ok, &answer,
+		payout_store_record_verify(work->id, work->moneroo_id, ok, &answer,
 								   moneroo_verify_backoff_ms(work->verifications + 1));
 		if (!ok)
 			moneroo_note_error(answer.error);
@@ -572,7 +615,10 @@ release_orphaned_transfers(void)
 {
 	for (int i = 0; i < TRANSFER_SLOTS; i++)
 	{
-		if (slot_at(i)->state == SLOT_CLAIMED || slot_at(i)->state == SLOT_ABANDONED)
+		TransferSlotState found = slot_at(i)->state;
+
+		if (found == SLOT_CLAIMED || found == SLOT_SENDING ||
+			found == SLOT_ABANDONED || found == SLOT_WITHDRAWN)
 		{
 			note_transfer_result(i, SEND_UNKNOWN, NULL, 0, true);
 			release_transfer(i);
@@ -593,6 +639,18 @@ static void
 find_next_due(void *arg)
 {
 	*(long *) arg = extension_installed() ? payout_store_next_due_ms() : -1;
+}
+
+/*
+ * A claim or lease that failed (a read-only database, a constraint someone
+ * added) would fail again at once: look again a little later instead of
+ * spinning and flooding the log.
+ */
+static long
+pause_after_failure(void)
+{
+	state.paused_until = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), CONFIG_RETRY_MS);
+	return CONFIG_RETRY_MS;
 }
 
 /*
@@ -626,14 +684,31 @@ work_once(void)
 	n = Min(free_capacity(), rate_allowance());
 	if (state.ready == NIL && state.more_pending && n > 0)
 	{
-		in_transaction(claim_pending, &n, "claim pending payouts");
-		start_ready_sends();
+		Claim		claim = {.wanted = n};
+
+		if (in_transaction(claim_pending, &claim, "claim pending payouts"))
+		{
+			MemoryContext old = MemoryContextSwitchTo(state.work_context);
+
+			state.more_pending = list_length(claim.claimed) == n;
+			state.ready = list_concat(state.ready, claim.claimed);
+			list_free(claim.claimed);
+			MemoryContextSwitchTo(old);
+			start_ready_sends();
+		}
+		else
+		{
+			/* the claim never committed: nothing was taken, nothing may leave */
+			list_free_deep(claim.claimed);
+			return pause_after_failure();
+		}
 	}
 
 	n = Min(free_capacity(), rate_allowance());
 	if (state.more_to_verify && n > 0 && state.ready == NIL &&
-		(!state.more_pending || state.sends_since_verification >= SENDS_PER_VERIFICATION))
-		in_transaction(lease_verifications, &n, "lease payouts to verify");
+		(!state.more_pending || state.sends_since_verification >= SENDS_PER_VERIFICATION) &&
+		!in_transaction(lease_verifications, &n, "lease payouts to verify"))
+		return pause_after_failure();
 
 	if (free_capacity() <= 0)
 		sleep_ms = moneroo_poll_interval_ms;	/* a finishing request wakes us */
@@ -682,7 +757,8 @@ return_unsent(void *arg)
 	{
 		PayoutWork *work = lfirst(lc);
 
-		payout_store_record_send(work->id, SEND_NOT_SENT, &answer, 0, work->transfer_slot < 0);
+		payout_store_record_send(work->id, work->reference, SEND_NOT_SENT, &answer, 0,
+								 work->transfer_slot < 0);
 		if (work->transfer_slot >= 0)
 		{
 			note_transfer_result(work->transfer_slot, SEND_NOT_SENT, &answer, 0, false);
@@ -712,16 +788,28 @@ moneroo_worker_main(Datum arg)
 {
 	pqsignal(SIGTERM, SignalHandlerForShutdownRequest);
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
+	/* a cancel would abandon requests in flight: the worker has none to cancel */
+	pqsignal(SIGINT, SIG_IGN);
 	BackgroundWorkerUnblockSignals();
 
 	BackgroundWorkerInitializeConnection(moneroo_database, NULL, 0);
 	SetConfigOption("application_name", "moneroo worker", PGC_USERSET, PGC_S_SESSION);
+
+	/*
+	 * Whatever ALTER DATABASE or ALTER ROLE set: a claim must be durable
+	 * before its request leaves, and a lock held by someone else must not
+	 * freeze the loop that drives the requests in flight.
+	 */
+	SetConfigOption("synchronous_commit", "on", PGC_SUSET, PGC_S_OVERRIDE);
+	SetConfigOption("default_transaction_isolation", "read committed", PGC_SUSET, PGC_S_OVERRIDE);
+	SetConfigOption("default_transaction_read_only", "off", PGC_SUSET, PGC_S_OVERRIDE);
+	SetConfigOption("statement_timeout", "0", PGC_SUSET, PGC_S_OVERRIDE);
+	SetConfigOption("lock_timeout", "1s", PGC_SUSET, PGC_S_OVERRIDE);
 	pgstat_report_appname("moneroo worker");
 
 	SpinLockAcquire(&moneroo_shared->mutex);
 	moneroo_shared->worker_pid = MyProcPid;
 	moneroo_shared->worker_latch = MyLatch;
-	moneroo_shared->worker_started_at = GetCurrentTimestamp();
 	SpinLockRelease(&moneroo_shared->mutex);
 	before_shmem_exit(forget_worker, 0);
 

@@ -339,7 +339,7 @@ SELECT label, pg_temp.try(r) AS result FROM (VALUES
     ('empty string',        pg_temp.req_with('{customer,country}', '""')),
     ('BJ (accepted)',       pg_temp.req_with('{customer,country}', '"BJ"')),
     -- only the form is checked: XX is no assigned country, yet accepted
-    ('XX (accepted: form only)', pg_temp.req_with('{customer,country}', '"XX"'))
+    ('XX (not an assigned code)', pg_temp.req_with('{customer,country}', '"XX"'))
 ) AS t(label, r);
 
 --

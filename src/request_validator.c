@@ -37,6 +37,19 @@
 #define PHONE_MIN_DIGITS 7
 #define PHONE_MAX_DIGITS 15
 
+/* The 249 officially assigned ISO 3166-1 alpha-2 codes, each followed by a space. */
+static const char iso_3166_countries[] =
+	"AD AE AF AG AI AL AM AO AQ AR AS AT AU AW AX AZ BA BB BD BE BF BG BH BI BJ "
+	"BL BM BN BO BQ BR BS BT BV BW BY BZ CA CC CD CF CG CH CI CK CL CM CN CO CR "
+	"CU CV CW CX CY CZ DE DJ DK DM DO DZ EC EE EG EH ER ES ET FI FJ FK FM FO FR "
+	"GA GB GD GE GF GG GH GI GL GM GN GP GQ GR GS GT GU GW GY HK HM HN HR HT HU "
+	"ID IE IL IM IN IO IQ IR IS IT JE JM JO JP KE KG KH KI KM KN KP KR KW KY KZ "
+	"LA LB LC LI LK LR LS LT LU LV LY MA MC MD ME MF MG MH MK ML MM MN MO MP MQ "
+	"MR MS MT MU MV MW MX MY MZ NA NC NE NF NG NI NL NO NP NR NU NZ OM PA PE PF "
+	"PG PH PK PL PM PN PR PS PT PW PY QA RE RO RS RU RW SA SB SC SD SE SG SH SI "
+	"SJ SK SL SM SN SO SR SS ST SV SX SY SZ TC TD TF TG TH TJ TK TL TM TN TO TR "
+	"TT TV TW TZ UA UG UM US UY UZ VA VC VE VG VI VN VU WF WS YE YT ZA ZM ZW ";
+
 typedef struct FieldRule
 {
 	const char *name;
@@ -236,6 +249,15 @@ uppercase_code(JsonbValue *value, int n)
 	return pnstrdup(value->val.string.val, n);
 }
 
+static bool
+is_assigned_country(const char *code)
+{
+	for (const char *p = iso_3166_countries; *p; p += 3)
+		if (p[0] == code[0] && p[1] == code[1])
+			return true;
+	return false;
+}
+
 /*
  * Digits of a JSON integer or a JSON string of digits, NULL for anything
  * else (signs, fractions, exponents, spaces, empty strings).
@@ -381,9 +403,11 @@ check_customer(JsonbValue *customer)
 		}
 		else if (strcmp(rule->name, "country") == 0)
 		{
-			if (uppercase_code(value, 2) == NULL)
+			char	   *code = uppercase_code(value, 2);
+
+			if (code == NULL || !is_assigned_country(code))
 				reject(field,
-					   "The country must be an ISO 3166-1 alpha-2 code in capitals, such as \"BJ\".",
+					   "The country must be an assigned ISO 3166-1 alpha-2 code in capitals, such as \"BJ\".",
 					   NULL);
 		}
 		else

@@ -20,8 +20,12 @@
  * the record of a payout survives the caller's rollback.
  */
 #define TRANSFER_SLOTS 64
-/* A validated request is far smaller: its strings are all bounded. */
-#define TRANSFER_REQUEST_BYTES 32768
+/*
+ * A validated request is smaller: its strings are all bounded.  The worst
+ * case is ten metadata values of 500 control characters, each escaped in
+ * six bytes: about 34 kB.
+ */
+#define TRANSFER_REQUEST_BYTES 65536
 #define REFERENCE_BYTES 37
 
 /*

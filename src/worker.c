@@ -798,11 +798,11 @@ moneroo_worker_main(Datum arg)
 	/*
 	 * Whatever ALTER DATABASE or ALTER ROLE set: a claim must be durable
 	 * before its request leaves, and a lock held by someone else must not
-	 * freeze the loop that drives the requests in flight.
+	 * freeze the loop that drives the requests in flight.  (A database made
+	 * read-only stays so: the worker then claims nothing and waits.)
 	 */
 	SetConfigOption("synchronous_commit", "on", PGC_SUSET, PGC_S_OVERRIDE);
 	SetConfigOption("default_transaction_isolation", "read committed", PGC_SUSET, PGC_S_OVERRIDE);
-	SetConfigOption("default_transaction_read_only", "off", PGC_SUSET, PGC_S_OVERRIDE);
 	SetConfigOption("statement_timeout", "0", PGC_SUSET, PGC_S_OVERRIDE);
 	SetConfigOption("lock_timeout", "1s", PGC_SUSET, PGC_S_OVERRIDE);
 	pgstat_report_appname("moneroo worker");

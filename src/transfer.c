@@ -276,7 +276,7 @@ moneroo_transfer_now(Jsonb *request)
 	char	   *text = JsonbToCString(NULL, &request->root, VARSIZE(request));
 	char	   *reference;
 	TransferSlot *slot;
-	Datum		row;
+	volatile Datum row = (Datum) 0;
 
 	check_worker_serves_this_database();
 	if (strlen(text) >= TRANSFER_REQUEST_BYTES)

@@ -367,7 +367,11 @@ http_pool_wait(HttpPool *pool, long timeout_ms, uint32 wait_event_info)
 	int			nready;
 	int			woke = 0;
 
-	if (pool->timer_deadline != 0)
+	/*
+	 * libcurl's timer matters only while it has requests: a stale deadline
+	 * left by the last one (a refused connection, say) must not make us spin.
+	 */
+	if (pool->in_flight > 0 && pool->timer_deadline != 0)
 	{
 		long		timer_ms = TimestampDifferenceMilliseconds(GetCurrentTimestamp(),
 															   pool->timer_deadline);

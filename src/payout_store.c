@@ -19,7 +19,10 @@
 #include "utils/builtins.h"
 #include "utils/fmgroids.h"
 #include "utils/lsyscache.h"
+#include "utils/inval.h"
+#include "utils/memutils.h"
 #include "utils/snapmgr.h"
+#include "utils/syscache.h"
 
 #include "payout_store.h"
 #include "run_as_owner.h"
@@ -27,8 +30,36 @@
 
 bool		moneroo_internal_write = false;
 
-Oid
-payout_store_schema(void)
+/*
+ * Where payouts lives, looked up once and kept until the table changes:
+ * finding the extension means scanning pg_extension, which has no syscache,
+ * and the worker needs the answer for every statement it runs.
+ */
+typedef struct PayoutsLocation
+{
+	bool		valid;
+	Oid			schema;
+	Oid			relid;
+	char	   *qualified_name; /* in TopMemoryContext */
+} PayoutsLocation;
+
+static PayoutsLocation location;
+
+static void
+forget_location(Datum arg, Oid relid)
+{
+	if (relid == InvalidOid || relid == location.relid)
+		location.valid = false;
+}
+
+static void
+forget_location_on_schema_change(Datum arg, int cacheid, uint32 hashvalue)
+{
+	location.valid = false;
+}
+
+static Oid
+extension_schema(void)
 {
 	Oid			extension = get_extension_oid("moneroo", true);
 	Oid			schema = InvalidOid;
@@ -56,24 +87,63 @@ payout_store_schema(void)
 	return schema;
 }
 
+/*
+ * Dropping the extension drops payouts and renaming the table touches its
+ * pg_class row, both of which invalidate its relcache entry; renaming the
+ * schema touches pg_namespace.  Either way the location is looked up again.
+ */
+static PayoutsLocation *
+payouts_location(void)
+{
+	static bool callback_registered = false;
+	Oid			schema;
+	Oid			relid;
+	char	   *name;
+
+	if (location.valid)
+		return &location;
+	if (!callback_registered)
+	{
+		CacheRegisterRelcacheCallback(forget_location, (Datum) 0);
+		CacheRegisterSyscacheCallback(NAMESPACEOID, forget_location_on_schema_change, (Datum) 0);
+		callback_registered = true;
+	}
+
+	schema = extension_schema();
+	relid = get_relname_relid("payouts", schema);
+	if (!OidIsValid(relid))
+		ereport(ERROR,
+				errcode(ERRCODE_UNDEFINED_TABLE),
+				errmsg("table \"payouts\" of extension \"moneroo\" is missing"));
+	name = MemoryContextStrdup(TopMemoryContext,
+							   psprintf("%s.payouts",
+										quote_identifier(get_namespace_name(schema))));
+	if (location.qualified_name)
+		pfree(location.qualified_name);
+	location.schema = schema;
+	location.relid = relid;
+	location.qualified_name = name;
+	location.valid = true;
+	return &location;
+}
+
+Oid
+payout_store_schema(void)
+{
+	return payouts_location()->schema;
+}
+
 /* "schema".payouts, for building statements. */
-static char *
+static const char *
 payouts_table(void)
 {
-	return psprintf("%s.payouts",
-					quote_identifier(get_namespace_name(payout_store_schema())));
+	return payouts_location()->qualified_name;
 }
 
 static Oid
 payouts_relid(void)
 {
-	Oid			relid = get_relname_relid("payouts", payout_store_schema());
-
-	if (!OidIsValid(relid))
-		ereport(ERROR,
-				errcode(ERRCODE_UNDEFINED_TABLE),
-				errmsg("table \"payouts\" of extension \"moneroo\" is missing"));
-	return relid;
+	return payouts_location()->relid;
 }
 
 /*
@@ -286,12 +356,10 @@ payout_store_record_send(int64 id, const char *reference, SendVerdict verdict,
 	Oid			types[6] = {INT8OID, TEXTOID, TEXTOID, JSONBOID, INT4OID, TEXTOID};
 	Datum		values[6];
 	char		nulls[6] = "      ";
-	const char *table = NULL;
 	const char *sql = NULL;
 	MemoryContext caller = CurrentMemoryContext;
 
 	SPI_connect();
-	table = payouts_table();
 	if (verdict == SEND_ACCEPTED && moneroo_id_taken(answer->moneroo_id, id))
 	{
 		answer->error = MemoryContextStrdup(caller,
@@ -339,7 +407,7 @@ payout_store_record_send(int64 id, const char *reference, SendVerdict verdict,
 				"WHERE id = $1 AND reference = $6::pg_catalog.uuid AND status = 'sending'";
 			break;
 	}
-	execute_internal(psprintf(sql, table), 6, types, values, nulls, false);
+	execute_internal(psprintf(sql, payouts_table()), 6, types, values, nulls, false);
 	if (SPI_processed != 1)
 		ereport(WARNING,
 				errcode(ERRCODE_INTERNAL_ERROR),

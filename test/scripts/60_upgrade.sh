@@ -30,7 +30,7 @@ cluster_env
 DB_A=moneroo_upgrade          # part A: not served by the worker
 DB_FRESH=moneroo_upgrade_fresh # a fresh CREATE EXTENSION, to compare with
 DB_SCHEMA=moneroo_upgrade_schema # the extension in a schema of the user's choice
-PLAN=33
+PLAN=34
 
 # ---------------------------------------------------------------- TAP
 T=0
@@ -282,6 +282,26 @@ is "$(sql1 $DB_SCHEMA "CREATE SCHEMA billing; CREATE EXTENSION moneroo SCHEMA bi
                        SELECT count(*) FROM billing.moneroo_needs_attention")" \
     $'billing.moneroo_needs_attention billing.payouts billing.payouts_created_at\n0' \
     "with CREATE EXTENSION moneroo SCHEMA billing, the update creates its view and index in billing, over billing.payouts"
+
+# The extension keeps its statements' plans and the table's location for the
+# life of a session: renaming the schema and dropping and creating the
+# extension again under a session that used them must not leave it stale.
+REQ='{"amount": 1, "currency": "USD", "description": "s", "method": "moneroo_payout_demo", "recipient": {"account_number": "4149518161"}, "customer": {"email": "s@example.com", "first_name": "S", "last_name": "S"}}'
+is "$(sql1 $DB_SCHEMA "INSERT INTO billing.payouts (request) VALUES ('$REQ');
+                       DO \$\$ BEGIN PERFORM billing.moneroo_retry(max(id)) FROM billing.payouts;
+                           EXCEPTION WHEN object_not_in_prerequisite_state THEN NULL; END \$\$;
+                       ALTER SCHEMA billing RENAME TO accounts;
+                       INSERT INTO accounts.payouts (request) VALUES ('$REQ');
+                       DO \$\$ BEGIN PERFORM accounts.moneroo_retry(max(id)) FROM accounts.payouts;
+                           EXCEPTION WHEN object_not_in_prerequisite_state THEN NULL; END \$\$;
+                       DROP EXTENSION moneroo;
+                       CREATE EXTENSION moneroo SCHEMA accounts;
+                       INSERT INTO accounts.payouts (request) VALUES ('$REQ');
+                       DO \$\$ BEGIN PERFORM accounts.moneroo_retry(max(id)) FROM accounts.payouts;
+                           EXCEPTION WHEN object_not_in_prerequisite_state THEN NULL; END \$\$;
+                       SELECT count(*) || ' ' || min(id) FROM accounts.payouts;")" \
+    "1 1" \
+    "in one session, after ALTER SCHEMA ... RENAME and after DROP and CREATE EXTENSION, the extension finds its table again (the kept plans and location are refreshed)"
 
 # ================================================================ B. the worker's database
 # Settle the worker first: nothing in flight may outlive the table it belongs to.

@@ -5,8 +5,9 @@
  * Moneroo allows 120 requests a minute per account, counting every route,
  * so the limiter lives here where the worker and every backend calling
  * moneroo_verify draw from the same allowance.  Requests are spaced evenly
- * rather than burst: a 300-payout queue drains at 2 per second, and no
- * window of 60 seconds, however it is placed, holds more than the limit.
+ * rather than burst, with a small margin: a 300-payout queue drains at just
+ * under 2 per second, and no window of 60 seconds, however it is placed,
+ * holds more than the limit.
  */
 #include "postgres.h"
 
@@ -18,6 +19,9 @@
 
 #include "settings.h"
 #include "shared_state.h"
+
+/* Requests leave this many percent of 60 s / moneroo.rate_limit apart. */
+#define RATE_MARGIN_PERCENT 101
 
 MonerooShared *moneroo_shared = NULL;
 
@@ -117,6 +121,19 @@ moneroo_rate_wait_ms(void)
 	return wait_ms;
 }
 
+/*
+ * Moneroo counts requests as they arrive, not as they leave: one held up
+ * on the way (a slow connect, a retransmission) arrives closer to those
+ * after it than it left.  Spacing requests 1% wider than 60/limit seconds
+ * lets any request of a minute arrive up to 0.6 s late before the window
+ * of Moneroo's clock could hold limit + 1 of them.
+ */
+static int64
+rate_spacing_us(int limit)
+{
+	return (USECS_PER_SEC * 60 * RATE_MARGIN_PERCENT) / (100 * (int64) limit) + 1;
+}
+
 long
 moneroo_rate_acquire(void)
 {
@@ -131,12 +148,8 @@ moneroo_rate_acquire(void)
 	wait_ms = rate_wait_locked(now);
 	if (wait_ms == 0)
 	{
-		/*
-		 * One microsecond over 60/limit seconds per request: limit + 1
-		 * requests can then never fit in a closed 60-second window.
-		 */
 		if (limit > 0)
-			moneroo_shared->next_request_at = now + (USECS_PER_SEC * 60) / limit + 1;
+			moneroo_shared->next_request_at = now + rate_spacing_us(limit);
 		count_request(now);
 	}
 	SpinLockRelease(&moneroo_shared->mutex);

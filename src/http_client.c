@@ -324,9 +324,17 @@ http_pool_create(void)
 void
 http_pool_add(HttpPool *pool, HttpCall *call)
 {
+	int			running;
+
 	if (curl_multi_add_handle(pool->multi, call->easy) != CURLM_OK)
 		elog(ERROR, "could not add a request to the HTTP pool");
 	pool->in_flight++;
+
+	/*
+	 * Start connecting now rather than at the next wait: the worker may
+	 * have table work to do first, and the request should not wait for it.
+	 */
+	curl_multi_socket_action(pool->multi, CURL_SOCKET_TIMEOUT, 0, &running);
 }
 
 int

@@ -71,6 +71,7 @@ extern const char *http_outcome_name(HttpOutcome outcome);
 typedef struct HttpPool HttpPool;
 
 extern HttpPool *http_pool_create(void);
+/* Adds a call and starts it at once (its connect, at least). */
 extern void http_pool_add(HttpPool *pool, HttpCall *call);
 extern int	http_pool_in_flight(HttpPool *pool);
 

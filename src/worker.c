@@ -838,6 +838,13 @@ moneroo_worker_main(Datum arg)
 		}
 		sleep_ms = work_once();
 
+		/*
+		 * Statistics are flushed at most once a second; before a long
+		 * idle sleep, flush what is left, so that autovacuum and anyone
+		 * watching pg_stat_user_tables see the worker's last updates now.
+		 */
+		if (sleep_ms >= 1000 && http_pool_in_flight(state.pool) == 0)
+			pgstat_report_stat(true);
 		woke = http_pool_wait(state.pool, sleep_ms, PG_WAIT_EXTENSION);
 		if (woke == 0 || (woke & WL_LATCH_SET))
 		{

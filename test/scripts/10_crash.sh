@@ -35,59 +35,13 @@ LATENCY_MS=1000      # the mock answers this long after creating (request_timeou
 PLAN=42
 
 # ---------------------------------------------------------------- TAP
-T=0
-FAILS=0
-printf '1..%d\n' "$PLAN"
-pass() { T=$((T + 1)); printf 'ok %d - %s\n' "$T" "$1"; }
-fail() {
-    T=$((T + 1)); FAILS=$((FAILS + 1)); printf 'not ok %d - %s\n' "$T" "$1"
-    shift
-    local line
-    for line in "$@"; do [ -n "$line" ] && printf '#   %s\n' "$line"; done
-    return 0
-}
-# ok COND DESC [DIAG...]: COND is a shell status (0 = pass)
-ok() { local c=$1; shift; if [ "$c" -eq 0 ]; then pass "$1"; else fail "$@"; fi; }
-# is GOT WANT DESC [DIAG...]
-is() {
-    local got=$1 want=$2 desc=$3; shift 3
-    if [ "$got" == "$want" ]; then pass "$desc"; else fail "$desc" "got:  '$got'" "want: '$want'" "$@"; fi
-}
-diag() { printf '# %s\n' "$*"; }
+# shellcheck source=test/lib/tap.sh
+. "$(dirname "${BASH_SOURCE[0]}")/../lib/tap.sh"
+tap_plan "$PLAN"
 
 # ---------------------------------------------------------------- SQL
-# sql [PSQL_ARGS...]: one unaligned, tuples-only psql; errors go to stderr.
-sql() { cluster_psql -At "$@"; }
-# sql1 QUERY: the one value QUERY returns, or ERROR:<message>.
-sql1() {
-    local out
-    if out=$(cluster_psql -At -c "$1" 2>&1); then printf '%s' "$out"; else printf 'ERROR:%s' "$out" | tr '\n' ' '; fi
-}
-
-# wait_server SECONDS: until the server accepts queries (after a start or a crash).
-wait_server() {
-    local deadline=$((SECONDS + ${1:-30}))
-    until cluster_psql -At -c 'SELECT 1' >/dev/null 2>&1; do
-        [ "$SECONDS" -lt "$deadline" ] || return 1
-        sleep 0.2
-    done
-}
-
-# worker_pid: the moneroo worker's pid, or nothing.
-worker_pid() {
-    cluster_psql -At -c "SELECT pid FROM pg_stat_activity WHERE backend_type = 'moneroo worker'" 2>/dev/null | head -n 1
-}
-
-# wait_worker SECONDS [NOT_PID]: until a worker (other than NOT_PID) runs; prints its pid.
-wait_worker() {
-    local deadline=$((SECONDS + ${1:-20})) not=${2:-} pid
-    while :; do
-        pid=$(worker_pid)
-        if [ -n "$pid" ] && [ "$pid" != "$not" ]; then printf '%s' "$pid"; return 0; fi
-        [ "$SECONDS" -lt "$deadline" ] || return 1
-        sleep 0.2
-    done
-}
+# shellcheck source=test/lib/server.sh
+. "$(dirname "${BASH_SOURCE[0]}")/../lib/server.sh"
 
 # ---------------------------------------------------------------- set-up / clean-up
 restore() {

@@ -29,37 +29,14 @@ cluster_env
 PLAN=37
 
 # ---------------------------------------------------------------- TAP
-T=0
-printf '1..%d\n' "$PLAN"
-pass() { T=$((T + 1)); printf 'ok %d - %s\n' "$T" "$1"; }
-fail() {
-    T=$((T + 1)); printf 'not ok %d - %s\n' "$T" "$1"
-    shift
-    local line
-    for line in "$@"; do [ -n "$line" ] && printf '#   %s\n' "$line"; done
-    return 0
-}
-ok() { local c=$1; shift; if [ "$c" -eq 0 ]; then pass "$1"; else fail "$@"; fi; }
-is() {
-    local got=$1 want=$2 desc=$3; shift 3
-    if [ "$got" == "$want" ]; then pass "$desc"; else fail "$desc" "got:  '$got'" "want: '$want'" "$@"; fi
-}
-bail() { printf 'Bail out! %s\n' "$*"; exit 1; }
+# shellcheck source=test/lib/tap.sh
+. "$(dirname "${BASH_SOURCE[0]}")/../lib/tap.sh"
+tap_plan "$PLAN"
 
 # ---------------------------------------------------------------- SQL
-# sql1 QUERY: the output of QUERY; on error "ERROR <sqlstate>: <message>".
-sql1() {
-    local out err rc
-    err=$(mktemp)
-    out=$(cluster_psql -At -c '\set VERBOSITY verbose' -c "$1" 2>"$err")
-    rc=$?
-    if [ "$rc" -ne 0 ]; then
-        out=$(sed -n 's/^ERROR:  \([0-9A-Z]\{5\}\): \(.*\)$/ERROR \1: \2/p' "$err" | head -n 1)
-        [ -n "$out" ] || out="ERROR ?????: $(tr '\n' ' ' <"$err")"
-    fi
-    rm -f "$err"
-    printf '%s' "$out"
-}
+# shellcheck source=test/lib/server.sh
+. "$(dirname "${BASH_SOURCE[0]}")/../lib/server.sh"
+sql1() { sql_or_state "$1"; }
 # run1 STATEMENT: "ok", or "ERROR <sqlstate>: <message>".
 run1() { local out; out=$(sql1 "$1"); printf '%s' "${out:-ok}"; }
 reload() { sql1 'SELECT pg_reload_conf()' >/dev/null; sleep 1; }   # the worker reloads asynchronously

@@ -33,25 +33,9 @@ DB_SCHEMA=moneroo_upgrade_schema # the extension in a schema of the user's choic
 PLAN=34
 
 # ---------------------------------------------------------------- TAP
-T=0
-printf '1..%d\n' "$PLAN"
-pass() { T=$((T + 1)); printf 'ok %d - %s\n' "$T" "$1"; }
-fail() {
-    T=$((T + 1)); printf 'not ok %d - %s\n' "$T" "$1"
-    shift
-    local line
-    for line in "$@"; do [ -n "$line" ] && printf '#   %s\n' "$line"; done
-    return 0
-}
-# is GOT WANT DESC [DIAG...]
-is() {
-    local got=$1 want=$2 desc=$3; shift 3
-    if [ "$got" == "$want" ]; then pass "$desc"; else fail "$desc" "got:  '$got'" "want: '$want'" "$@"; fi
-}
-# skip_rest REASON: fail every assertion not yet run (the plan stays exact).
-skip_rest() {
-    while [ "$T" -lt "$PLAN" ]; do fail "not run: $1"; done
-}
+# shellcheck source=test/lib/tap.sh
+. "$(dirname "${BASH_SOURCE[0]}")/../lib/tap.sh"
+tap_plan "$PLAN"
 
 # sql1 DB SQL: the output of every statement of SQL (unaligned, tuples only,
 # one line per row), or ERROR:<message>.

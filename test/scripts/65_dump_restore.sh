@@ -39,21 +39,9 @@ PLAN=19
 D=$(mktemp -d /tmp/moneroo-dump.XXXXXX)
 
 # ---------------------------------------------------------------- TAP
-T=0
-printf '1..%d\n' "$PLAN"
-pass() { T=$((T + 1)); printf 'ok %d - %s\n' "$T" "$1"; }
-fail() {
-    T=$((T + 1)); printf 'not ok %d - %s\n' "$T" "$1"
-    shift
-    local line
-    for line in "$@"; do [ -n "$line" ] && printf '#   %s\n' "$line"; done
-    return 0
-}
-# is GOT WANT DESC [DIAG...]
-is() {
-    local got=$1 want=$2 desc=$3; shift 3
-    if [ "$got" == "$want" ]; then pass "$desc"; else fail "$desc" "got:  '$got'" "want: '$want'" "$@"; fi
-}
+# shellcheck source=test/lib/tap.sh
+. "$(dirname "${BASH_SOURCE[0]}")/../lib/tap.sh"
+tap_plan "$PLAN"
 # same FILE_OR_TEXT_A FILE_OR_TEXT_B DESC: two non-empty texts are equal (diff shown otherwise)
 same() {
     local a=$1 b=$2 desc=$3
@@ -63,7 +51,6 @@ same() {
         fail "$desc" "$(diff <(printf '%s\n' "$a") <(printf '%s\n' "$b") | head -n 20)"
     fi
 }
-skip_rest() { while [ "$T" -lt "$PLAN" ]; do fail "not run: $1"; done; }
 
 # sql1 DB SQL: the output of every statement of SQL (unaligned, tuples only),
 # or ERROR:<message>.

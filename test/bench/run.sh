@@ -17,6 +17,10 @@
 #             worker idle / under 10 / under 100 commits per second
 #   transfer  moneroo_transfer round trip vs one plain-client request, zero latency
 #   memory    the worker's memory while 100,000 payouts go through it
+#   floor     the worker's table work per payout done by a plain SQL session
+#             (claim, uniqueness check, record), batches of 1 and 32: the
+#             PostgreSQL part of the worker's CPU floor; with it, drain also
+#             compares the worker's CPU with plain client + this floor
 #   leaksize  the worker's memory growth per payout, small vs large requests
 #   pacing    moneroo.rate_limit 120: a 300-payout queue against the python mock
 #             (Moneroo's own 120/min sliding-window limiter), 429s counted
@@ -66,7 +70,7 @@ else
     PACING_N=300; SCALE_SMALL=10000; SCALE_BIG=1000000; TRANSFER_N=500; EXPLAIN_REPS=21
 fi
 LATENCY_MS=100
-FIGURES=${*:-ceiling drain latency transfer memory leaksize pacing scale idle}
+FIGURES=${*:-ceiling floor drain latency transfer memory leaksize pacing scale idle}
 BENCH_OUT=${BENCH_OUT:-$BENCH/out/$(date +%Y%m%d-%H%M%S)}
 mkdir -p "$BENCH_OUT"
 RESULTS=$BENCH_OUT/results.tsv
@@ -272,6 +276,65 @@ plain_span() {
     echo "$(calc "$DRAIN_N / (($(field last_answer_us <<<"$stats") - $(field first_arrival_us <<<"$stats")) / 1e6)") $line"
 }
 
+# sql_floor BATCH N: PostgreSQL's own cost of what the worker does to the
+# table per payout, without the worker: claim BATCH rows in one committed
+# statement, then record each with the worker's uniqueness check and UPDATE in
+# one transaction, on bench_plain_payouts (a copy of payouts with the same
+# columns, constraints, generated columns and indexes, but no trigger), with
+# prepared statements (the worker keeps its plans too).  Prints the backend's
+# CPU in us per payout, read from /proc/self/schedstat by the backend itself.
+sql_floor() {
+    local batch=$1 n=$2 k i script
+    psqlb -c "TRUNCATE bench_plain_payouts" >/dev/null
+    insert_batch bench_plain_payouts "$n" >/dev/null
+    script=$BENCH_OUT/sql_floor_$batch.sql
+    {
+        echo "PREPARE claim(int) AS WITH due AS (SELECT id FROM bench_plain_payouts
+                  WHERE status = 'pending' AND (next_attempt_at IS NULL OR next_attempt_at <= now())
+                  ORDER BY id LIMIT \$1 FOR UPDATE SKIP LOCKED),
+              claimed AS (UPDATE bench_plain_payouts p SET status = 'sending', attempts = p.attempts + 1
+                  FROM due WHERE p.id = due.id RETURNING p.id, p.reference, p.request)
+              SELECT min(id) AS first FROM claimed;"
+        echo "PREPARE taken(text, int8) AS SELECT 1 FROM bench_plain_payouts WHERE moneroo_id = \$1 AND id <> \$2;"
+        echo "PREPARE record(int8, int) AS UPDATE bench_plain_payouts SET status = 'sent',
+                  moneroo_id = 'm' || (\$1 + \$2), moneroo_status = 'initiated', last_error = NULL,
+                  response = '{\"success\": true, \"message\": \"Payout transaction initialized successfully\", \"data\": {\"id\": \"abcdefghijkl\"}}',
+                  sent_at = now(), verifications = 0, next_attempt_at = now() + interval '1 hour'
+              WHERE id = \$1 + \$2 AND status = 'sending';"
+        echo "SELECT split_part(pg_read_file('/proc/self/schedstat'), ' ', 1);"
+        for ((k = 0; k < n / batch; k++)); do
+            echo "EXECUTE claim($batch) \gset"
+            # one message per transaction (\;): the worker has no round trips
+            printf 'BEGIN \\; '
+            for ((i = 0; i < batch; i++)); do
+                printf "EXECUTE taken('m' || (:first + %d), :first + %d) \\\\; EXECUTE record(:first, %d) \\\\; " "$i" "$i" "$i"
+            done
+            echo "COMMIT;"
+        done
+        echo "SELECT split_part(pg_read_file('/proc/self/schedstat'), ' ', 1);"
+        echo "SELECT count(*) FROM bench_plain_payouts WHERE status = 'sent';"
+    } >"$script"
+    local out
+    out=$(psqlb -q -f "$script" | grep -E '^[0-9]+$')
+    # shellcheck disable=SC2086
+    set -- $out
+    [ "$3" = "$n" ] || say "sql floor: only $3 of $n rows recorded"
+    calc "($2 - $1) / 1000 / $n"
+    psqlb -c "TRUNCATE bench_plain_payouts" >/dev/null
+}
+
+fig_floor() {
+    local n=$((DRAIN_N < 3200 ? DRAIN_N : 3200))
+    n=$((n / 32 * 32))
+    psqlb -c "CREATE TABLE IF NOT EXISTS bench_plain_payouts (LIKE payouts INCLUDING ALL)" >/dev/null
+    step "SQL floor: the worker's table work per payout, by a plain SQL session ($n payouts, batches of 1 and 32)"
+    FLOOR_1=$(sql_floor 1 "$n")
+    FLOOR_32=$(sql_floor 32 "$n")
+    say "SQL floor: $FLOOR_1 us per payout claimed and recorded one at a time, $FLOOR_32 us in batches of 32"
+    result "SQL floor us per payout (claim + check + record by a plain session), batches of 1" "$FLOOR_1" - - "(info)" -
+    result "SQL floor us per payout, batches of 32" "$FLOOR_32" - - "(info)" -
+}
+
 fig_drain() {
     local c wpid base w0 w1 x0 x1 perf_pid ins stats first last ext_rps e2e settled fresh keep bound maxin
     local plain_ins
@@ -334,6 +397,16 @@ fig_drain() {
             "$(calc "($w1 - $w0) / 1000 / $DRAIN_N")" "$(kv cpu_us_per_request <<<"${fresh#* }")" \
             "$(calc "($w1 - $w0) / 1000 / $DRAIN_N / $(kv cpu_us_per_request <<<"${fresh#* }")" 2)" \
             "< 85 us" "$(met "($w1 - $w0) / 1000 / $DRAIN_N < 85")"
+        if [ -n "${FLOOR_1:-}" ]; then
+            # the floor of one payout: one plain-client request plus the SQL floor
+            # at the batch size the worker reached (1 at c=8, up to 32 above)
+            local floor_sql=$FLOOR_32
+            [ "$c" -le 8 ] && floor_sql=$FLOOR_1
+            local floor; floor=$(calc "$(kv cpu_us_per_request <<<"${fresh#* }") + $floor_sql")
+            result "CPU c=$c: worker us per payout vs plain client request + SQL floor" \
+                "$(calc "($w1 - $w0) / 1000 / $DRAIN_N")" "$floor" \
+                "$(calc "($w1 - $w0) / 1000 / $DRAIN_N / $floor" 2)" "(info)" -
+        fi
         plain_ins=$(insert_batch bench_plain_payouts "$DRAIN_N")
         result "CPU c=$c: inserting backend us per 1000 payouts vs same INSERT into a copy without the extension" \
             "$(calc "${ins% *} / 1000 / $DRAIN_N * 1000" 0)" "$(calc "${plain_ins% *} / 1000 / $DRAIN_N * 1000" 0)" \

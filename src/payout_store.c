@@ -210,13 +210,57 @@ payout_store_insert_sending(Jsonb *request, const char *reference)
 	return work;
 }
 
+/*
+ * The rows a claim or a lease returned, as PayoutWork in the caller's
+ * memory: (id, reference, request) to send, or (id, moneroo_id,
+ * verifications) to verify.  The initialize body is built in SPI's memory;
+ * only its text is kept.
+ */
+static List *
+work_from_rows(MemoryContext caller, bool to_send)
+{
+	List	   *works = NIL;
+
+	for (uint64 i = 0; i < SPI_processed; i++)
+	{
+		HeapTuple	row = SPI_tuptable->vals[i];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
+		bool		isnull;
+		char	   *text = SPI_getvalue(row, desc, 2);
+		char	   *body = NULL;
+		MemoryContext spi;
+		PayoutWork *work;
+
+		if (to_send)
+			body = moneroo_initialize_body(DatumGetJsonbP(SPI_getbinval(row, desc, 3, &isnull)),
+										   text);
+		spi = MemoryContextSwitchTo(caller);
+		work = palloc0(sizeof(PayoutWork));
+		work->transfer_slot = -1;
+		work->id = DatumGetInt64(SPI_getbinval(row, desc, 1, &isnull));
+		if (to_send)
+		{
+			work->reference = pstrdup(text);
+			work->request_body = pstrdup(body);
+		}
+		else
+		{
+			work->moneroo_id = pstrdup(text);
+			work->verifications = DatumGetInt32(SPI_getbinval(row, desc, 3, &isnull));
+		}
+		works = lappend(works, work);
+		MemoryContextSwitchTo(spi);
+	}
+	return works;
+}
+
 List *
 payout_store_claim(int n)
 {
 	Oid			types[1] = {INT4OID};
 	Datum		values[1] = {Int32GetDatum(n)};
 	MemoryContext caller = CurrentMemoryContext;
-	List	   *claimed = NIL;
+	List	   *claimed;
 
 	SPI_connect();
 
@@ -234,25 +278,7 @@ payout_store_claim(int n)
 							  "RETURNING p.id, p.reference::text, p.request",
 							  payouts_table()),
 					 1, types, values, NULL, false);
-	for (uint64 i = 0; i < SPI_processed; i++)
-	{
-		HeapTuple	row = SPI_tuptable->vals[i];
-		TupleDesc	desc = SPI_tuptable->tupdesc;
-		bool		isnull;
-		Jsonb	   *request = DatumGetJsonbP(SPI_getbinval(row, desc, 3, &isnull));
-		char	   *reference = SPI_getvalue(row, desc, 2);
-		char	   *body = moneroo_initialize_body(request, reference);
-		MemoryContext spi = MemoryContextSwitchTo(caller);
-		PayoutWork *work = palloc0(sizeof(PayoutWork));
-
-		/* the body is built in SPI's memory; only its text is kept */
-		work->transfer_slot = -1;
-		work->id = DatumGetInt64(SPI_getbinval(row, desc, 1, &isnull));
-		work->reference = pstrdup(reference);
-		work->request_body = pstrdup(body);
-		claimed = lappend(claimed, work);
-		MemoryContextSwitchTo(spi);
-	}
+	claimed = work_from_rows(caller, true);
 	SPI_finish();
 	return claimed;
 }
@@ -263,7 +289,7 @@ payout_store_lease_verifications(int n, int lease_ms)
 	Oid			types[2] = {INT4OID, INT4OID};
 	Datum		values[2] = {Int32GetDatum(n), Int32GetDatum(lease_ms)};
 	MemoryContext caller = CurrentMemoryContext;
-	List	   *leased = NIL;
+	List	   *leased;
 
 	SPI_connect();
 	execute_internal(psprintf("WITH due AS ("
@@ -275,21 +301,7 @@ payout_store_lease_verifications(int n, int lease_ms)
 							  "RETURNING p.id, p.moneroo_id, p.verifications",
 							  payouts_table()),
 					 2, types, values, NULL, false);
-	for (uint64 i = 0; i < SPI_processed; i++)
-	{
-		HeapTuple	row = SPI_tuptable->vals[i];
-		TupleDesc	desc = SPI_tuptable->tupdesc;
-		bool		isnull;
-		MemoryContext spi = MemoryContextSwitchTo(caller);
-		PayoutWork *work = palloc0(sizeof(PayoutWork));
-
-		work->transfer_slot = -1;
-		work->id = DatumGetInt64(SPI_getbinval(row, desc, 1, &isnull));
-		work->moneroo_id = SPI_getvalue(row, desc, 2);
-		work->verifications = DatumGetInt32(SPI_getbinval(row, desc, 3, &isnull));
-		leased = lappend(leased, work);
-		MemoryContextSwitchTo(spi);
-	}
+	leased = work_from_rows(caller, false);
 	SPI_finish();
 	return leased;
 }

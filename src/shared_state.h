@@ -11,6 +11,9 @@
 #include "storage/lwlock.h"
 #include "storage/spin.h"
 
+/* After a 429 Moneroo asks for 60 seconds of silence. */
+#define RATE_LIMIT_PAUSE_MS (60 * 1000)
+
 #define LAST_ERROR_BYTES 512
 #define DETAIL_BYTES 1024
 

@@ -77,7 +77,7 @@ moneroo_verify_now(int64 id, bool may_wait)
 	CHECK_FOR_INTERRUPTS();
 
 	if (answer.rate_limited)
-		moneroo_rate_pause(60 * 1000);
+		moneroo_rate_pause(RATE_LIMIT_PAUSE_MS);
 	if (!ok)
 		ereport(ERROR,
 				errcode(ERRCODE_CONNECTION_FAILURE),

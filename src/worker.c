@@ -40,8 +40,6 @@
 #include "shared_state.h"
 #include "worker.h"
 
-/* Seconds to wait before Moneroo is asked again after a 429, as documented. */
-#define RATE_LIMIT_PAUSE_MS (60 * 1000)
 /* A payout that could not connect is retried after this long. */
 #define CONNECT_RETRY_MS (10 * 1000)
 /* A sent payout gets a verification once in this many sends under load. */

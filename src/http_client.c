@@ -324,17 +324,9 @@ http_pool_create(void)
 void
 http_pool_add(HttpPool *pool, HttpCall *call)
 {
-	int			running;
-
 	if (curl_multi_add_handle(pool->multi, call->easy) != CURLM_OK)
 		elog(ERROR, "could not add a request to the HTTP pool");
 	pool->in_flight++;
-
-	/*
-	 * Start connecting now rather than at the next wait: the worker may
-	 * have table work to do first, and the request should not wait for it.
-	 */
-	curl_multi_socket_action(pool->multi, CURL_SOCKET_TIMEOUT, 0, &running);
 }
 
 int
@@ -376,10 +368,14 @@ http_pool_wait(HttpPool *pool, long timeout_ms, uint32 wait_event_info)
 	int			woke = 0;
 
 	/*
-	 * libcurl's timer matters only while it has requests: a stale deadline
-	 * left by the last one (a refused connection, say) must not make us spin.
+	 * A call that finished during an earlier call must be handed over
+	 * before any sleep.  libcurl's timer matters only while it has
+	 * requests: a stale deadline left by the last one (a refused
+	 * connection, say) must not make us spin.
 	 */
-	if (pool->in_flight > 0 && pool->timer_deadline != 0)
+	if (pool->done != NIL)
+		timeout_ms = 0;
+	else if (pool->in_flight > 0 && pool->timer_deadline != 0)
 	{
 		long		timer_ms = TimestampDifferenceMilliseconds(GetCurrentTimestamp(),
 															   pool->timer_deadline);

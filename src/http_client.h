@@ -71,13 +71,15 @@ extern const char *http_outcome_name(HttpOutcome outcome);
 typedef struct HttpPool HttpPool;
 
 extern HttpPool *http_pool_create(void);
-/* Adds a call and starts it at once (its connect, at least). */
+/* Adds a call; it starts at the next http_pool_wait. */
 extern void http_pool_add(HttpPool *pool, HttpCall *call);
 extern int	http_pool_in_flight(HttpPool *pool);
 
 /*
  * Sleeps until the latch is set, a socket is ready, libcurl's timer fires or
  * timeout_ms passes (-1: no limit of our own), then lets libcurl progress.
+ * With timeout_ms 0 it only lets libcurl progress: new calls start
+ * connecting.  Does not sleep while finished calls wait to be taken.
  * Returns the WaitEvent flags that woke it (WL_LATCH_SET, ...).
  */
 extern int	http_pool_wait(HttpPool *pool, long timeout_ms, uint32 wait_event_info);

@@ -45,17 +45,25 @@ typedef struct PayoutsLocation
 
 static PayoutsLocation location;
 
+/* Counts invalidations, so that a lookup can tell whether one came during it. */
+static uint64 location_invalidations = 0;
+
 static void
 forget_location(Datum arg, Oid relid)
 {
-	if (relid == InvalidOid || relid == location.relid)
+	/* while a lookup runs, the relid it will find is not known yet */
+	if (relid == InvalidOid || relid == location.relid || !location.valid)
+	{
 		location.valid = false;
+		location_invalidations++;
+	}
 }
 
 static void
 forget_location_on_schema_change(Datum arg, int cacheid, uint32 hashvalue)
 {
 	location.valid = false;
+	location_invalidations++;
 }
 
 static Oid
@@ -99,9 +107,8 @@ payouts_location(void)
 	Oid			schema;
 	Oid			relid;
 	char	   *name;
+	uint64		seen;
 
-	if (location.valid)
-		return &location;
 	if (!callback_registered)
 	{
 		CacheRegisterRelcacheCallback(forget_location, (Datum) 0);
@@ -109,21 +116,26 @@ payouts_location(void)
 		callback_registered = true;
 	}
 
-	schema = extension_schema();
-	relid = get_relname_relid("payouts", schema);
-	if (!OidIsValid(relid))
-		ereport(ERROR,
-				errcode(ERRCODE_UNDEFINED_TABLE),
-				errmsg("table \"payouts\" of extension \"moneroo\" is missing"));
-	name = MemoryContextStrdup(TopMemoryContext,
-							   psprintf("%s.payouts",
-										quote_identifier(get_namespace_name(schema))));
-	if (location.qualified_name)
-		pfree(location.qualified_name);
-	location.schema = schema;
-	location.relid = relid;
-	location.qualified_name = name;
-	location.valid = true;
+	/* the catalog reads below may process invalidations: look again if one came */
+	while (!location.valid)
+	{
+		seen = location_invalidations;
+		schema = extension_schema();
+		relid = get_relname_relid("payouts", schema);
+		if (!OidIsValid(relid))
+			ereport(ERROR,
+					errcode(ERRCODE_UNDEFINED_TABLE),
+					errmsg("table \"payouts\" of extension \"moneroo\" is missing"));
+		name = MemoryContextStrdup(TopMemoryContext,
+								   psprintf("%s.payouts",
+											quote_identifier(get_namespace_name(schema))));
+		if (location.qualified_name)
+			pfree(location.qualified_name);
+		location.schema = schema;
+		location.relid = relid;
+		location.qualified_name = name;
+		location.valid = location_invalidations == seen;
+	}
 	return &location;
 }
 

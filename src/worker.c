@@ -381,6 +381,17 @@ start_sends(void *unused)
 }
 
 /*
+ * Starts the connects of the requests just added, now that the transaction
+ * that added them is over, rather than after the rest of the round's table
+ * work: a request should not wait for the next claim or lease.
+ */
+static void
+let_requests_leave(void)
+{
+	(void) http_pool_wait(state.pool, 0, PG_WAIT_EXTENSION);
+}
+
+/*
  * Requests are prepared inside a transaction only so that a configuration
  * error (a key file gone, say) is caught like any other: the payouts stay
  * claimed in memory and the worker pauses instead of dying with them.
@@ -392,6 +403,7 @@ start_ready_sends(void)
 		!in_transaction(start_sends, NULL, "prepare requests to Moneroo"))
 		state.paused_until = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
 														 CONFIG_RETRY_MS);
+	let_requests_leave();
 	publish_in_flight();
 }
 
@@ -704,9 +716,12 @@ work_once(void)
 
 	n = Min(free_capacity(), rate_allowance());
 	if (state.more_to_verify && n > 0 && state.ready == NIL &&
-		(!state.more_pending || state.sends_since_verification >= SENDS_PER_VERIFICATION) &&
-		!in_transaction(lease_verifications, &n, "lease payouts to verify"))
-		return pause_after_failure();
+		(!state.more_pending || state.sends_since_verification >= SENDS_PER_VERIFICATION))
+	{
+		if (!in_transaction(lease_verifications, &n, "lease payouts to verify"))
+			return pause_after_failure();
+		let_requests_leave();
+	}
 
 	if (free_capacity() <= 0)
 		sleep_ms = moneroo_poll_interval_ms;	/* a finishing request wakes us */

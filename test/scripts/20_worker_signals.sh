@@ -196,6 +196,9 @@ mark=$(queue "$tag" 1 4149518161)
 got=$(wait_sql "(SELECT attempts = 1 AND status = 'pending' AND next_attempt_at > clock_timestamp() FROM $(of "$tag" "$mark"))" 10)
 reload_settings 'ALTER SYSTEM RESET moneroo.api_url'
 locked_id=$(sql1 "SELECT id FROM $(of "$tag" "$mark")")
+# the count below is of the whole database: autovacuum, busy after the tests
+# before this one, would add its own transactions to the worker's
+reload_settings 'ALTER SYSTEM SET autovacuum = off'
 # hold the row locked until 4 s after it is due
 sql -q -c "BEGIN" \
     -c "SELECT id FROM payouts WHERE id = $locked_id FOR UPDATE" \
@@ -204,16 +207,12 @@ sql -q -c "BEGIN" \
 locker=$!
 sleep 0.3
 due=$(wait_sql "(SELECT next_attempt_at < clock_timestamp() - interval '0.3 s' FROM payouts WHERE id = $locked_id)" 12)
-# the count is of the whole database: autovacuum, busy after the tests before
-# this one, would add its own transactions to the worker's
-reload_settings 'ALTER SYSTEM SET autovacuum = off'
 c0=$(sql1 "SELECT xact_commit + xact_rollback FROM pg_stat_database WHERE datname = current_database()")
 cpu0=$(awk '{print $14 + $15}' "/proc/$pid/stat" 2>/dev/null || echo 0)
 sleep 2
 c1=$(sql1 "SELECT xact_commit + xact_rollback FROM pg_stat_database WHERE datname = current_database()")
 cpu1=$(awk '{print $14 + $15}' "/proc/$pid/stat" 2>/dev/null || echo 0)
 xacts=$((c1 - c0)); ticks=$((cpu1 - cpu0))
-reload_settings 'ALTER SYSTEM RESET autovacuum'
 [ "$got $due" = "t t" ] && [ "$xacts" -lt 60 ] && [ "$ticks" -lt 20 ] && rc=0 || rc=1
 ok "$rc" \
    "a due pending payout locked by another transaction does not make the worker spin (over 2 s: $xacts transactions in the database, $ticks CPU ticks of the worker)" \
@@ -222,6 +221,7 @@ tag2="20_signals beside the lock"
 mark2=$(queue "$tag2" 1 4149518161)
 is "$(wait_sql "(SELECT status IN ('sent', 'success', 'failed') FROM $(of "$tag2" "$mark2"))" 5) $(sql1 "SELECT status FROM payouts WHERE id = $locked_id")" \
    "t pending" "meanwhile another payout is sent: the worker skips the locked one rather than waiting for it"
+reload_settings 'ALTER SYSTEM RESET autovacuum'
 wait "$locker"
 is "$(wait_sql "(SELECT status IN ('sent', 'success', 'failed') FROM payouts WHERE id = $locked_id)" 10) $(posts_per_ref "$tag")" \
    "t 1 1" "once the lock is released the payout is sent, exactly once"

@@ -335,6 +335,12 @@ http_pool_in_flight(HttpPool *pool)
 	return pool->in_flight;
 }
 
+bool
+http_pool_has_finished(HttpPool *pool)
+{
+	return pool->done != NIL;
+}
+
 static void
 collect_finished(HttpPool *pool)
 {
@@ -368,14 +374,10 @@ http_pool_wait(HttpPool *pool, long timeout_ms, uint32 wait_event_info)
 	int			woke = 0;
 
 	/*
-	 * A call that finished during an earlier call must be handed over
-	 * before any sleep.  libcurl's timer matters only while it has
-	 * requests: a stale deadline left by the last one (a refused
-	 * connection, say) must not make us spin.
+	 * libcurl's timer matters only while it has requests: a stale deadline
+	 * left by the last one (a refused connection, say) must not make us spin.
 	 */
-	if (pool->done != NIL)
-		timeout_ms = 0;
-	else if (pool->in_flight > 0 && pool->timer_deadline != 0)
+	if (pool->in_flight > 0 && pool->timer_deadline != 0)
 	{
 		long		timer_ms = TimestampDifferenceMilliseconds(GetCurrentTimestamp(),
 															   pool->timer_deadline);

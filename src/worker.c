@@ -752,6 +752,12 @@ work_once(void)
 			sleep_ms = Min(sleep_ms, Max(next_due, 1));
 		}
 	}
+	/*
+	 * A call can finish while new ones are being started (a refused
+	 * connection does at once): record it now, not after the sleep.
+	 */
+	if (http_pool_has_finished(state.pool))
+		sleep_ms = 0;
 	publish_in_flight();
 	return sleep_ms;
 }

@@ -17,6 +17,7 @@
 #include "postgres.h"
 
 #include "access/xact.h"
+#include "catalog/pg_extension.h"
 #include "commands/extension.h"
 #include "miscadmin.h"
 #include "pgstat.h"
@@ -24,6 +25,7 @@
 #include "postmaster/interrupt.h"
 #include "storage/ipc.h"
 #include "storage/latch.h"
+#include "storage/lmgr.h"
 #include "storage/proc.h"
 #include "tcop/tcopprot.h"
 #include "utils/builtins.h"
@@ -155,10 +157,22 @@ in_transaction(void (*fn) (void *), void *arg, const char *activity)
 	return ok;
 }
 
+/*
+ * Whether the extension exists, and stays so until this transaction ends:
+ * DROP EXTENSION locks the extension object, so holding a share lock on it
+ * makes a drop wait for this transaction, or this one see the drop done,
+ * rather than have the table vanish under a statement half-way through.
+ */
 static bool
 extension_installed(void)
 {
-	return OidIsValid(get_extension_oid("moneroo", true));
+	Oid			extension = get_extension_oid("moneroo", true);
+
+	if (!OidIsValid(extension))
+		return false;
+	/* taking the lock processes the invalidations of a drop we waited for */
+	LockDatabaseObject(ExtensionRelationId, extension, 0, AccessShareLock);
+	return get_extension_oid("moneroo", true) == extension;
 }
 
 static void

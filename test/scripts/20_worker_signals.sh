@@ -244,22 +244,25 @@ mock_config '{"latency_ms": 0}'
 
 # ================================================================ F. DROP EXTENSION under the worker
 wait_sql "(SELECT count(*) FROM payouts WHERE status IN ('pending', 'sending')) = 0" 10 >/dev/null
-wait_sql "(SELECT in_flight = 0 FROM moneroo_status)" 5 >/dev/null
+# Sent payouts of the sections above would be verified on their schedule, and
+# a verification on the wire at the DROP has no table for its result (the
+# worker then logs it, by payout): postpone them, as test 45 does, until none
+# is due or in flight.
+for _ in 1 2 3; do
+    sql -q -c "SET session_replication_role = replica" \
+        -c "UPDATE payouts SET next_attempt_at = now() + interval '1 hour' WHERE status = 'sent'" >/dev/null
+    [ "$(wait_sql "(SELECT in_flight = 0 FROM moneroo_status)
+                   AND NOT EXISTS (SELECT FROM payouts WHERE status = 'sent'
+                                   AND next_attempt_at < now() + interval '10 min')" 5)" = t ] && break
+done
 log0=$(log_size)
 out=$(sql -q -c 'DROP EXTENSION moneroo' 2>&1) && rc=0 || rc=$?
 ok "$rc" "DROP EXTENSION moneroo while the worker runs" "$out"
 sleep 3
-# Nothing here can keep the worker idle at the moment of the DROP: a
-# verification of an older payout can be on the wire (its result has no table
-# to go to, and the worker logs it, by payout, as its only record), and a
-# claim or lease can have begun before the DROP committed (it then fails once,
-# the table gone under it).  Those are expected; anything else is noise.
-in_flight_records="was dropped while payout [0-9]* was in flight\|could not record results\? from Moneroo"
-in_flight_records+="\|could not \(claim pending payouts\|lease payouts to verify\|find the next due payout\): \(could not open relation with OID\|extension \"moneroo\" is not installed\|relation .* does not exist\)"
-noise=$(log_since "$log0" | grep "\[$pid\].*\(WARNING\|ERROR\|FATAL\|PANIC\)" | grep -vc "$in_flight_records")
+noise=$(log_since "$log0" | grep -c "\[$pid\].*\(WARNING\|ERROR\|FATAL\|PANIC\)")
 is "$(worker_pid) $noise" "$pid 0" \
-   "the worker keeps running, and logs no warning or error while its extension is gone (3 s), beyond what was under way at the DROP" \
-   "$(log_since "$log0" | grep "\[$pid\]" | grep -v "$in_flight_records" | head -n 5 | tr '\n' ' ')"
+   "the worker keeps running, and logs no warning or error while its extension is gone (3 s)" \
+   "$(log_since "$log0" | grep "\[$pid\]" | head -n 5 | tr '\n' ' ')"
 out=$(sql -q -c 'CREATE EXTENSION moneroo' 2>&1) && rc=0 || rc=$?
 tag="20_signals recreated"
 mark=$(queue "$tag" 1 4149518161)

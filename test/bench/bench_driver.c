@@ -24,20 +24,13 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bench_clock.h"
+
 static const char *REQUEST =
 "{\"amount\": 100, \"currency\": \"USD\", \"description\": \"benchmark payout\", "
 "\"method\": \"moneroo_payout_demo\", \"customer\": {\"email\": \"bench@example.com\", "
 "\"first_name\": \"Plain\", \"last_name\": \"Bench\"}, "
 "\"recipient\": {\"account_number\": \"4149518161\"}}";
-
-static int64_t
-now_us(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (int64_t) ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
 
 static void
 sleep_until(int64_t t)

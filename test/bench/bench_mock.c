@@ -45,6 +45,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bench_clock.h"
+
 #define MAX_EVENTS 256
 #define MAX_REQUEST (1 << 20)
 
@@ -101,15 +103,6 @@ static struct
 	long		in_flight, max_in_flight, open, max_open;
 	int64_t		first_arrival_us, last_arrival_us, last_answer_us;
 } st;
-
-static int64_t
-now_us(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (int64_t) ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
 
 static void *
 xrealloc(void *p, size_t n)

@@ -30,6 +30,8 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
+#include "bench_clock.h"
+
 typedef struct Req
 {
 	int64_t		start_us, end_us;
@@ -37,15 +39,6 @@ typedef struct Req
 	char		body[1024];
 	struct curl_slist *headers;
 } Req;
-
-static int64_t
-now_us(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (int64_t) ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
 
 static size_t
 discard(char *data, size_t size, size_t nmemb, void *userdata)

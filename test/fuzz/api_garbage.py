@@ -147,6 +147,16 @@ def wait_row(pid, done, seconds):
     return r
 
 
+def wait_rows(ids, status, seconds):
+    """The rows (id, status, moneroo_id) of ids, once all are in status or seconds have passed."""
+    deadline = time.time() + seconds
+    while True:
+        rs = pg.rows(f"SELECT id, status, moneroo_id FROM payouts WHERE id IN ({','.join(map(str, ids))})")
+        if all(r["status"] == status for r in rs) or time.time() >= deadline:
+            return rs
+        time.sleep(0.2)
+
+
 def at_mock():
     return {p["reference"]: p for p in pg.mock_payouts() if p.get("reference")}
 
@@ -235,12 +245,7 @@ def main():
         tap.diag("verify answered with garbage: the payout stays sent, then settles once answers are sane")
         pg.mock("POST", "/__mock/config", {"pending_after": 1000, "final_after": 2000})
         ids = [insert(f"verify {name}") for name, _ in VERIFY_CASES]
-        deadline = time.time() + 30
-        while time.time() < deadline:
-            rs = pg.rows(f"SELECT id, status, moneroo_id FROM payouts WHERE id IN ({','.join(map(str, ids))})")
-            if all(r["status"] == "sent" for r in rs):
-                break
-            time.sleep(0.2)
+        rs = wait_rows(ids, "sent", 30)
         mids = {r["id"]: r["moneroo_id"] for r in rs}
         tap.ok(all(r["status"] == "sent" for r in rs), f"the {len(ids)} payouts for the verify cases are sent",
                str([r for r in rs if r["status"] != "sent"])[:500])
@@ -273,12 +278,7 @@ def main():
                    f"row: {str(r)[:500]}, garbage answers seen: {hits.get(m, 0)}")
         pg.mock("DELETE", "/__mock/faults")
         pg.mock("POST", "/__mock/config", {"pending_after": 0, "final_after": 0})
-        deadline = time.time() + 30
-        while time.time() < deadline:
-            rs = pg.rows(f"SELECT id, status FROM payouts WHERE id IN ({','.join(map(str, ids))})")
-            if all(r["status"] == "success" for r in rs):
-                break
-            time.sleep(0.3)
+        rs = wait_rows(ids, "success", 30)
         tap.ok(all(r["status"] == "success" for r in rs),
                "once Moneroo answers sanely again, every one of them settles as success",
                str([r for r in rs if r["status"] != "success"])[:500])

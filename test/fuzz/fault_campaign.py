@@ -148,6 +148,14 @@ class Campaign:
                 if any(k in l for k in keys) and "signal 9: Killed" not in l]
 
     # ------------------------------------------------------------ invariants
+    def expect_all_sent(self, name, tag, n, seconds, claim):
+        """After an obstacle went away: all n payouts of tag sent within seconds (claim
+        says so, its {} the time it took), then the round invariants, no unknown allowed."""
+        start = time.time()
+        drained, c = self.wait_counts(tag, lambda c: c["done"] == n, seconds)
+        self.tap.ok(drained, f"{name}: " + claim.format(f"{time.time() - start:.1f}s"), f"counts: {c}")
+        self.check(name, tag, expect_n=n, allow_unknown=False)
+
     def check(self, name, tag, expect_n=None, allow_unknown=True, batches=None):
         """The round invariants; returns the rows."""
         t = self.tap
@@ -415,11 +423,8 @@ class Campaign:
         rc, out = pg.cluster("mock_start")
         t.ok(rc == 0 and pg.mock_up(2), f"{name}: the mock is back", out[-300:])
         self.mock_settings()
-        back = time.time()
-        drained, c = self.wait_counts(tag, lambda c: c["done"] == n, 60)
-        t.ok(drained, f"{name}: the queue resumes by itself and every payout is sent "
-                      f"({time.time() - back:.1f}s after the API came back)", f"counts: {c}")
-        self.check(name, tag, expect_n=n, allow_unknown=False)
+        self.expect_all_sent(name, tag, n, 60,
+                             "the queue resumes by itself and every payout is sent ({} after the API came back)")
 
     # ------------------------------------------------------------ phase: write-back failures
     def writeback(self):
@@ -466,11 +471,7 @@ class Campaign:
         t.diag(f"{name}: initialize requests after the first 2 s of the obstacle: {len(inits)}")
         pg.psql("SET lock_timeout = '10s'; ALTER TABLE payouts DROP CONSTRAINT fuzz_writeback_obstacle")
         pg.mock("POST", "/__mock/config", {"latency_ms": 0})
-        removed = time.time()
-        drained, c = self.wait_counts(tag, lambda c: c["done"] == n, 120)
-        t.ok(drained, f"{name}: once it is removed every result is recorded "
-                      f"({time.time() - removed:.1f}s later), none unknown", f"counts: {c}")
-        self.check(name, tag, expect_n=n, allow_unknown=False)
+        self.expect_all_sent(name, tag, n, 120, "once it is removed every result is recorded ({} later), none unknown")
 
     # ------------------------------------------------------------ phase: read-only database
     def readonly(self):
@@ -498,11 +499,7 @@ class Campaign:
              *log.lines()[-5:])
         t.diag(f"{name}: {len(lines)} log lines about the read-only database, e.g. {lines[:1]}")
         pg.psql(f"ALTER DATABASE {db} RESET default_transaction_read_only", db="postgres")
-        back = time.time()
-        drained, c = self.wait_counts(tag, lambda c: c["done"] == n, 60)
-        t.ok(drained, f"{name}: after RESET the worker comes back and sends them all "
-                      f"({time.time() - back:.1f}s later)", f"counts: {c}")
-        self.check(name, tag, expect_n=n, allow_unknown=False)
+        self.expect_all_sent(name, tag, n, 60, "after RESET the worker comes back and sends them all ({} later)")
 
     # ------------------------------------------------------------ phase: concurrency
     def concurrency(self):

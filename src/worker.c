@@ -413,11 +413,13 @@ let_requests_leave(void)
 static void
 start_ready_sends(void)
 {
-	if (state.ready != NIL && free_capacity() > 0 &&
-		!in_transaction(start_sends, NULL, "prepare requests to Moneroo"))
-		state.paused_until = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
-														 CONFIG_RETRY_MS);
-	let_requests_leave();
+	if (state.ready != NIL && free_capacity() > 0)
+	{
+		if (!in_transaction(start_sends, NULL, "prepare requests to Moneroo"))
+			state.paused_until = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
+															 CONFIG_RETRY_MS);
+		let_requests_leave();
+	}
 	publish_in_flight();
 }
 

@@ -11,12 +11,7 @@
  */
 #include "postgres.h"
 
-#include <sys/epoll.h>
-#include <unistd.h>
-
 #include "miscadmin.h"
-#include "nodes/pg_list.h"
-#include "storage/latch.h"
 #include "utils/memutils.h"
 #include "utils/timestamp.h"
 #include "utils/wait_event.h"
@@ -26,16 +21,6 @@
 
 /* Connecting is quick or it is not going to happen. */
 #define CONNECT_TIMEOUT_MAX_MS 10000
-
-struct HttpPool
-{
-	CURLM	   *multi;
-	int			epoll_fd;
-	WaitEventSet *wait_set;
-	int			in_flight;
-	TimestampTz timer_deadline; /* when libcurl wants to act; 0: no wish */
-	List	   *done;			/* finished HttpCalls */
-};
 
 static size_t
 collect_response(char *data, size_t size, size_t nmemb, void *userdata)
@@ -73,16 +58,40 @@ check_cancel(void *clientp, curl_off_t dltotal, curl_off_t dlnow,
 			elog(ERROR, "could not set libcurl option %s", #option); \
 	} while (0)
 
+/*
+ * Runs when the call's context is deleted or reset, however that comes
+ * about (http_call_free, the owner's context, an aborted transaction):
+ * libcurl's handles and malloc'd answer go with the call.
+ */
+static void
+release_curl(void *arg)
+{
+	HttpCall   *call = (HttpCall *) arg;
+
+	if (call->easy)
+		curl_easy_cleanup(call->easy);
+	curl_slist_free_all(call->headers);
+	free(call->response);
+}
+
 HttpCall *
-http_call_new(const char *path, const char *body)
+http_call_new(MemoryContext parent, const char *path, const char *body)
 {
 	/* first, so that a configuration error leaves nothing allocated */
 	const char *key = moneroo_get_secret_key();
-	MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
+	MemoryContext context = AllocSetContextCreate(parent, "moneroo HTTP call",
+												  ALLOCSET_SMALL_SIZES);
+	MemoryContext old = MemoryContextSwitchTo(context);
 	HttpCall   *call = palloc0(sizeof(HttpCall));
+	MemoryContextCallback *release = palloc0(sizeof(MemoryContextCallback));
 	size_t		base_len = strlen(moneroo_api_url);
 	char	   *authorization;
 	long		connect_timeout;
+
+	call->context = context;
+	release->func = release_curl;
+	release->arg = call;
+	MemoryContextRegisterResetCallback(context, release);
 
 	while (base_len > 0 && moneroo_api_url[base_len - 1] == '/')
 		base_len--;
@@ -141,19 +150,7 @@ http_call_new(const char *path, const char *body)
 void
 http_call_free(HttpCall *call)
 {
-	if (call == NULL)
-		return;
-	if (call->easy)
-		curl_easy_cleanup(call->easy);
-	curl_slist_free_all(call->headers);
-	free(call->response);
-	if (call->url)
-		pfree(call->url);
-	if (call->request_body)
-		pfree(call->request_body);
-	if (call->error)
-		pfree(call->error);
-	pfree(call);
+	MemoryContextDelete(call->context);
 }
 
 static bool
@@ -183,9 +180,8 @@ failed_before_connecting(CURLcode rc)
 	}
 }
 
-/* Decides how far a finished call got; see HttpOutcome. */
-static void
-classify(HttpCall *call, CURLcode rc)
+void
+http_call_classify(HttpCall *call, CURLcode rc)
 {
 	curl_off_t	connected_us = 0;
 	long		status = 0;
@@ -196,7 +192,7 @@ classify(HttpCall *call, CURLcode rc)
 					  &connected_us);
 	curl_easy_getinfo(call->easy, CURLINFO_RESPONSE_CODE, &status);
 
-	old = MemoryContextSwitchTo(TopMemoryContext);
+	old = MemoryContextSwitchTo(call->context);
 	if (rc == CURLE_OK)
 	{
 		call->outcome = HTTP_ANSWERED;
@@ -237,7 +233,7 @@ http_call_perform(HttpCall *call)
 	pgstat_report_wait_start(PG_WAIT_EXTENSION);
 	rc = curl_easy_perform(call->easy);
 	pgstat_report_wait_end();
-	classify(call, rc);
+	http_call_classify(call, rc);
 }
 
 const char *
@@ -255,172 +251,4 @@ http_outcome_name(HttpOutcome outcome)
 			return "answered";
 	}
 	return "?";
-}
-
-/* ---- the worker's pool of concurrent calls ---- */
-
-static int
-track_socket(CURL *easy, curl_socket_t fd, int what, void *userp, void *socketp)
-{
-	HttpPool   *pool = (HttpPool *) userp;
-	struct epoll_event ev = {0};
-
-	ev.data.fd = fd;
-	if (what == CURL_POLL_REMOVE)
-	{
-		epoll_ctl(pool->epoll_fd, EPOLL_CTL_DEL, fd, NULL);
-		curl_multi_assign(pool->multi, fd, NULL);
-		return 0;
-	}
-	ev.events = ((what & CURL_POLL_IN) ? EPOLLIN : 0) |
-		((what & CURL_POLL_OUT) ? EPOLLOUT : 0);
-	if (socketp == NULL)
-	{
-		epoll_ctl(pool->epoll_fd, EPOLL_CTL_ADD, fd, &ev);
-		curl_multi_assign(pool->multi, fd, pool);
-	}
-	else
-		epoll_ctl(pool->epoll_fd, EPOLL_CTL_MOD, fd, &ev);
-	return 0;
-}
-
-/* libcurl speaks in delays from now; kept as a deadline so it never ages */
-static int
-track_timer(CURLM *multi, long timeout_ms, void *userp)
-{
-	((HttpPool *) userp)->timer_deadline = timeout_ms < 0 ? 0 :
-		TimestampTzPlusMilliseconds(GetCurrentTimestamp(), timeout_ms);
-	return 0;
-}
-
-HttpPool *
-http_pool_create(void)
-{
-	MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
-	HttpPool   *pool = palloc0(sizeof(HttpPool));
-
-	pool->multi = curl_multi_init();
-	pool->epoll_fd = epoll_create1(EPOLL_CLOEXEC);
-	if (pool->multi == NULL || pool->epoll_fd < 0)
-		elog(ERROR, "could not create the HTTP pool: %m");
-	curl_multi_setopt(pool->multi, CURLMOPT_SOCKETFUNCTION, track_socket);
-	curl_multi_setopt(pool->multi, CURLMOPT_SOCKETDATA, pool);
-	curl_multi_setopt(pool->multi, CURLMOPT_TIMERFUNCTION, track_timer);
-	curl_multi_setopt(pool->multi, CURLMOPT_TIMERDATA, pool);
-
-	/*
-	 * The epoll set of libcurl's sockets is itself one readable descriptor,
-	 * so a single WaitEventSet covers the latch, postmaster death and every
-	 * request in flight, without rebuilding anything per request.
-	 */
-	pool->wait_set = CreateWaitEventSet(TopMemoryContext, 3);
-	AddWaitEventToSet(pool->wait_set, WL_LATCH_SET, PGINVALID_SOCKET, MyLatch, NULL);
-	AddWaitEventToSet(pool->wait_set, WL_EXIT_ON_PM_DEATH, PGINVALID_SOCKET, NULL, NULL);
-	AddWaitEventToSet(pool->wait_set, WL_SOCKET_READABLE, pool->epoll_fd, NULL, NULL);
-	MemoryContextSwitchTo(old);
-	return pool;
-}
-
-void
-http_pool_add(HttpPool *pool, HttpCall *call)
-{
-	if (curl_multi_add_handle(pool->multi, call->easy) != CURLM_OK)
-		elog(ERROR, "could not add a request to the HTTP pool");
-	pool->in_flight++;
-}
-
-int
-http_pool_in_flight(HttpPool *pool)
-{
-	return pool->in_flight;
-}
-
-bool
-http_pool_has_finished(HttpPool *pool)
-{
-	return pool->done != NIL;
-}
-
-static void
-collect_finished(HttpPool *pool)
-{
-	CURLMsg    *msg;
-	int			left;
-
-	while ((msg = curl_multi_info_read(pool->multi, &left)) != NULL)
-	{
-		HttpCall   *call = NULL;
-		MemoryContext old;
-
-		if (msg->msg != CURLMSG_DONE)
-			continue;
-		curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **) &call);
-		classify(call, msg->data.result);
-		curl_multi_remove_handle(pool->multi, msg->easy_handle);
-		pool->in_flight--;
-		old = MemoryContextSwitchTo(TopMemoryContext);
-		pool->done = lappend(pool->done, call);
-		MemoryContextSwitchTo(old);
-	}
-}
-
-int
-http_pool_wait(HttpPool *pool, long timeout_ms, uint32 wait_event_info)
-{
-	WaitEvent	event;
-	struct epoll_event ready[64];
-	int			running;
-	int			nready;
-	int			woke = 0;
-
-	/*
-	 * libcurl's timer matters only while it has requests: a stale deadline
-	 * left by the last one (a refused connection, say) must not make us spin.
-	 */
-	if (pool->in_flight > 0 && pool->timer_deadline != 0)
-	{
-		long		timer_ms = TimestampDifferenceMilliseconds(GetCurrentTimestamp(),
-															   pool->timer_deadline);
-
-		if (timeout_ms < 0 || timer_ms < timeout_ms)
-			timeout_ms = timer_ms;
-	}
-
-	if (timeout_ms != 0 &&
-		WaitEventSetWait(pool->wait_set, timeout_ms, &event, 1, wait_event_info) == 1)
-	{
-		woke = event.events;
-		if (event.events & WL_LATCH_SET)
-			ResetLatch(MyLatch);
-	}
-
-	/* Let libcurl act on every ready socket, then on its timer. */
-	do
-	{
-		nready = epoll_wait(pool->epoll_fd, ready, lengthof(ready), 0);
-		for (int i = 0; i < nready; i++)
-		{
-			int			flags = ((ready[i].events & EPOLLIN) ? CURL_CSELECT_IN : 0) |
-				((ready[i].events & EPOLLOUT) ? CURL_CSELECT_OUT : 0) |
-				((ready[i].events & (EPOLLERR | EPOLLHUP)) ? CURL_CSELECT_ERR : 0);
-
-			curl_multi_socket_action(pool->multi, ready[i].data.fd, flags, &running);
-		}
-	} while (nready == lengthof(ready));
-	curl_multi_socket_action(pool->multi, CURL_SOCKET_TIMEOUT, 0, &running);
-
-	collect_finished(pool);
-	return woke;
-}
-
-HttpCall *
-http_pool_next_done(HttpPool *pool)
-{
-	HttpCall   *call;
-
-	if (pool->done == NIL)
-		return NULL;
-	call = linitial(pool->done);
-	pool->done = list_delete_first(pool->done);
-	return call;
 }

@@ -7,6 +7,8 @@
 
 #include <curl/curl.h>
 
+#include "utils/palloc.h"
+
 #define MONEROO_VERSION "1.1"
 
 /* Longest answer we read: Moneroo's payout objects are a few kilobytes. */
@@ -26,6 +28,7 @@ typedef enum HttpOutcome
 
 typedef struct HttpCall
 {
+	MemoryContext context;		/* holds the call; deleting it frees everything */
 	CURL	   *easy;
 	struct curl_slist *headers;
 	char	   *url;
@@ -40,7 +43,7 @@ typedef struct HttpCall
 
 	HttpOutcome outcome;
 	long		status;			/* HTTP status when HTTP_ANSWERED */
-	char	   *error;			/* what went wrong, for last_error; palloc'd */
+	char	   *error;			/* what went wrong, for last_error */
 
 	/* the caller's bookkeeping */
 	int64		payout_id;
@@ -53,40 +56,19 @@ typedef struct HttpCall
  * always opens a fresh connection: libcurl silently re-sends a request whose
  * reused connection turned out dead, and a payout must never be sent twice.
  * Raises a configuration error (no key, bad URL) before anything is sent.
- * The call is allocated in TopMemoryContext; release it with http_call_free.
+ * The call lives in a memory context of its own under parent: deleting
+ * parent, or http_call_free, releases it with its libcurl handles.
  */
-extern HttpCall *http_call_new(const char *path, const char *body);
+extern HttpCall *http_call_new(MemoryContext parent, const char *path, const char *body);
 extern void http_call_free(HttpCall *call);
 
 /* Runs the call to completion in this backend, cancellable by the user. */
 extern void http_call_perform(HttpCall *call);
 
+/* Decides how far a call that libcurl finished with rc got; see HttpOutcome. */
+extern void http_call_classify(HttpCall *call, CURLcode rc);
+
 /* Describes an outcome for users and for last_error. */
 extern const char *http_outcome_name(HttpOutcome outcome);
-
-/*
- * Many calls at once for the worker: one libcurl multi handle whose sockets
- * sit in an epoll set that the worker waits on together with its latch.
- */
-typedef struct HttpPool HttpPool;
-
-extern HttpPool *http_pool_create(void);
-/* Adds a call; it starts at the next http_pool_wait. */
-extern void http_pool_add(HttpPool *pool, HttpCall *call);
-extern int	http_pool_in_flight(HttpPool *pool);
-/* True when finished calls wait to be taken with http_pool_next_done. */
-extern bool http_pool_has_finished(HttpPool *pool);
-
-/*
- * Sleeps until the latch is set, a socket is ready, libcurl's timer fires or
- * timeout_ms passes (-1: no limit of our own), then lets libcurl progress.
- * With timeout_ms 0 it only lets libcurl progress: new calls start
- * connecting.
- * Returns the WaitEvent flags that woke it (WL_LATCH_SET, ...).
- */
-extern int	http_pool_wait(HttpPool *pool, long timeout_ms, uint32 wait_event_info);
-
-/* Finished calls, one at a time, already classified; NULL when none. */
-extern HttpCall *http_pool_next_done(HttpPool *pool);
 
 #endif

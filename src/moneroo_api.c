@@ -9,21 +9,16 @@
  */
 #include "postgres.h"
 
-#include "access/xact.h"
-#include "common/jsonapi.h"
 #include "lib/stringinfo.h"
-#include "mb/pg_wchar.h"
 #include "utils/builtins.h"
 #include "utils/jsonb.h"
 #include "utils/numeric.h"
-#include "utils/resowner.h"
 
+#include "jsonb_fields.h"
+#include "message_text.h"
 #include "moneroo_api.h"
-#include "request_validator.h"
 
 #define MONEROO_ID_MAX_BYTES 64
-#define MESSAGE_MAX_BYTES 500
-#define JSON_MAX_DEPTH 64
 
 typedef enum NestedRewrite
 {
@@ -77,7 +72,7 @@ push_object(JsonbParseState **state, JsonbValue *object, NestedRewrite rewrite,
 			}
 			else if (tok == WJB_VALUE)
 			{
-				char	   *digits = moneroo_digits_of(&v);
+				char	   *digits = jsonb_digits_of(&v);
 
 				if (rewrite == DIGITS_AS_STRING && digits != NULL)
 					push_string(state, digits);
@@ -126,11 +121,11 @@ moneroo_initialize_body(Jsonb *request, const char *reference)
 				break;
 			case WJB_KEY:
 				rewrite = KEEP_AS_IS;
-				if (v.val.string.len == 8 && memcmp(v.val.string.val, "customer", 8) == 0)
+				if (jsonb_string_is(&v, "customer"))
 					rewrite = PHONE_AS_INTEGER;
-				else if (v.val.string.len == 9 && memcmp(v.val.string.val, "recipient", 9) == 0)
+				else if (jsonb_string_is(&v, "recipient"))
 					rewrite = DIGITS_AS_STRING;
-				else if (v.val.string.len == 8 && memcmp(v.val.string.val, "metadata", 8) == 0)
+				else if (jsonb_string_is(&v, "metadata"))
 				{
 					rewrite = ADD_REFERENCE;
 					has_metadata = true;
@@ -168,138 +163,16 @@ moneroo_verify_path(const char *moneroo_id)
 	return path;
 }
 
-/*
- * Depth of the deepest array or object, so that a hostile answer cannot
- * exhaust the stack of the recursive JSON parser.
- */
-static int
-json_depth(const char *text, size_t len)
-{
-	int			depth = 0;
-	int			deepest = 0;
-	bool		in_string = false;
-
-	for (size_t i = 0; i < len; i++)
-	{
-		char		c = text[i];
-
-		if (in_string)
-		{
-			if (c == '\\')
-				i++;
-			else if (c == '"')
-				in_string = false;
-		}
-		else if (c == '"')
-			in_string = true;
-		else if (c == '{' || c == '[')
-			deepest = Max(deepest, ++depth);
-		else if (c == '}' || c == ']')
-			depth--;
-	}
-	return deepest;
-}
-
-/*
- * The parsers raise errors on some valid JSON (a number beyond numeric's
- * range, an escape the database encoding cannot hold).  An answer must
- * never stop the worker, so they run in a subtransaction whose failure
- * only means "unusable".
- */
-static Jsonb *
-parse_in_subtransaction(char *copy, size_t len)
-{
-	MemoryContext caller = CurrentMemoryContext;
-	ResourceOwner owner = CurrentResourceOwner;
-	Jsonb	   *volatile result = NULL;
-
-	BeginInternalSubTransaction(NULL);
-	MemoryContextSwitchTo(caller);
-	PG_TRY();
-	{
-		JsonLexContext *lex = makeJsonLexContextCstringLen(copy, len, GetDatabaseEncoding(), true);
-
-		if (pg_parse_json(lex, &nullSemAction) == JSON_SUCCESS)
-			result = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(copy)));
-		ReleaseCurrentSubTransaction();
-	}
-	PG_CATCH();
-	{
-		MemoryContextSwitchTo(caller);
-		FlushErrorState();
-		RollbackAndReleaseCurrentSubTransaction();
-		result = NULL;
-	}
-	PG_END_TRY();
-	MemoryContextSwitchTo(caller);
-	CurrentResourceOwner = owner;
-	return result;
-}
-
-Jsonb *
-moneroo_parse_json(const char *text, size_t len)
-{
-	if (text == NULL || len == 0 || memchr(text, '\0', len) != NULL)
-		return NULL;
-	if (json_depth(text, len) > JSON_MAX_DEPTH)
-		return NULL;
-	if (!pg_verify_mbstr(PG_UTF8, text, len, true))
-		return NULL;
-	/* The database may not be UTF-8: refuse what it cannot hold. */
-	if (GetDatabaseEncoding() != PG_UTF8 && GetDatabaseEncoding() != PG_SQL_ASCII)
-	{
-		for (size_t i = 0; i < len; i++)
-			if ((unsigned char) text[i] >= 0x80)
-				return NULL;
-	}
-	return parse_in_subtransaction(pnstrdup(text, len), len);
-}
-
-static JsonbValue *
-object_field(JsonbContainer *object, const char *key)
-{
-	if (object == NULL || !JsonContainerIsObject(object))
-		return NULL;
-	return getKeyJsonValueFromContainer(object, key, strlen(key), NULL);
-}
-
-static JsonbContainer *
-object_of(JsonbValue *value)
-{
-	if (value != NULL && value->type == jbvBinary &&
-		JsonContainerIsObject(value->val.binary.data))
-		return value->val.binary.data;
-	return NULL;
-}
-
-/* Untrusted text made safe for a log line and a column: bounded, printable. */
-static char *
-sanitized(const char *s, size_t len)
-{
-	StringInfoData out;
-
-	size_t		kept = len > MESSAGE_MAX_BYTES ? pg_mbcliplen(s, len, MESSAGE_MAX_BYTES) : len;
-
-	initStringInfo(&out);
-	for (size_t i = 0; i < kept; i++)
-	{
-		unsigned char c = (unsigned char) s[i];
-
-		appendStringInfoChar(&out, (c < 0x20 || c == 0x7f) ? ' ' : (char) c);
-	}
-	if (kept < len)
-		appendStringInfoString(&out, "...");
-	return out.data;
-}
-
+/* Moneroo's text under key, made fit for a message; NULL if not a string. */
 static char *
 string_field(JsonbContainer *object, const char *key)
 {
-	JsonbValue *v = object_field(object, key);
+	JsonbValue *v = jsonb_field(object, key);
 
 	if (v == NULL || v->type != jbvString)
 		return NULL;
-	return sanitized(v->val.string.val, v->val.string.len);
+	return text_for_message(v->val.string.val, v->val.string.len,
+							MONEROO_TEXT_MAX_BYTES, TEXT_CONTROLS_AS_SPACES);
 }
 
 /* Moneroo's message and Laravel-style field errors, for errdetail. */
@@ -308,7 +181,7 @@ describe_refusal(JsonbContainer *root)
 {
 	StringInfoData out;
 	char	   *message = string_field(root, "message");
-	JsonbValue *errors = object_field(root, "errors");
+	JsonbValue *errors = jsonb_field(root, "errors");
 
 	initStringInfo(&out);
 	if (message)
@@ -318,13 +191,14 @@ describe_refusal(JsonbContainer *root)
 		char	   *text = JsonbToCString(NULL, errors->val.binary.data, 256);
 
 		appendStringInfo(&out, "%sErrors: %s", out.len ? " " : "",
-						 sanitized(text, strlen(text)));
+						 text_for_message(text, strlen(text),
+										  MONEROO_TEXT_MAX_BYTES, TEXT_CONTROLS_AS_SPACES));
 	}
 	return out.len ? out.data : NULL;
 }
 
-static bool
-id_is_well_formed(JsonbValue *id)
+bool
+moneroo_id_is_well_formed(JsonbValue *id)
 {
 	if (id == NULL || id->type != jbvString ||
 		id->val.string.len == 0 || id->val.string.len > MONEROO_ID_MAX_BYTES)
@@ -340,18 +214,11 @@ id_is_well_formed(JsonbValue *id)
 	return true;
 }
 
-bool
-moneroo_status_is_final(const char *moneroo_status)
+/* The "data" object of Moneroo's envelope; NULL when the answer has none. */
+static JsonbContainer *
+answer_data(MonerooAnswer *answer)
 {
-	return strcmp(moneroo_status, "success") == 0 ||
-		strcmp(moneroo_status, "failed") == 0;
-}
-
-static bool
-status_is_documented(const char *s)
-{
-	return strcmp(s, "initiated") == 0 || strcmp(s, "pending") == 0 ||
-		moneroo_status_is_final(s);
+	return jsonb_object_of(jsonb_field(answer->body ? &answer->body->root : NULL, "data"));
 }
 
 /* Fills body, detail and the flags shared by every answer. */
@@ -364,7 +231,7 @@ read_common(HttpCall *call, MonerooAnswer *answer)
 		answer->error = pstrdup(call->error);
 		return;
 	}
-	answer->body = moneroo_parse_json(call->response, call->response_len);
+	answer->body = jsonb_parse_untrusted(call->response, call->response_len);
 	answer->rate_limited = call->status == 429;
 	if (answer->body != NULL)
 		answer->detail = describe_refusal(&answer->body->root);
@@ -394,9 +261,9 @@ moneroo_read_initialize(HttpCall *call, MonerooAnswer *answer)
 
 	if (status == 200 || status == 201 || status == 202)
 	{
-		JsonbValue *id = object_field(object_of(object_field(answer->body ? &answer->body->root : NULL, "data")), "id");
+		JsonbValue *id = jsonb_field(answer_data(answer), "id");
 
-		if (answer->body != NULL && call->error == NULL && id_is_well_formed(id))
+		if (answer->body != NULL && call->error == NULL && moneroo_id_is_well_formed(id))
 		{
 			answer->moneroo_id = pnstrdup(id->val.string.val, id->val.string.len);
 			return SEND_ACCEPTED;
@@ -435,24 +302,21 @@ moneroo_read_verify(HttpCall *call, const char *moneroo_id, MonerooAnswer *answe
 		answer->error = http_error(call, answer, "could not verify the payout");
 		return false;
 	}
-	data = object_of(object_field(answer->body ? &answer->body->root : NULL, "data"));
-	id = object_field(data, "id");
+	data = answer_data(answer);
+	id = jsonb_field(data, "id");
 	status = string_field(data, "status");
-	if (data == NULL || !id_is_well_formed(id) ||
-		strlen(moneroo_id) != id->val.string.len ||
-		memcmp(moneroo_id, id->val.string.val, id->val.string.len) != 0)
+	if (data == NULL || !moneroo_id_is_well_formed(id) || !jsonb_string_is(id, moneroo_id))
 	{
 		answer->error = http_error(call, answer,
 								   "Moneroo's verify answer does not describe the payout asked about");
 		return false;
 	}
-	if (status == NULL || !status_is_documented(status))
+	if (status == NULL || !moneroo_status_parse(status, &answer->moneroo_status))
 	{
 		answer->error = psprintf("Moneroo reported an undocumented payout status \"%s\"",
 								 status ? status : "(none)");
 		return false;
 	}
-	answer->moneroo_status = status;
 	return true;
 }
 

@@ -9,6 +9,7 @@
 #include "utils/jsonb.h"
 
 #include "http_client.h"
+#include "payout_status.h"
 
 /* What an initialize exchange did to the payout. */
 typedef enum SendVerdict
@@ -23,7 +24,7 @@ typedef struct MonerooAnswer
 {
 	Jsonb	   *body;			/* the answer when it was JSON, else NULL */
 	char	   *moneroo_id;		/* data.id, when well formed */
-	char	   *moneroo_status; /* data.status, one of the documented four */
+	MonerooStatus moneroo_status;	/* data.status, once a verify was read */
 	char	   *error;			/* what went wrong, for last_error and users */
 	char	   *detail;			/* Moneroo's message and field errors */
 	bool		rate_limited;	/* HTTP 429 */
@@ -44,10 +45,8 @@ extern SendVerdict moneroo_read_initialize(HttpCall *call, MonerooAnswer *answer
 extern bool moneroo_read_verify(HttpCall *call, const char *moneroo_id,
 								MonerooAnswer *answer);
 
-extern bool moneroo_status_is_final(const char *moneroo_status);
-
-/* Parses JSON text without ever raising an error; NULL when unusable. */
-extern Jsonb *moneroo_parse_json(const char *text, size_t len);
+/* A Moneroo id we accept: 1 to 64 letters, digits, '-', '_' or '.'. */
+extern bool moneroo_id_is_well_formed(JsonbValue *id);
 
 extern const char *send_verdict_name(SendVerdict verdict);
 

@@ -23,9 +23,8 @@
 
 #include "commit_wakeup.h"
 #include "payout_guard.h"
-#include "payout_store.h"
+#include "payouts_table.h"
 #include "request_validator.h"
-#include "run_as_owner.h"
 
 PG_FUNCTION_INFO_V1(moneroo_payouts_guard);
 
@@ -38,6 +37,35 @@ static const char *const state_columns[] = {
 
 /* Columns nobody changes once the row exists. */
 static const char *const identity_columns[] = {"id", "reference"};
+
+/*
+ * The triggers the extension creates on payouts (sql/): any other would run
+ * with the owner's rights during the extension's writes.
+ */
+static const char *const own_triggers[] = {"payouts_guard", "payouts_refuse_truncate"};
+
+void
+moneroo_refuse_foreign_triggers(Relation rel)
+{
+	TriggerDesc *triggers = rel->trigdesc;
+
+	for (int i = 0; triggers != NULL && i < triggers->numtriggers; i++)
+	{
+		Trigger    *t = &triggers->triggers[i];
+		bool		own = t->tgisinternal;
+
+		for (int j = 0; j < lengthof(own_triggers) && !own; j++)
+			own = strcmp(t->tgname, own_triggers[j]) == 0;
+		if (own)
+			continue;
+		ereport(ERROR,
+				errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				errmsg("%s has a trigger the moneroo extension did not create: \"%s\"",
+					   RelationGetRelationName(rel), t->tgname),
+				errdetail("The extension writes this table with its owner's privileges, which such a trigger would share."),
+				errhint("Drop the trigger; react to payouts from another table or with LISTEN/NOTIFY instead."));
+	}
+}
 
 static int
 column_number(TupleDesc desc, const char *name)

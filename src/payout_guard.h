@@ -5,8 +5,12 @@
 #ifndef MONEROO_PAYOUT_GUARD_H
 #define MONEROO_PAYOUT_GUARD_H
 
-#include "fmgr.h"
+#include "utils/relcache.h"
 
-extern Datum moneroo_payouts_guard(PG_FUNCTION_ARGS);
+/*
+ * Refuses to go on when rel carries a trigger the extension did not create:
+ * it would run with the owner's rights during the extension's writes.
+ */
+extern void moneroo_refuse_foreign_triggers(Relation rel);
 
 #endif

@@ -12,6 +12,7 @@
 
 #include "catalog/namespace.h"
 #include "executor/spi.h"
+#include "fmgr.h"
 #include "lib/stringinfo.h"
 #include "mb/pg_wchar.h"
 #include "utils/builtins.h"
@@ -19,8 +20,13 @@
 #include "utils/lsyscache.h"
 #include "utils/numeric.h"
 
+#include "jsonb_fields.h"
+#include "message_text.h"
+#include "payouts_table.h"
 #include "request_validator.h"
 #include "run_as_owner.h"
+
+PG_FUNCTION_INFO_V1(moneroo_validate_sql);
 
 /* Moneroo's former SDK limits, in characters. */
 #define DESCRIPTION_MAX_CHARS 155
@@ -88,18 +94,6 @@ typedef struct PayoutMethod
 	char	   *dial_code;		/* NULL: exempt from the dial-code check */
 } PayoutMethod;
 
-/* Longest piece of a user's input repeated in a message. */
-#define ECHO_MAX_CHARS 64
-
-/* The user's text, cut short enough to repeat in a message. */
-static char *
-echo(const char *s, int len)
-{
-	int			cut = pg_mbcliplen(s, len, ECHO_MAX_CHARS);
-
-	return psprintf("%.*s%s", cut, s, cut < len ? "..." : "");
-}
-
 static pg_attribute_noreturn() void
 reject(const char *field, const char *detail, const char *hint)
 {
@@ -120,44 +114,12 @@ reject_missing(const char *field)
 			errhint("Add \"%s\"; the request format is in the moneroo README.", field));
 }
 
-static const char *
-jsonb_type_name(JsonbValue *value)
-{
-	switch (value->type)
-	{
-		case jbvNull:
-			return "null";
-		case jbvString:
-			return "a string";
-		case jbvNumeric:
-			return "a number";
-		case jbvBool:
-			return "a boolean";
-		case jbvBinary:
-			return JsonContainerIsArray(value->val.binary.data) ? "an array" : "an object";
-		default:
-			return "an unsupported value";
-	}
-}
-
 static pg_attribute_noreturn() void
 reject_type(const char *field, const char *expected, JsonbValue *value)
 {
 	reject(field,
 		   psprintf("Expected %s, got %s.", expected, jsonb_type_name(value)),
 		   NULL);
-}
-
-static bool
-is_object(JsonbValue *value)
-{
-	return value->type == jbvBinary && JsonContainerIsObject(value->val.binary.data);
-}
-
-static JsonbValue *
-lookup(JsonbContainer *object, const char *key)
-{
-	return getKeyJsonValueFromContainer(object, key, strlen(key), NULL);
 }
 
 /*
@@ -179,7 +141,8 @@ reject_unknown_keys(JsonbContainer *object, const FieldRule *rules, int nrules,
 
 		if (tok != WJB_KEY)
 			continue;
-		key = echo(v.val.string.val, v.val.string.len);
+		key = text_for_message(v.val.string.val, v.val.string.len,
+							   ECHO_MAX_BYTES, TEXT_KEEP_CONTROLS);
 		for (int i = 0; i < nrules && !known; i++)
 			known = strlen(rules[i].name) == v.val.string.len &&
 				memcmp(rules[i].name, v.val.string.val, v.val.string.len) == 0;
@@ -258,31 +221,6 @@ is_assigned_country(const char *code)
 	return false;
 }
 
-/*
- * Digits of a JSON integer or a JSON string of digits, NULL for anything
- * else (signs, fractions, exponents, spaces, empty strings).
- */
-char *
-moneroo_digits_of(JsonbValue *value)
-{
-	char	   *s;
-
-	if (value->type == jbvNumeric)
-		s = DatumGetCString(DirectFunctionCall1(numeric_out,
-												NumericGetDatum(value->val.numeric)));
-	else if (value->type == jbvString)
-		s = pnstrdup(value->val.string.val, value->val.string.len);
-	else
-		return NULL;
-
-	if (s[0] == '\0')
-		return NULL;
-	for (const char *p = s; *p; p++)
-		if (*p < '0' || *p > '9')
-			return NULL;
-	return s;
-}
-
 static void
 check_amount(JsonbValue *value)
 {
@@ -292,7 +230,7 @@ check_amount(JsonbValue *value)
 		reject("amount",
 			   psprintf("The amount must be a JSON integer, not %s.", jsonb_type_name(value)),
 			   "Give the amount as a whole number in the currency's main unit, for example 1000.");
-	digits = moneroo_digits_of(value);
+	digits = jsonb_digits_of(value);
 	if (digits == NULL)
 		reject("amount",
 			   "The amount must be a positive whole number; fractions and negative amounts are refused.",
@@ -364,7 +302,7 @@ check_customer(JsonbValue *customer)
 	JsonbContainer *object;
 	int			nfields = lengthof(customer_fields);
 
-	if (!is_object(customer))
+	if (!jsonb_is_object(customer))
 		reject_type("customer", "an object", customer);
 	object = customer->val.binary.data;
 	reject_unknown_keys(object, customer_fields, nfields, "customer.");
@@ -373,7 +311,7 @@ check_customer(JsonbValue *customer)
 	{
 		const FieldRule *rule = &customer_fields[i];
 		char	   *field = psprintf("customer.%s", rule->name);
-		JsonbValue *value = lookup(object, rule->name);
+		JsonbValue *value = jsonb_field(object, rule->name);
 
 		if (value == NULL || value->type == jbvNull)
 		{
@@ -384,7 +322,7 @@ check_customer(JsonbValue *customer)
 
 		if (strcmp(rule->name, "phone") == 0)
 		{
-			char	   *digits = moneroo_digits_of(value);
+			char	   *digits = jsonb_digits_of(value);
 			int			n = digits ? strlen(digits) : 0;
 
 			if (digits == NULL)
@@ -430,7 +368,7 @@ check_metadata(JsonbValue *metadata)
 	int			entries = 0;
 	char	   *key = NULL;
 
-	if (!is_object(metadata))
+	if (!jsonb_is_object(metadata))
 		reject_type("metadata", "an object of string values", metadata);
 
 	it = JsonbIteratorInit(metadata->val.binary.data);
@@ -438,7 +376,8 @@ check_metadata(JsonbValue *metadata)
 	{
 		if (tok == WJB_KEY)
 		{
-			key = echo(v.val.string.val, v.val.string.len);
+			key = text_for_message(v.val.string.val, v.val.string.len,
+							   ECHO_MAX_BYTES, TEXT_KEEP_CONTROLS);
 			if (++entries > METADATA_MAX_ENTRIES)
 				reject("metadata",
 					   psprintf("Metadata holds at most %d entries.", METADATA_MAX_ENTRIES),
@@ -517,15 +456,15 @@ check_recipient(JsonbValue *recipient, PayoutMethod *method, const char *method_
 	char	   *digits;
 	int			n;
 
-	if (!is_object(recipient))
+	if (!jsonb_is_object(recipient))
 		reject_type("recipient", "an object", recipient);
 	reject_unknown_keys(recipient->val.binary.data, &rule, 1, "recipient.");
 
-	value = lookup(recipient->val.binary.data, method->recipient_field);
+	value = jsonb_field(recipient->val.binary.data, method->recipient_field);
 	if (value == NULL || value->type == jbvNull)
 		reject_missing(field);
 
-	digits = moneroo_digits_of(value);
+	digits = jsonb_digits_of(value);
 	if (digits == NULL)
 		reject(field,
 			   "The recipient number must be an integer or a string of digits, in international format without \"+\" or spaces.",
@@ -569,23 +508,23 @@ moneroo_validate_request(Jsonb *request, Oid method_schema)
 	reject_unknown_keys(root, top_level_fields, lengthof(top_level_fields), "");
 	for (int i = 0; i < lengthof(top_level_fields); i++)
 	{
-		value = lookup(root, top_level_fields[i].name);
+		value = jsonb_field(root, top_level_fields[i].name);
 		if (top_level_fields[i].required && (value == NULL || value->type == jbvNull))
 			reject_missing(top_level_fields[i].name);
 	}
 
-	check_amount(lookup(root, "amount"));
+	check_amount(jsonb_field(root, "amount"));
 
-	value = lookup(root, "currency");
+	value = jsonb_field(root, "currency");
 	currency = uppercase_code(value, 3);
 	if (currency == NULL)
 		reject("currency",
 			   "The currency must be an ISO 4217 code of three capital letters, such as \"XOF\".",
 			   NULL);
 
-	check_text("description", lookup(root, "description"), DESCRIPTION_MAX_CHARS);
+	check_text("description", jsonb_field(root, "description"), DESCRIPTION_MAX_CHARS);
 
-	value = lookup(root, "method");
+	value = jsonb_field(root, "method");
 	if (value->type != jbvString)
 		reject_type("method", "a string", value);
 	method_code = pnstrdup(value->val.string.val, value->val.string.len);
@@ -593,19 +532,28 @@ moneroo_validate_request(Jsonb *request, Oid method_schema)
 	if (method == NULL)
 		reject("method",
 			   psprintf("\"%s\" is not a known payout method.",
-						echo(value->val.string.val, value->val.string.len)),
+						text_for_message(value->val.string.val, value->val.string.len,
+										 ECHO_MAX_BYTES, TEXT_KEEP_CONTROLS)),
 			   "The known methods are listed in the moneroo_payout_methods table.");
 	if (strcmp(method->currency, currency) != 0)
 		reject("currency",
 			   psprintf("Method %s pays in %s, not %s.", method_code, method->currency, currency),
 			   NULL);
 
-	check_customer(lookup(root, "customer"));
+	check_customer(jsonb_field(root, "customer"));
 
-	value = lookup(root, "metadata");
+	value = jsonb_field(root, "metadata");
 	if (value != NULL && value->type != jbvNull)
 		check_metadata(value);
 
-	recipient = lookup(root, "recipient");
+	recipient = jsonb_field(root, "recipient");
 	check_recipient(recipient, method, method_code);
+}
+
+/* moneroo_validate(request): the validator alone, raising what INSERT would */
+Datum
+moneroo_validate_sql(PG_FUNCTION_ARGS)
+{
+	moneroo_validate_request(PG_ARGISNULL(0) ? NULL : PG_GETARG_JSONB_P(0), payouts_schema());
+	PG_RETURN_VOID();
 }

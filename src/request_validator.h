@@ -15,7 +15,4 @@
  */
 extern void moneroo_validate_request(Jsonb *request, Oid method_schema);
 
-/* Digits of a number that may be given as a JSON integer or digit string. */
-extern char *moneroo_digits_of(JsonbValue *value);
-
 #endif

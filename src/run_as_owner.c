@@ -9,18 +9,16 @@
  */
 #include "postgres.h"
 
+#include "access/htup_details.h"
+#include "access/table.h"
+#include "catalog/pg_class.h"
 #include "miscadmin.h"
-#include "utils/lsyscache.h"
-#include "utils/memutils.h"
+#include "utils/guc.h"
 #include "utils/rel.h"
 #include "utils/syscache.h"
-#include "access/htup_details.h"
-#include "catalog/pg_class.h"
 
-#include "access/table.h"
-#include "commands/trigger.h"
-#include "utils/guc.h"
-
+#include "payout_guard.h"
+#include "plan_cache.h"
 #include "run_as_owner.h"
 
 static Oid
@@ -34,74 +32,6 @@ owner_of(Oid relid)
 	owner = ((Form_pg_class) GETSTRUCT(tuple))->relowner;
 	ReleaseSysCache(tuple);
 	return owner;
-}
-
-/*
- * The extension runs a handful of fixed statements over and over; parsing
- * and planning each anew cost the worker more than the rest of a payout.
- * Their plans are kept for the life of the backend, keyed by their text
- * (which names the schema).  PostgreSQL's plan cache revalidates them when
- * the table changes or the extension is dropped and created again, and the
- * search_path they are planned under is always the same.
- */
-typedef struct KeptPlan
-{
-	char	   *sql;
-	SPIPlanPtr	plan;
-} KeptPlan;
-
-static List *kept_plans = NIL;
-
-static SPIPlanPtr
-kept_plan(const char *sql, int nargs, Oid *types)
-{
-	ListCell   *lc;
-	SPIPlanPtr	plan;
-	KeptPlan   *kept;
-	MemoryContext old;
-
-	foreach(lc, kept_plans)
-	{
-		kept = lfirst(lc);
-		if (strcmp(kept->sql, sql) == 0)
-			return kept->plan;
-	}
-
-	plan = SPI_prepare(sql, nargs, types);
-	if (plan == NULL)
-		elog(ERROR, "moneroo could not prepare \"%s\": %s",
-			 sql, SPI_result_code_string(SPI_result));
-	/* the list and its entries outlive SPI and the transaction */
-	old = MemoryContextSwitchTo(TopMemoryContext);
-	kept = palloc(sizeof(KeptPlan));
-	kept->sql = pstrdup(sql);
-	if (SPI_keepplan(plan) != 0)
-		elog(ERROR, "moneroo could not keep the plan of \"%s\"", sql);
-	kept->plan = plan;
-	kept_plans = lappend(kept_plans, kept);
-	MemoryContextSwitchTo(old);
-	return plan;
-}
-
-void
-moneroo_refuse_foreign_triggers(Relation rel)
-{
-	TriggerDesc *triggers = rel->trigdesc;
-
-	for (int i = 0; triggers != NULL && i < triggers->numtriggers; i++)
-	{
-		Trigger    *t = &triggers->triggers[i];
-
-		if (t->tgisinternal || strcmp(t->tgname, "payouts_guard") == 0 ||
-			strcmp(t->tgname, "payouts_refuse_truncate") == 0)
-			continue;
-		ereport(ERROR,
-				errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-				errmsg("%s has a trigger the moneroo extension did not create: \"%s\"",
-					   RelationGetRelationName(rel), t->tgname),
-				errdetail("The extension writes this table with its owner's privileges, which such a trigger would share."),
-				errhint("Drop the trigger; react to payouts from another table or with LISTEN/NOTIFY instead."));
-	}
 }
 
 int
@@ -136,7 +66,7 @@ moneroo_execute_as_owner(const char *sql, int nargs, Oid *types, Datum *values,
 							 PGC_S_SESSION, GUC_ACTION_SAVE, true, 0, false);
 	PG_TRY();
 	{
-		rc = SPI_execute_snapshot(kept_plan(sql, nargs, types), values, nulls, snapshot,
+		rc = SPI_execute_snapshot(plan_cache_get(sql, nargs, types), values, nulls, snapshot,
 								  InvalidSnapshot, read_only, false, 0);
 	}
 	PG_FINALLY();

@@ -32,7 +32,11 @@ extern int	moneroo_verify_backoff_ms(int verifications);
  */
 extern const char *moneroo_get_secret_key(void);
 
-/* Raises a configuration error unless the API URL and key are usable. */
+/*
+ * Raises a configuration error unless a usable key is configured.  (The
+ * API URL needs no check here: its check hook refuses a bad one whenever
+ * it is set.)
+ */
 extern void moneroo_check_configuration(void);
 
 #endif

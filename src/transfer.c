@@ -15,8 +15,8 @@
 #include "postgres.h"
 
 #include "commands/dbcommands.h"
+#include "fmgr.h"
 #include "miscadmin.h"
-#include "storage/ipc.h"
 #include "storage/latch.h"
 #include "storage/proc.h"
 #include "utils/builtins.h"
@@ -24,10 +24,14 @@
 #include "utils/wait_event.h"
 
 #include "moneroo_api.h"
-#include "payout_store.h"
+#include "payout_lookup.h"
+#include "payouts_table.h"
+#include "request_validator.h"
 #include "settings.h"
 #include "shared_state.h"
-#include "transfer.h"
+#include "transfer_slots.h"
+
+PG_FUNCTION_INFO_V1(moneroo_transfer);
 
 /* How long a request may wait for a worker that is not running. */
 #define NO_WORKER_PATIENCE_MS 5000
@@ -64,105 +68,9 @@ new_reference(void)
 											   DirectFunctionCall1(gen_random_uuid, (Datum) 0)));
 }
 
-/* The slot this backend waits on, so that leaving by any road frees it. */
-static int	my_slot = -1;
-static bool exit_callback_registered = false;
-
-/*
- * Leaves our slot, whatever the reason: a request the worker has not sent
- * is withdrawn (the caller gets an error, so it must never be sent); one
- * already sent goes on and is recorded.  Returns the state it found.
- */
-static TransferSlotState
-leave_slot(void)
-{
-	TransferSlot *slot;
-	TransferSlotState found;
-
-	if (my_slot < 0)
-		return SLOT_FREE;
-	slot = &moneroo_shared->transfers[my_slot];
-	SpinLockAcquire(&moneroo_shared->mutex);
-	found = slot->state;
-	switch (found)
-	{
-		case SLOT_RESERVED:
-		case SLOT_SUBMITTED:
-		case SLOT_DONE:
-			slot->state = SLOT_FREE;
-			break;
-		case SLOT_CLAIMED:
-			slot->state = SLOT_WITHDRAWN;
-			break;
-		case SLOT_SENDING:
-			slot->state = SLOT_ABANDONED;
-			break;
-		default:
-			break;
-	}
-	SpinLockRelease(&moneroo_shared->mutex);
-	my_slot = -1;
-	return found;
-}
-
-static void
-leave_slot_at_exit(int code, Datum arg)
-{
-	(void) leave_slot();
-}
-
-/* Waits, interruptibly, for a free slot, and reserves it. */
-static TransferSlot *
-reserve_slot(void)
-{
-	if (!exit_callback_registered)
-	{
-		before_shmem_exit(leave_slot_at_exit, (Datum) 0);
-		exit_callback_registered = true;
-	}
-	for (;;)
-	{
-		SpinLockAcquire(&moneroo_shared->mutex);
-		for (int i = 0; i < TRANSFER_SLOTS; i++)
-		{
-			if (moneroo_shared->transfers[i].state == SLOT_FREE)
-			{
-				moneroo_shared->transfers[i].state = SLOT_RESERVED;
-				my_slot = i;
-				SpinLockRelease(&moneroo_shared->mutex);
-				return &moneroo_shared->transfers[i];
-			}
-		}
-		SpinLockRelease(&moneroo_shared->mutex);
-		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-						 10, PG_WAIT_EXTENSION);
-		ResetLatch(MyLatch);
-		CHECK_FOR_INTERRUPTS();
-	}
-}
-
-static TransferSlotState
-slot_state(TransferSlot *slot)
-{
-	TransferSlotState state;
-
-	SpinLockAcquire(&moneroo_shared->mutex);
-	state = slot->state;
-	SpinLockRelease(&moneroo_shared->mutex);
-	return state;
-}
-
-static void
-set_slot_state(TransferSlot *slot, TransferSlotState state)
-{
-	SpinLockAcquire(&moneroo_shared->mutex);
-	slot->state = state;
-	SpinLockRelease(&moneroo_shared->mutex);
-}
-
 /*
  * Waits for the worker's answer.  A cancel, a statement_timeout or any
- * other error leaves the slot on the way out (see leave_slot).
+ * other error leaves the slot on the way out (see transfer_slot_leave).
  */
 static void
 wait_for_worker(TransferSlot *slot, const char *reference)
@@ -173,7 +81,7 @@ wait_for_worker(TransferSlot *slot, const char *reference)
 	{
 		for (;;)
 		{
-			TransferSlotState state = slot_state(slot);
+			TransferSlotState state = transfer_slot_state(slot);
 
 			if (state == SLOT_DONE)
 				break;
@@ -203,7 +111,7 @@ wait_for_worker(TransferSlot *slot, const char *reference)
 	}
 	PG_CATCH();
 	{
-		(void) leave_slot();
+		(void) transfer_slot_leave();
 		PG_RE_THROW();
 	}
 	PG_END_TRY();
@@ -224,7 +132,7 @@ static Datum
 report_outcome(TransferSlot *slot, SendVerdict verdict)
 {
 	Datum		row = (Datum) 0;
-	bool		recorded = payout_store_fetch_by_reference(slot->reference, &row);
+	bool		recorded = payout_lookup_row_by_reference(slot->reference, &row);
 	const char *detail = slot->detail[0] ? slot->detail : slot->error;
 
 	if (!recorded)
@@ -270,8 +178,9 @@ report_outcome(TransferSlot *slot, SendVerdict verdict)
 	return row;
 }
 
-Datum
-moneroo_transfer_now(Jsonb *request)
+/* Sends a validated request and returns its recorded payouts row. */
+static Datum
+transfer_now(Jsonb *request)
 {
 	char	   *text = JsonbToCString(NULL, &request->root, VARSIZE(request));
 	char	   *reference;
@@ -287,26 +196,28 @@ moneroo_transfer_now(Jsonb *request)
 				errhint("Shorten the metadata values, or queue the payout with INSERT INTO payouts."));
 
 	reference = new_reference();
-	slot = reserve_slot();
-	slot->backend_latch = MyLatch;
-	strlcpy(slot->reference, reference, REFERENCE_BYTES);
-	strlcpy(slot->request, text, TRANSFER_REQUEST_BYTES);
-	slot->error[0] = '\0';
-	slot->detail[0] = '\0';
-	set_slot_state(slot, SLOT_SUBMITTED);
-	moneroo_wake_worker();
-
+	slot = transfer_slot_submit(reference, text);
 	wait_for_worker(slot, reference);
 
 	/* the slot's contents stay ours to read until we leave it */
 	PG_TRY();
 	{
-		row = report_outcome(slot, (SendVerdict) slot->verdict);
+		row = report_outcome(slot, slot->verdict);
 	}
 	PG_FINALLY();
 	{
-		(void) leave_slot();
+		(void) transfer_slot_leave();
 	}
 	PG_END_TRY();
 	return row;
+}
+
+Datum
+moneroo_transfer(PG_FUNCTION_ARGS)
+{
+	Jsonb	   *request = PG_ARGISNULL(0) ? NULL : PG_GETARG_JSONB_P(0);
+
+	moneroo_validate_request(request, payouts_schema());
+	moneroo_check_configuration();
+	PG_RETURN_DATUM(transfer_now(request));
 }

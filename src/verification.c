@@ -9,15 +9,20 @@
  */
 #include "postgres.h"
 
+#include "fmgr.h"
 #include "miscadmin.h"
 #include "utils/wait_event.h"
 
 #include "http_client.h"
 #include "moneroo_api.h"
+#include "payout_lookup.h"
 #include "payout_store.h"
+#include "rate_limit.h"
 #include "settings.h"
 #include "shared_state.h"
 #include "verification.h"
+
+PG_FUNCTION_INFO_V1(moneroo_verify);
 
 /* Waits, interruptibly, for the rate limiter to let one request leave. */
 static void
@@ -37,7 +42,7 @@ wait_for_rate_limit(void)
 Datum
 moneroo_verify_now(int64 id, bool may_wait)
 {
-	char	   *status;
+	PayoutStatus status;
 	char	   *moneroo_id;
 	char	   *path;
 	HttpCall   *call;
@@ -45,11 +50,12 @@ moneroo_verify_now(int64 id, bool may_wait)
 	volatile bool ok = false;
 
 	/* no row lock: it would be held through the rate wait and the request */
-	payout_store_lookup(id, false, &status, &moneroo_id);
+	status = payout_lookup_status(id, false, &moneroo_id);
 	if (moneroo_id == NULL)
 		ereport(ERROR,
 				errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				errmsg("payout %lld has no Moneroo id to verify: it is %s", (long long) id, status),
+				errmsg("payout %lld has no Moneroo id to verify: it is %s", (long long) id,
+					   payout_status_name(status)),
 				errdetail("Only payouts that Moneroo accepted carry an id."),
 				errhint("For an unknown payout, look for its reference in Moneroo's dashboard, then use moneroo_retry() if it does not exist."));
 
@@ -59,11 +65,11 @@ moneroo_verify_now(int64 id, bool may_wait)
 	{
 		payout_store_schedule_verification(id);
 		moneroo_wake_worker();
-		return payout_store_fetch(id);
+		return payout_lookup_row(id);
 	}
 
 	path = moneroo_verify_path(moneroo_id);
-	call = http_call_new(path, NULL);
+	call = http_call_new(CurrentMemoryContext, path, NULL);
 	PG_TRY();
 	{
 		http_call_perform(call);
@@ -86,5 +92,11 @@ moneroo_verify_now(int64 id, bool may_wait)
 				errhint("The payout is unchanged; the worker keeps verifying it on its own schedule."));
 
 	payout_store_record_verify(id, moneroo_id, true, &answer, moneroo_verify_backoff_ms(0));
-	return payout_store_fetch(id);
+	return payout_lookup_row(id);
+}
+
+Datum
+moneroo_verify(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_DATUM(moneroo_verify_now(PG_GETARG_INT64(0), true));
 }

@@ -16,8 +16,10 @@
 #include "utils/builtins.h"
 #include "utils/jsonb.h"
 
+#include "jsonb_fields.h"
+#include "message_text.h"
 #include "moneroo_api.h"
-#include "payout_store.h"
+#include "payout_lookup.h"
 #include "settings.h"
 #include "verification.h"
 
@@ -96,25 +98,27 @@ malformed(const char *detail)
 static char *
 payout_id_of(const char *body, size_t len)
 {
-	Jsonb	   *event = moneroo_parse_json(body, len);
+	Jsonb	   *event = jsonb_parse_untrusted(body, len);
+	JsonbContainer *root;
+	JsonbContainer *data;
 	JsonbValue *type;
-	JsonbValue *data;
 	JsonbValue *id;
 
 	if (event == NULL || !JB_ROOT_IS_OBJECT(event) || JB_ROOT_IS_SCALAR(event))
 		malformed("The body is not a JSON object.");
-	type = getKeyJsonValueFromContainer(&event->root, "event", 5, NULL);
+	root = &event->root;
+	type = jsonb_field(root, "event");
 	if (type == NULL || type->type != jbvString)
 		malformed("The body has no \"event\" string.");
 	if (type->val.string.len < 7 || strncmp(type->val.string.val, "payout.", 7) != 0)
-		malformed(psprintf("\"%.*s\" is not a payout event.",
-						   Min(type->val.string.len, 64), type->val.string.val));
-	data = getKeyJsonValueFromContainer(&event->root, "data", 4, NULL);
-	if (data == NULL || data->type != jbvBinary || !JsonContainerIsObject(data->val.binary.data))
+		malformed(psprintf("\"%s\" is not a payout event.",
+						   text_for_message(type->val.string.val, type->val.string.len,
+											ECHO_MAX_BYTES, TEXT_CONTROLS_AS_SPACES)));
+	data = jsonb_object_of(jsonb_field(root, "data"));
+	if (data == NULL)
 		malformed("The body has no \"data\" object.");
-	id = getKeyJsonValueFromContainer(data->val.binary.data, "id", 2, NULL);
-	if (id == NULL || id->type != jbvString || id->val.string.len == 0 ||
-		id->val.string.len > 64)
+	id = jsonb_field(data, "id");
+	if (!moneroo_id_is_well_formed(id))
 		malformed("The body has no \"data.id\" string.");
 	return pnstrdup(id->val.string.val, id->val.string.len);
 }
@@ -126,7 +130,7 @@ moneroo_webhook(PG_FUNCTION_ARGS)
 	char	   *signature;
 	char	   *moneroo_id;
 	int64		id;
-	char	   *status;
+	PayoutStatus status;
 
 	if (PG_ARGISNULL(0))
 		malformed("The body is null.");
@@ -136,7 +140,7 @@ moneroo_webhook(PG_FUNCTION_ARGS)
 	check_signature(VARDATA_ANY(body), VARSIZE_ANY_EXHDR(body), signature);
 	moneroo_id = payout_id_of(text_to_cstring(body), VARSIZE_ANY_EXHDR(body));
 
-	if (!payout_store_find_by_moneroo_id(moneroo_id, &id, &status))
+	if (!payout_lookup_by_moneroo_id(moneroo_id, &id, &status))
 		ereport(ERROR,
 				errcode(ERRCODE_NO_DATA_FOUND),
 				errmsg("no payout carries Moneroo id \"%s\"", moneroo_id),
@@ -144,8 +148,8 @@ moneroo_webhook(PG_FUNCTION_ARGS)
 				errhint("Answer the delivery with 200 if the payout is not yours; Moneroo retries failed deliveries."));
 
 	/* A duplicate delivery for a settled payout costs nothing. */
-	if (strcmp(status, "success") == 0 || strcmp(status, "failed") == 0)
-		PG_RETURN_DATUM(payout_store_fetch(id));
+	if (payout_status_is_final(status))
+		PG_RETURN_DATUM(payout_lookup_row(id));
 
 	/* Moneroo waits 3 seconds for the answer: never sleep on the limiter. */
 	PG_RETURN_DATUM(moneroo_verify_now(id, false));

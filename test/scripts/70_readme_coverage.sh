@@ -10,6 +10,8 @@
 #   - SQL objects: the functions, tables and views that belong to the
 #     extension (pg_depend, deptype 'e') in the test database.
 # One TAP assertion per name: README.md must contain it as a whole word.
+# And the source map: one row of README's `src/` table for every src/*.c, and
+# no row for a file that is not there.
 #
 # Run by test/run.sh (bash, TAP on stdout); needs the variables and cluster.sh
 # functions it exports.  Changes nothing.
@@ -61,8 +63,31 @@ if [ "$count" -lt 10 ]; then
     exit 1
 fi
 
-echo "1..$count"
+SRC_DIR=$(dirname "$README")/src
+# the table rows' first cells: `| `a.c`, `b.c` | job |` gives a.c and b.c
+mapped=$(sed -n '/^Source layout (`src\/`)/,/^Code style/p' "$README" |
+    awk -F'|' '/^\| `/ { print $2 }' | grep -o '[a-z_]*\.c' | sort -u)
+sources=$(cd "$SRC_DIR" && ls -- *.c | sort)
+stale=$(comm -23 <(printf '%s\n' "$mapped") <(printf '%s\n' "$sources") | grep -c .)
+
+echo "1..$((count + $(printf '%s\n' "$sources" | grep -c .) + 1))"
 T=0
+while read -r file; do
+    T=$((T + 1))
+    if printf '%s\n' "$mapped" | grep -qxF -- "$file"; then
+        echo "ok $T - README.md's source map has a row for src/$file"
+    else
+        echo "not ok $T - README.md's source map has a row for src/$file"
+    fi
+done <<<"$sources"
+T=$((T + 1))
+if [ "$stale" -eq 0 ]; then
+    echo "ok $T - README.md's source map names no file that src/ lacks"
+else
+    echo "not ok $T - README.md's source map names no file that src/ lacks"
+    comm -23 <(printf '%s\n' "$mapped") <(printf '%s\n' "$sources") | sed 's/^/#   stale: /'
+fi
+
 while IFS=$'\t' read -r kind name; do
     [ -n "$name" ] || continue
     T=$((T + 1))

@@ -1,0 +1,335 @@
+/*
+ * dispatch.c
+ *		The worker taking work and starting its requests.
+ *
+ * Every request leaves outside any transaction, after the one that took
+ * it: the claim commits "sending" before the request goes, so that a crash
+ * in between leaves the row "sending" (and then "unknown"), never
+ * "pending", since the request may have reached Moneroo.
+ */
+#include "postgres.h"
+
+#include "utils/builtins.h"
+#include "utils/memutils.h"
+#include "utils/timestamp.h"
+#include "utils/wait_event.h"
+
+#include "dispatch.h"
+#include "moneroo_api.h"
+#include "payout_store.h"
+#include "payouts_table.h"
+#include "rate_limit.h"
+#include "settings.h"
+#include "shared_state.h"
+#include "worker_transaction.h"
+
+int
+dispatch_free_capacity(WorkerState *ws)
+{
+	return moneroo_max_concurrency - http_pool_in_flight(ws->pool);
+}
+
+int
+dispatch_rate_allowance(void)
+{
+	if (moneroo_rate_wait_ms() > 0)
+		return 0;
+	if (moneroo_rate_limit == 0)
+		return INT_MAX;
+	return Max(1, moneroo_rate_limit / 600);
+}
+
+void
+dispatch_publish_in_flight(WorkerState *ws)
+{
+	SpinLockAcquire(&moneroo_shared->mutex);
+	moneroo_shared->in_flight = http_pool_in_flight(ws->pool) + list_length(ws->ready);
+	SpinLockRelease(&moneroo_shared->mutex);
+}
+
+/*
+ * Work is taken under the round's context, so that a transaction that
+ * fails leaves nothing behind once the round ends; what is kept moves under
+ * the worker's context here, once it is safely taken.
+ */
+static void
+keep_work(WorkerState *ws, PayoutWork *work)
+{
+	MemoryContextSetParent(work->context, ws->work_context);
+}
+
+/* Appends to one of the lists that live across rounds. */
+static List *
+keep_in(WorkerState *ws, List *list, void *item, bool first)
+{
+	MemoryContext old = MemoryContextSwitchTo(ws->work_context);
+
+	list = first ? lcons(item, list) : lappend(list, item);
+	MemoryContextSwitchTo(old);
+	return list;
+}
+
+/* ---- moneroo_transfer hand-offs ---- */
+
+typedef struct TransferInsert
+{
+	WorkerState *ws;
+	int			slot;
+	PayoutWork *work;
+} TransferInsert;
+
+static void
+insert_transfer(void *arg)
+{
+	TransferInsert *insert = (TransferInsert *) arg;
+	const TransferSlot *slot = transfer_slot_at(insert->slot);
+	Jsonb	   *request = DatumGetJsonbP(DirectFunctionCall1(jsonb_in,
+															 CStringGetDatum(slot->request)));
+
+	insert->work = payout_store_insert_sending(request, slot->reference,
+											   insert->ws->round_context);
+	insert->work->transfer_slot = insert->slot;
+}
+
+/* Each in its own transaction, so that one bad request cannot hold up another. */
+void
+dispatch_take_transfers(WorkerState *ws)
+{
+	for (int i = 0; i < TRANSFER_SLOTS; i++)
+	{
+		TransferInsert insert = {.ws = ws, .slot = i};
+
+		if (!transfer_slot_take(i))
+			continue;
+		if (worker_transaction(insert_transfer, &insert, "record a moneroo_transfer payout"))
+		{
+			keep_work(ws, insert.work);
+			ws->ready = keep_in(ws, ws->ready, insert.work, true);
+		}
+		else
+		{
+			/* nothing was recorded, so nothing will be sent */
+			transfer_slot_note_result(i, SEND_NOT_SENT, 0, moneroo_shared->last_error, NULL,
+									  false);
+			transfer_slot_release(i);
+		}
+	}
+}
+
+/*
+ * A waiting moneroo_transfer may still be withdrawn by its caller until its
+ * request leaves; a withdrawn one is recorded as never sent.
+ */
+static bool
+transfer_may_leave(PayoutWork *work)
+{
+	MonerooAnswer answer = {.error = "withdrawn: its caller was interrupted before it was sent"};
+
+	if (work->transfer_slot < 0 || transfer_slot_start_sending(work->transfer_slot))
+		return true;
+	payout_store_record_send(work->id, work->reference, SEND_NOT_SENT, &answer, 0, false);
+	transfer_slot_release(work->transfer_slot);
+	return false;
+}
+
+/* ---- starting requests ---- */
+
+static void
+start_call(WorkerState *ws, PayoutWork *work, CallPurpose purpose, const char *path,
+		   const char *body)
+{
+	HttpCall   *call = http_call_new(work->context, path, body);
+
+	call->purpose = purpose;
+	call->owner = work;
+	call->payout_id = work->id;
+	PG_TRY();
+	{
+		http_pool_add(ws->pool, call);
+	}
+	PG_CATCH();
+	{
+		http_call_free(call);
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
+}
+
+static void
+start_send(WorkerState *ws, PayoutWork *work)
+{
+	start_call(ws, work, PURPOSE_SEND, "/v1/payouts/initialize", work->request_body);
+	ws->sends_since_verification++;
+}
+
+static void
+start_verification(WorkerState *ws, PayoutWork *work)
+{
+	start_call(ws, work, PURPOSE_VERIFY, moneroo_verify_path(work->moneroo_id), NULL);
+	ws->sends_since_verification = 0;
+}
+
+static void
+start_sends(void *arg)
+{
+	WorkerState *ws = (WorkerState *) arg;
+
+	while (ws->ready != NIL && dispatch_free_capacity(ws) > 0 && moneroo_rate_acquire() == 0)
+	{
+		PayoutWork *work = linitial(ws->ready);
+
+		/* started before it leaves the list: a failed start keeps it queued */
+		if (transfer_may_leave(work))
+			start_send(ws, work);
+		else
+			payout_work_free(work);
+		ws->ready = list_delete_first(ws->ready);
+	}
+}
+
+/*
+ * Starts the connects of the requests just added, now that the transaction
+ * that added them is over, rather than after the rest of the round's table
+ * work: a request should not wait for the next claim or lease.
+ */
+static void
+let_requests_leave(WorkerState *ws)
+{
+	(void) http_pool_wait(ws->pool, 0, PG_WAIT_EXTENSION);
+}
+
+/*
+ * Requests are prepared inside a transaction only so that a configuration
+ * error (a key file gone, say) is caught like any other: the payouts stay
+ * claimed in memory and the worker pauses instead of dying with them.
+ */
+void
+dispatch_start_ready_sends(WorkerState *ws)
+{
+	if (ws->ready != NIL && dispatch_free_capacity(ws) > 0)
+	{
+		if (!worker_transaction(start_sends, ws, "prepare requests to Moneroo"))
+			ws->paused_until = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
+														   WORKER_FAILURE_PAUSE_MS);
+		let_requests_leave(ws);
+	}
+	dispatch_publish_in_flight(ws);
+}
+
+/* ---- claims and leases ---- */
+
+typedef struct Take
+{
+	WorkerState *ws;
+	int			wanted;
+	List	   *taken;			/* in the round's context */
+} Take;
+
+static void
+claim_pending(void *arg)
+{
+	Take	   *claim = (Take *) arg;
+	MemoryContext round = claim->ws->round_context;
+	MemoryContext txn;
+
+	if (!moneroo_extension_locked())
+		return;
+	txn = MemoryContextSwitchTo(round);
+	claim->taken = payout_store_claim(claim->wanted, round);
+	MemoryContextSwitchTo(txn);
+}
+
+/* The claimed rows join the ready list only once the claim has committed. */
+bool
+dispatch_claim(WorkerState *ws, int n)
+{
+	Take		claim = {.ws = ws, .wanted = n};
+	MemoryContext old;
+
+	ListCell   *lc;
+
+	/* a claim that never committed took nothing: its work goes with the round */
+	if (!worker_transaction(claim_pending, &claim, "claim pending payouts"))
+		return false;
+	foreach(lc, claim.taken)
+		keep_work(ws, lfirst(lc));
+	ws->more_pending = list_length(claim.taken) == n;
+	old = MemoryContextSwitchTo(ws->work_context);
+	ws->ready = list_concat(ws->ready, claim.taken);
+	MemoryContextSwitchTo(old);
+	dispatch_start_ready_sends(ws);
+	return true;
+}
+
+static void
+lease_verifications(void *arg)
+{
+	Take	   *lease = (Take *) arg;
+	WorkerState *ws = lease->ws;
+	MemoryContext txn;
+	ListCell   *lc;
+
+	if (!moneroo_extension_locked())
+	{
+		ws->more_to_verify = false;
+		return;
+	}
+	txn = MemoryContextSwitchTo(ws->round_context);
+	lease->taken = payout_store_lease_verifications(lease->wanted,
+													moneroo_request_timeout_ms + 60 * 1000,
+													ws->round_context);
+	MemoryContextSwitchTo(txn);
+	ws->more_to_verify = list_length(lease->taken) == lease->wanted;
+
+	/* one the limiter holds back goes with the round; its lease expires */
+	foreach(lc, lease->taken)
+	{
+		PayoutWork *work = lfirst(lc);
+
+		if (moneroo_rate_acquire() != 0)
+			break;
+		keep_work(ws, work);
+		start_verification(ws, work);
+	}
+}
+
+bool
+dispatch_lease_verifications(WorkerState *ws, int n)
+{
+	Take		lease = {.ws = ws, .wanted = n};
+
+	if (!worker_transaction(lease_verifications, &lease, "lease payouts to verify"))
+		return false;
+	let_requests_leave(ws);
+	return true;
+}
+
+/* ---- shutdown ---- */
+
+static void
+return_unsent(void *arg)
+{
+	WorkerState *ws = (WorkerState *) arg;
+	ListCell   *lc;
+	MonerooAnswer answer = {.error = "the moneroo worker stopped before sending it"};
+
+	foreach(lc, ws->ready)
+	{
+		PayoutWork *work = lfirst(lc);
+
+		payout_store_record_send(work->id, work->reference, SEND_NOT_SENT, &answer, 0,
+								 work->transfer_slot < 0);
+		if (work->transfer_slot >= 0)
+		{
+			transfer_slot_note_result(work->transfer_slot, SEND_NOT_SENT, 0, answer.error,
+									  NULL, false);
+			transfer_slot_release(work->transfer_slot);
+		}
+	}
+}
+
+void
+dispatch_return_unsent(WorkerState *ws)
+{
+	(void) worker_transaction(return_unsent, ws, "return unsent payouts to the queue");
+}

@@ -1,0 +1,44 @@
+/*
+ * dispatch.h
+ *		The worker taking work and starting its requests: moneroo_transfer
+ *		hand-offs, claims of queued payouts, leases of verifications.
+ */
+#ifndef MONEROO_DISPATCH_H
+#define MONEROO_DISPATCH_H
+
+#include "worker_state.h"
+
+/* Requests that may start now: moneroo.max_concurrency less those in flight. */
+extern int	dispatch_free_capacity(WorkerState *ws);
+
+/* How many requests the rate limiter lets through in the next 100 ms. */
+extern int	dispatch_rate_allowance(void);
+
+/*
+ * Records each submitted moneroo_transfer as a sending row and puts it
+ * first in line: a user is waiting for it.
+ */
+extern void dispatch_take_transfers(WorkerState *ws);
+
+/* Starts the ready sends that capacity and the rate limiter allow. */
+extern void dispatch_start_ready_sends(WorkerState *ws);
+
+/*
+ * Claims up to n pending payouts and starts what it can of them.  False
+ * when the claim failed: then nothing was taken.
+ */
+extern bool dispatch_claim(WorkerState *ws, int n);
+
+/* Leases up to n due verifications and starts them; false when the lease failed. */
+extern bool dispatch_lease_verifications(WorkerState *ws, int n);
+
+/*
+ * At shutdown: claimed payouts that never left go back to the queue, or,
+ * for a waiting moneroo_transfer, are refused so its caller gets an error.
+ */
+extern void dispatch_return_unsent(WorkerState *ws);
+
+/* Tells moneroo_status how many requests the worker has in hand. */
+extern void dispatch_publish_in_flight(WorkerState *ws);
+
+#endif

@@ -1,0 +1,40 @@
+/*
+ * rate_limit.h
+ *		The one allowance of requests to Moneroo, shared by the worker and
+ *		every backend.
+ */
+#ifndef MONEROO_RATE_LIMIT_H
+#define MONEROO_RATE_LIMIT_H
+
+#include "datatype/timestamp.h"
+
+/* After a 429 Moneroo asks for 60 seconds of silence. */
+#define RATE_LIMIT_PAUSE_MS (60 * 1000)
+
+/* Its state, in shared memory under MonerooShared's mutex. */
+typedef struct RateLimiter
+{
+	TimestampTz next_request_at;	/* the earliest moment the next may leave */
+	TimestampTz paused_until;	/* after a 429, nobody sends until then */
+
+	/* requests sent per second over the last minute, for moneroo_status */
+	int64		second_of_bucket[60];
+	int32		requests_in_bucket[60];
+} RateLimiter;
+
+/* Milliseconds until a request may leave, without taking the place. */
+extern long moneroo_rate_wait_ms(void);
+
+/*
+ * Takes a place for one request under moneroo.rate_limit and any 429
+ * pause.  Returns 0 when the request may leave now (and counts it), or the
+ * milliseconds to wait before asking again.
+ */
+extern long moneroo_rate_acquire(void);
+
+/* After a 429: no request leaves for the next pause_ms. */
+extern void moneroo_rate_pause(long pause_ms);
+
+extern int	moneroo_requests_last_minute(void);
+
+#endif

@@ -5,24 +5,74 @@ MODULE_big = moneroo
 OBJS = $(patsubst %.c,%.o,$(sort $(wildcard src/*.c)))
 # Every version's script and every upgrade script (moneroo--1.0.sql,
 # moneroo--1.0--1.1.sql, ...): CREATE EXTENSION runs the first and then the
-# upgrades up to default_version in moneroo.control.
+# upgrades up to default_version in moneroo.control.  sql/ holds nothing else.
 DATA = $(sort $(wildcard sql/moneroo--*.sql))
 PGFILEDESC = "moneroo - Moneroo payouts from PostgreSQL"
 
+# The version has one home: default_version in moneroo.control.  The C code
+# gets it as MONEROO_VERSION (a string literal, e.g. in the User-Agent
+# "moneroo-postgresql/" MONEROO_VERSION), and META.json must announce the same
+# version in PGXN's semver form (1.1 -> 1.1.0): check-version below fails the
+# build when it does not.  (Checked rather than generated from a META.json.in:
+# PGXN and test/scripts/60_upgrade.sh read the committed META.json, which
+# stays a plain file that a generated copy could silently get out of step with.)
+EXTVERSION := $(shell sed -n "s/^[[:space:]]*default_version[[:space:]]*=[[:space:]]*'\([^']*\)'.*/\1/p" moneroo.control)
+ifeq ($(EXTVERSION),)
+$(error cannot read default_version from moneroo.control)
+endif
+EXTVERSION_SEMVER = $(if $(word 3,$(subst ., ,$(EXTVERSION))),$(EXTVERSION),$(EXTVERSION).0)
+
 PG_CPPFLAGS = -std=c11 -Wall -Wextra -Werror -Wno-unused-parameter \
-	-Wno-missing-field-initializers -Wno-sign-compare -I$(srcdir)/src
+	-Wno-missing-field-initializers -Wno-sign-compare -I$(srcdir)/src \
+	-DMONEROO_VERSION=\"$(EXTVERSION)\"
 SHLIB_LINK = -lcurl
 
-# pg_regress files: everything in sql/ except the extension scripts.
+# pg_regress files: test/regress/sql/NAME.sql, compared with
+# test/regress/expected/NAME.out (PostgreSQL 15's pg_regress reads both from
+# under --inputdir).
 #   PGHOST=... PGPORT=... PGUSER=postgres make installcheck
 # runs them against a running server that preloads moneroo
 # (shared_preload_libraries = 'moneroo'), in a database contrib_regression
 # that pg_regress creates, with CREATE EXTENSION moneroo done by pg_regress.
 # The tests write nothing that outlives them; the worker serves only
 # moneroo.database, so nothing is sent from contrib_regression.
-REGRESS = $(sort $(basename $(notdir $(filter-out sql/moneroo--%,$(wildcard sql/*.sql)))))
-REGRESS_OPTS = --inputdir=$(srcdir) --load-extension=moneroo
+REGRESS = $(sort $(basename $(notdir $(wildcard test/regress/sql/*.sql))))
+REGRESS_OPTS = --inputdir=test/regress --load-extension=moneroo
+
+# Isolation specs: test/isolation/specs/NAME.spec, compared with
+# test/isolation/expected/NAME.out.  They need the database the worker serves,
+# with the mock.* helpers (test/lib/helpers.sql) and the mock running, so
+# installcheck runs them with --use-existing in $(PGDATABASE) [moneroo_test]:
+# what `bash test/run.sh --up` leaves running (source the env file it prints,
+# then `make installcheck`).
+ISOLATION = $(sort $(basename $(notdir $(wildcard test/isolation/specs/*.spec))))
+ISOLATION_OPTS = --inputdir=test/isolation --use-existing
 
 PG_CONFIG ?= pg_config
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
+
+# after the include: pgxs.mk adds --dbname=$(ISOLATION_TESTDB) to ISOLATION_OPTS
+ISOLATION_TESTDB = $(or $(PGDATABASE),moneroo_test)
+
+# PGXS tracks no dependencies on headers or flags: a new version must reach
+# every object (only the objects are rebuilt, by make's own rules).
+$(OBJS): moneroo.control
+
+# META.json's "version" and provides.moneroo.version must be
+# $(EXTVERSION_SEMVER).  Needs python3 (to read JSON exactly); without it the
+# check is skipped with a warning.
+all: check-version
+.PHONY: check-version
+check-version:
+	@if [ ! -f META.json ]; then \
+		echo "META.json is missing (it must announce version $(EXTVERSION_SEMVER), from moneroo.control)" >&2; exit 1; \
+	elif ! command -v python3 >/dev/null 2>&1; then \
+		echo "WARNING: python3 not found: META.json's versions not checked against moneroo.control ($(EXTVERSION))" >&2; \
+	else \
+		python3 -c 'import json, sys; m = json.load(open(sys.argv[1])); want = sys.argv[2]; \
+got = [("version", m.get("version")), ("provides.moneroo.version", m.get("provides", {}).get("moneroo", {}).get("version"))]; \
+bad = [k + " is " + repr(v) for k, v in got if v != want]; \
+bad and sys.exit("META.json disagrees with moneroo.control (default_version = %r, so META.json must say %r): %s" % (sys.argv[3], want, "; ".join(bad)))' \
+			META.json '$(EXTVERSION_SEMVER)' '$(EXTVERSION)'; \
+	fi

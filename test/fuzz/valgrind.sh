@@ -58,7 +58,7 @@ work_create "$REPO" moneroo-valgrind
 trap stack_down EXIT
 echo "== building moneroo.so with -g -O0 in $WORK/build"
 mkdir -p "$WORK/build"
-cp -R Makefile moneroo.control src sql "$WORK/build/"
+cp -R Makefile moneroo.control META.json src sql "$WORK/build/"
 rm -f "$WORK"/build/src/*.o "$WORK"/build/src/*.bc "$WORK"/build/*.so
 make -C "$WORK/build" -s -j"$(nproc)" PG_CONFIG="$PG_CONFIG" with_llvm=no COPT='-g -O0' \
     >"$WORK/build.log" 2>&1 || { tail -n 30 "$WORK/build.log"; exit 1; }
@@ -107,7 +107,7 @@ export PG_START_TIMEOUT=600
 cluster_start
 cluster_psql -d postgres -c "CREATE DATABASE $PGDATABASE"
 cluster_psql -c "CREATE EXTENSION pgtap" -c "CREATE EXTENSION moneroo"
-cluster_psql -f "$WORK/test/pgtap/helpers.sql" >/dev/null
+cluster_psql -f "$WORK/test/lib/helpers.sql" >/dev/null
 cluster_restart
 export CLUSTER_LIB="$WORK/test/lib/cluster.sh" PGDATA PGHOST PGPORT MOCK_PORT MOCK_URL SERVER_LOG MOCK_LOG PGBIN PG_START_TIMEOUT
 pid=$(cluster_pid)

@@ -35,11 +35,12 @@ install_packages() {
 # build_extension: make and make install from the current directory.
 build_extension() {
     local o h log
-    # PGXS tracks no header dependencies: rebuild objects older than a header
-    # or the Makefile so a stale object never hides a change.
+    # PGXS tracks no header dependencies: rebuild objects older than a header,
+    # the Makefile or moneroo.control (the version, MONEROO_VERSION) so a stale
+    # object never hides a change.
     for o in src/*.o; do
         [ -e "$o" ] || continue
-        for h in src/*.h Makefile; do
+        for h in src/*.h Makefile moneroo.control; do
             if [ -e "$h" ] && [ "$h" -nt "$o" ]; then rm -f "$o" "${o%.o}.bc"; break; fi
         done
     done

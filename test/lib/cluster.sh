@@ -259,8 +259,10 @@ mock_start() {
     cluster_env || return 1
     if [ -z "${MOCK_PORT:-}" ]; then echo "mock_start: MOCK_PORT is not set" >&2; return 1; fi
     if [ ! -f "$MOCK_SCRIPT" ]; then echo "mock_start: $MOCK_SCRIPT does not exist" >&2; return 1; fi
-    "$(cluster_python)" -u "$MOCK_SCRIPT" --host 127.0.0.1 --port "$MOCK_PORT" \
-        --secret-key "$MONEROO_TEST_KEY" "$@" </dev/null >>"$MOCK_LOG" 2>&1 &
+    # SIGHUP ignored: a stack kept by `test/run.sh --keep` outlives the terminal
+    # that started it (exec keeps the pid that mock.pid records)
+    (trap '' HUP; exec "$(cluster_python)" -u "$MOCK_SCRIPT" --host 127.0.0.1 --port "$MOCK_PORT" \
+        --secret-key "$MONEROO_TEST_KEY" "$@") </dev/null >>"$MOCK_LOG" 2>&1 &
     local pid=$!
     echo "$pid" >"$WORK/mock.pid"
     local deadline=$((SECONDS + ${MOCK_START_TIMEOUT:-20}))
@@ -320,32 +322,37 @@ mock_ctl() {
 }
 
 # work_create REPO [PREFIX]: make WORK=/tmp/PREFIX.XXXXXX owned by PG_OS_USER
-# with copies of REPO's sql/, expected/ and test/ (the server and the
-# postgres-run tools may be unable to enter REPO).  Sets and exports WORK.
+# with a copy of REPO's test/ (pg_regress inputs, specs, pgTAP files, scripts,
+# the mock and these libraries: the server and the postgres-run tools may be
+# unable to enter REPO).  Sets and exports WORK.
 work_create() {
-    local repo=${1:?work_create REPO [PREFIX]} prefix=${2:-moneroo-test} d
+    local repo=${1:?work_create REPO [PREFIX]} prefix=${2:-moneroo-test}
     WORK=$(mktemp -d "/tmp/$prefix.XXXXXX") || return 1
     export WORK
-    for d in sql expected test; do
-        if [ -d "$repo/$d" ]; then cp -R "$repo/$d" "$WORK/" || return 1; else mkdir -p "$WORK/$d"; fi
-    done
     mkdir -p "$WORK/sock"
+    work_refresh "$repo"
+}
+
+# work_refresh REPO: replace WORK's copy of REPO's test/ with the current one
+# (a kept stack runs the tests as they are now) and give WORK to PG_OS_USER.
+work_refresh() {
+    local repo=${1:?work_refresh REPO}
+    if [ -z "${WORK:-}" ] || [ ! -d "$WORK" ]; then echo "work_refresh: WORK is not a directory" >&2; return 1; fi
     local sudo=()
     [ "$(id -u)" = 0 ] || sudo=(sudo -n)
+    "${sudo[@]}" rm -rf "$WORK/test" || return 1
+    if [ -d "$repo/test" ]; then "${sudo[@]}" cp -R "$repo/test" "$WORK/" || return 1; else mkdir -p "$WORK/test"; fi
     "${sudo[@]}" chown -R "${PG_OS_USER:-postgres}:" "$WORK" || {
-        echo "work_create: cannot chown $WORK to ${PG_OS_USER:-postgres}" >&2
+        echo "work_refresh: cannot chown $WORK to ${PG_OS_USER:-postgres}" >&2
         return 1
     }
 }
 
 # stack_up [CONF_LINE...]: free ports (unless PGPORT/MOCK_PORT are set), the
-# mock, initdb with the CONF_LINEs, start, CREATE DATABASE $PGDATABASE, the
-# extensions in $STACK_EXTENSIONS [pgtap moneroo], test/pgtap/helpers.sql
-# (when pgtap is among them), then a restart so the background worker starts
-# against a database that has the extension.
+# mock, initdb with the CONF_LINEs, start, stack_database, then a restart so
+# the background worker starts against a database that has the extension.
 stack_up() {
     cluster_env || return 1
-    local ext
     if [ -z "${PGPORT:-}" ]; then PGPORT=$(free_port) || return 1; fi
     if [ -z "${MOCK_PORT:-}" ]; then MOCK_PORT=$(free_port "$PGPORT") || return 1; fi
     export PGPORT MOCK_PORT
@@ -353,21 +360,32 @@ stack_up() {
     mock_start || { echo "stack_up: the mock did not start" >&2; return 1; }
     cluster_init "$@" || { echo "stack_up: initdb failed" >&2; return 1; }
     cluster_start || { echo "stack_up: the server did not start" >&2; return 1; }
-    cluster_psql -d postgres -c "CREATE DATABASE $PGDATABASE" || return 1
+    stack_database || return 1
+    cluster_restart || { echo "stack_up: the server did not restart" >&2; return 1; }
+}
+
+# stack_database: (re)create $PGDATABASE on the running server with the
+# extensions in $STACK_EXTENSIONS [pgtap moneroo] and, when pgtap is among
+# them, the mock.* helpers of test/lib/helpers.sql.  Restart the server
+# afterwards so the worker serves the new database.
+stack_database() {
+    cluster_env || return 1
+    local ext
+    cluster_psql -d postgres -c "SET client_min_messages = warning" \
+        -c "DROP DATABASE IF EXISTS $PGDATABASE WITH (FORCE)" -c "CREATE DATABASE $PGDATABASE" || return 1
     for ext in ${STACK_EXTENSIONS:-pgtap moneroo}; do
         cluster_psql -c "CREATE EXTENSION $ext" || {
-            echo "stack_up: CREATE EXTENSION $ext failed" >&2
+            echo "stack_database: CREATE EXTENSION $ext failed" >&2
             return 1
         }
     done
     case " ${STACK_EXTENSIONS:-pgtap moneroo} " in
         *" pgtap "*)
-            cluster_psql -f "$WORK/test/pgtap/helpers.sql" || {
-                echo "stack_up: test/pgtap/helpers.sql failed" >&2
+            cluster_psql -f "$WORK/test/lib/helpers.sql" || {
+                echo "stack_database: test/lib/helpers.sql failed" >&2
                 return 1
             } ;;
     esac
-    cluster_restart || { echo "stack_up: the server did not restart" >&2; return 1; }
 }
 
 # stack_down: stop the server and the mock; remove WORK unless KEEP=1.

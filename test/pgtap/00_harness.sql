@@ -6,7 +6,7 @@ SELECT plan(13);
 SELECT has_extension('moneroo', 'extension moneroo is installed');
 SELECT ok(current_setting('shared_preload_libraries') ~ '\mmoneroo\M',
           'moneroo is in shared_preload_libraries');
-SELECT has_schema('mock', 'schema mock (test/pgtap/helpers.sql) exists');
+SELECT has_schema('mock', 'schema mock (test/lib/helpers.sql) exists');
 
 SELECT is(jsonb_typeof(mock.call('GET', '/utils/payout/methods') -> 'data'), 'array',
           'GET /utils/payout/methods answers with a data array');

@@ -192,7 +192,9 @@ SELECT is((SELECT j #>> '{headers,accept}' FROM pg_temp.initialize_posts(pg_temp
 SELECT is((SELECT j #>> '{headers,content-type}' FROM pg_temp.initialize_posts(pg_temp.ref('success')) j),
           'application/json', 'the request carries Content-Type: application/json');
 SELECT alike((SELECT j #>> '{headers,user-agent}' FROM pg_temp.initialize_posts(pg_temp.ref('success')) j),
-            'moneroo-postgresql/_%', 'the request carries User-Agent: moneroo-postgresql/<version>');
+            'moneroo-postgresql/' || (SELECT default_version FROM pg_available_extensions WHERE name = 'moneroo')
+            || ' PostgreSQL/%',
+            'the request carries User-Agent: moneroo-postgresql/<default_version of moneroo.control> PostgreSQL/<version>');
 SELECT is((SELECT j -> 'body' FROM pg_temp.initialize_posts(pg_temp.ref('success')) j),
           (SELECT jsonb_set(jsonb_set(jsonb_set(req,
                       '{metadata,payout_reference}', to_jsonb(pg_temp.ref('success')::text)),

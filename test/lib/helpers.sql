@@ -1,4 +1,4 @@
--- test/pgtap/helpers.sql: schema "mock", SQL access to the Moneroo API mock.
+-- test/lib/helpers.sql: schema "mock", SQL access to the Moneroo API mock.
 --
 -- Run once by test/run.sh in database moneroo_test, after CREATE EXTENSION
 -- pgtap and moneroo.  The functions shell out to curl through
@@ -31,7 +31,7 @@
 SET client_min_messages = warning;
 
 CREATE SCHEMA IF NOT EXISTS mock;
-COMMENT ON SCHEMA mock IS 'test helpers driving the Moneroo API mock (test/pgtap/helpers.sql)';
+COMMENT ON SCHEMA mock IS 'test helpers driving the Moneroo API mock (test/lib/helpers.sql)';
 
 -- Quote a string for /bin/sh: inside single quotes everything is literal
 -- except the single quote itself, written '"'"'.

@@ -14,8 +14,10 @@
 #include "utils/timestamp.h"
 #include "utils/wait_event.h"
 
+#include "account_health.h"
 #include "dispatch.h"
 #include "moneroo_api.h"
+#include "payout_lookup.h"
 #include "payout_store.h"
 #include "payouts_table.h"
 #include "rate_limit.h"
@@ -24,9 +26,15 @@
 #include "worker_transaction.h"
 
 int
-dispatch_free_capacity(WorkerState *ws)
+dispatch_send_capacity(WorkerState *ws)
 {
-	return moneroo_max_concurrency - http_pool_in_flight(ws->pool);
+	return account_send_allowance(http_pool_in_flight(ws->pool), moneroo_max_concurrency);
+}
+
+int
+dispatch_verify_capacity(WorkerState *ws)
+{
+	return account_verify_allowance(http_pool_in_flight(ws->pool), moneroo_max_concurrency);
 }
 
 int
@@ -127,8 +135,8 @@ transfer_may_leave(PayoutWork *work)
 
 	if (work->transfer_slot < 0 || transfer_slot_start_sending(work->transfer_slot))
 		return true;
+	/* the slot is free again, or another caller's: only the row is ours to write */
 	payout_store_record_send(work->id, work->reference, SEND_NOT_SENT, &answer, 0, false);
-	transfer_slot_release(work->transfer_slot);
 	return false;
 }
 
@@ -158,7 +166,7 @@ start_call(WorkerState *ws, PayoutWork *work, CallPurpose purpose, const char *p
 static void
 start_send(WorkerState *ws, PayoutWork *work)
 {
-	start_call(ws, work, PURPOSE_SEND, "/v1/payouts/initialize", work->request_body);
+	start_call(ws, work, PURPOSE_SEND, MONEROO_INITIALIZE_PATH, work->request_body);
 	ws->sends_since_verification++;
 }
 
@@ -174,7 +182,7 @@ start_sends(void *arg)
 {
 	WorkerState *ws = (WorkerState *) arg;
 
-	while (ws->ready != NIL && dispatch_free_capacity(ws) > 0 && moneroo_rate_acquire() == 0)
+	while (ws->ready != NIL && dispatch_send_capacity(ws) > 0 && moneroo_rate_acquire() == 0)
 	{
 		PayoutWork *work = linitial(ws->ready);
 
@@ -206,7 +214,7 @@ let_requests_leave(WorkerState *ws)
 void
 dispatch_start_ready_sends(WorkerState *ws)
 {
-	if (ws->ready != NIL && dispatch_free_capacity(ws) > 0)
+	if (ws->ready != NIL && dispatch_send_capacity(ws) > 0)
 	{
 		if (!worker_transaction(start_sends, ws, "prepare requests to Moneroo"))
 			ws->paused_until = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
@@ -304,32 +312,85 @@ dispatch_lease_verifications(WorkerState *ws, int n)
 	return true;
 }
 
-/* ---- shutdown ---- */
+/* ---- the probe that ends a pause ---- */
+
+/* An id Moneroo cannot know: its verify answers 404 when the key and Moneroo work. */
+#define PROBE_UNKNOWN_ID "moneroo-pg-probe"
+
+static void
+start_probe(void *arg)
+{
+	WorkerState *ws = (WorkerState *) arg;
+	PayoutWork *work = payout_work_new(ws->round_context);
+
+	/* a verify creates nothing: of a payout Moneroo knows, or of none */
+	if (moneroo_extension_locked())
+		work->moneroo_id = payout_lookup_any_moneroo_id(work->context);
+	if (work->moneroo_id == NULL)
+		work->moneroo_id = PROBE_UNKNOWN_ID;
+	start_call(ws, work, PURPOSE_PROBE, moneroo_verify_path(work->moneroo_id), NULL);
+	keep_work(ws, work);
+}
+
+void
+dispatch_probe(WorkerState *ws)
+{
+	if (moneroo_rate_wait_ms() > 0 || !account_take_probe())
+		return;
+	if (moneroo_rate_acquire() == 0 &&
+		worker_transaction(start_probe, ws, "probe Moneroo"))
+		let_requests_leave(ws);
+	else
+		account_probe_not_sent();
+}
+
+/* ---- returning what never left ---- */
+
+typedef struct Unsent
+{
+	WorkerState *ws;
+	MonerooAnswer answer;
+} Unsent;
 
 static void
 return_unsent(void *arg)
 {
-	WorkerState *ws = (WorkerState *) arg;
+	Unsent	   *unsent = (Unsent *) arg;
 	ListCell   *lc;
-	MonerooAnswer answer = {.error = "the moneroo worker stopped before sending it"};
 
+	foreach(lc, unsent->ws->ready)
+	{
+		PayoutWork *work = lfirst(lc);
+
+		payout_store_record_send(work->id, work->reference, SEND_NOT_SENT, &unsent->answer, 0,
+								 work->transfer_slot < 0);
+	}
+}
+
+/*
+ * The waiting callers are answered only once their rows are recorded: a
+ * caller told "not sent" must find nothing that will be sent later.
+ */
+void
+dispatch_return_unsent(WorkerState *ws, const char *why, bool uncounted)
+{
+	Unsent		unsent = {.ws = ws, .answer = {.error = (char *) why, .uncounted = uncounted}};
+	ListCell   *lc;
+
+	if (ws->ready == NIL ||
+		!worker_transaction(return_unsent, &unsent, "return unsent payouts to the queue"))
+		return;
 	foreach(lc, ws->ready)
 	{
 		PayoutWork *work = lfirst(lc);
 
-		payout_store_record_send(work->id, work->reference, SEND_NOT_SENT, &answer, 0,
-								 work->transfer_slot < 0);
 		if (work->transfer_slot >= 0)
 		{
-			transfer_slot_note_result(work->transfer_slot, SEND_NOT_SENT, 0, answer.error,
-									  NULL, false);
+			transfer_slot_note_result(work->transfer_slot, SEND_NOT_SENT, 0, why, NULL, false);
 			transfer_slot_release(work->transfer_slot);
 		}
+		payout_work_free(work);
 	}
-}
-
-void
-dispatch_return_unsent(WorkerState *ws)
-{
-	(void) worker_transaction(return_unsent, ws, "return unsent payouts to the queue");
+	list_free(ws->ready);
+	ws->ready = NIL;
 }

@@ -8,8 +8,12 @@
 
 #include "worker_state.h"
 
-/* Requests that may start now: moneroo.max_concurrency less those in flight. */
-extern int	dispatch_free_capacity(WorkerState *ws);
+/*
+ * Sends and verifications that may start now: moneroo.max_concurrency
+ * less those in flight, or what the account's health allows.
+ */
+extern int	dispatch_send_capacity(WorkerState *ws);
+extern int	dispatch_verify_capacity(WorkerState *ws);
 
 /* How many requests the rate limiter lets through in the next 100 ms. */
 extern int	dispatch_rate_allowance(void);
@@ -32,11 +36,15 @@ extern bool dispatch_claim(WorkerState *ws, int n);
 /* Leases up to n due verifications and starts them; false when the lease failed. */
 extern bool dispatch_lease_verifications(WorkerState *ws, int n);
 
+/* When the circuit breaker asks for one, sends its probe. */
+extern void dispatch_probe(WorkerState *ws);
+
 /*
- * At shutdown: claimed payouts that never left go back to the queue, or,
- * for a waiting moneroo_transfer, are refused so its caller gets an error.
+ * Claimed payouts that never left go back to the queue, or, for a waiting
+ * moneroo_transfer, are refused so its caller gets an error: at shutdown,
+ * and when the account pauses (then the attempt does not count).
  */
-extern void dispatch_return_unsent(WorkerState *ws);
+extern void dispatch_return_unsent(WorkerState *ws, const char *why, bool uncounted);
 
 /* Tells moneroo_status how many requests the worker has in hand. */
 extern void dispatch_publish_in_flight(WorkerState *ws);

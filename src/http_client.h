@@ -9,8 +9,6 @@
 
 #include "utils/palloc.h"
 
-#define MONEROO_VERSION "1.1"
-
 /* Longest answer we read: Moneroo's payout objects are a few kilobytes. */
 #define HTTP_MAX_RESPONSE_BYTES (1024 * 1024)
 

@@ -14,6 +14,7 @@
 #include "utils/jsonb.h"
 #include "utils/numeric.h"
 
+#include "account_health.h"
 #include "jsonb_fields.h"
 #include "message_text.h"
 #include "moneroo_api.h"
@@ -197,21 +198,33 @@ describe_refusal(JsonbContainer *root)
 	return out.len ? out.data : NULL;
 }
 
-bool
-moneroo_id_is_well_formed(JsonbValue *id)
+static bool
+id_chars_are_well_formed(const char *s, int len)
 {
-	if (id == NULL || id->type != jbvString ||
-		id->val.string.len == 0 || id->val.string.len > MONEROO_ID_MAX_BYTES)
+	if (len == 0 || len > MONEROO_ID_MAX_BYTES)
 		return false;
-	for (int i = 0; i < id->val.string.len; i++)
+	for (int i = 0; i < len; i++)
 	{
-		char		c = id->val.string.val[i];
+		char		c = s[i];
 
 		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
 			  (c >= '0' && c <= '9') || c == '-' || c == '_' || c == '.'))
 			return false;
 	}
 	return true;
+}
+
+bool
+moneroo_id_is_well_formed(JsonbValue *id)
+{
+	return id != NULL && id->type == jbvString &&
+		id_chars_are_well_formed(id->val.string.val, id->val.string.len);
+}
+
+bool
+moneroo_id_text_is_well_formed(const char *id)
+{
+	return id_chars_are_well_formed(id, strlen(id));
 }
 
 /* The "data" object of Moneroo's envelope; NULL when the answer has none. */
@@ -233,6 +246,7 @@ read_common(HttpCall *call, MonerooAnswer *answer)
 	}
 	answer->body = jsonb_parse_untrusted(call->response, call->response_len);
 	answer->rate_limited = call->status == 429;
+	answer->key_refused = http_status_refuses_key(call->status);
 	if (answer->body != NULL)
 		answer->detail = describe_refusal(&answer->body->root);
 }
@@ -277,6 +291,14 @@ moneroo_read_initialize(HttpCall *call, MonerooAnswer *answer)
 		answer->error = http_error(call, answer, "rate limited by Moneroo, nothing was created");
 		return SEND_NOT_SENT;
 	}
+	if (answer->key_refused)
+	{
+		/* never the key itself: only that Moneroo would not take it */
+		answer->error = http_error(call, answer,
+								   "Moneroo refused the secret key, nothing was created");
+		answer->uncounted = true;
+		return SEND_NOT_SENT;
+	}
 	/* 408: the server gave up reading; whether it acted is not ours to know */
 	if (status >= 400 && status < 500 && status != 408)
 	{
@@ -317,6 +339,8 @@ moneroo_read_verify(HttpCall *call, const char *moneroo_id, MonerooAnswer *answe
 								 status ? status : "(none)");
 		return false;
 	}
+	answer->payout_reference = string_field(jsonb_object_of(jsonb_field(data, "metadata")),
+											"payout_reference");
 	return true;
 }
 

@@ -28,10 +28,18 @@ typedef struct MonerooAnswer
 	char	   *error;			/* what went wrong, for last_error and users */
 	char	   *detail;			/* Moneroo's message and field errors */
 	bool		rate_limited;	/* HTTP 429 */
+	bool		key_refused;	/* HTTP 401 or 403: the key, not the payout */
+	bool		uncounted;		/* not an attempt at the payout: attempts stays */
+	char	   *payout_reference;	/* a verify's data.metadata.payout_reference */
 } MonerooAnswer;
 
 /* The initialize body: the request plus metadata.payout_reference. */
 extern char *moneroo_initialize_body(Jsonb *request, const char *reference);
+
+/* Moneroo's routes (the verify route below, for an id). */
+#define MONEROO_INITIALIZE_PATH "/v1/payouts/initialize"
+/* the catalogue of payout methods: no /v1, no key needed, creates nothing */
+#define MONEROO_METHODS_PATH "/utils/payout/methods"
 
 /* Path of the verify route for a Moneroo id (escaped). */
 extern char *moneroo_verify_path(const char *moneroo_id);
@@ -47,6 +55,7 @@ extern bool moneroo_read_verify(HttpCall *call, const char *moneroo_id,
 
 /* A Moneroo id we accept: 1 to 64 letters, digits, '-', '_' or '.'. */
 extern bool moneroo_id_is_well_formed(JsonbValue *id);
+extern bool moneroo_id_text_is_well_formed(const char *id);
 
 extern const char *send_verdict_name(SendVerdict verdict);
 

@@ -4,6 +4,8 @@
  */
 #include "postgres.h"
 
+#include <ctype.h>
+
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "utils/builtins.h"
@@ -60,26 +62,78 @@ payout_lookup_row_by_reference(const char *reference, Datum *row)
 	return fetch_row("reference = $1::uuid", TEXTOID, CStringGetTextDatum(reference), row);
 }
 
-PayoutStatus
-payout_lookup_status(int64 id, bool for_update, char **moneroo_id)
+/* Reads (id, status, reference, moneroo_id) rows; true when there was one. */
+static bool
+keys_from_row(MemoryContext caller, PayoutKeys *keys)
+{
+	HeapTuple	row;
+	TupleDesc	desc = SPI_tuptable->tupdesc;
+	char	   *moneroo_id;
+	bool		isnull;
+
+	if (SPI_processed != 1)
+		return false;
+	row = SPI_tuptable->vals[0];
+	keys->id = DatumGetInt64(SPI_getbinval(row, desc, 1, &isnull));
+	keys->status = payout_status_from_name(SPI_getvalue(row, desc, 2));
+	keys->reference = MemoryContextStrdup(caller, SPI_getvalue(row, desc, 3));
+	moneroo_id = SPI_getvalue(row, desc, 4);
+	keys->moneroo_id = moneroo_id ? MemoryContextStrdup(caller, moneroo_id) : NULL;
+	return true;
+}
+
+PayoutKeys
+payout_lookup_keys(int64 id, bool for_update)
 {
 	Oid			types[1] = {INT8OID};
 	Datum		values[1] = {Int64GetDatum(id)};
 	MemoryContext caller = CurrentMemoryContext;
-	PayoutStatus status;
-	char	   *found_id;
+	PayoutKeys	keys;
 
 	SPI_connect();
-	payouts_execute(psprintf("SELECT status, moneroo_id FROM %s WHERE id = $1%s",
+	payouts_execute(psprintf("SELECT id, status, reference, moneroo_id FROM %s WHERE id = $1%s",
 							 payouts_table_name(), for_update ? " FOR UPDATE" : ""),
 					1, types, values, NULL, !for_update, InvalidSnapshot);
-	if (SPI_processed != 1)
+	if (!keys_from_row(caller, &keys))
 		payout_not_found(id);
-	status = payout_status_from_name(SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1));
-	found_id = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2);
-	*moneroo_id = found_id ? MemoryContextStrdup(caller, found_id) : NULL;
 	SPI_finish();
-	return status;
+	return keys;
+}
+
+/* The text form of a uuid, as gen_random_uuid() writes it; anything else is no reference of ours. */
+static bool
+is_uuid_text(const char *s)
+{
+	if (strlen(s) != 36)
+		return false;
+	for (int i = 0; i < 36; i++)
+	{
+		bool		dash = i == 8 || i == 13 || i == 18 || i == 23;
+
+		if (dash ? s[i] != '-' : !isxdigit((unsigned char) s[i]))
+			return false;
+	}
+	return true;
+}
+
+bool
+payout_lookup_keys_by_reference(const char *reference, PayoutKeys *keys)
+{
+	Oid			types[1] = {TEXTOID};
+	Datum		values[1] = {CStringGetTextDatum(reference)};
+	MemoryContext caller = CurrentMemoryContext;
+	bool		found;
+
+	if (!is_uuid_text(reference))
+		return false;
+	SPI_connect();
+	payouts_execute(psprintf("SELECT id, status, reference, moneroo_id FROM %s "
+							 "WHERE reference = $1::uuid FOR UPDATE",
+							 payouts_table_name()),
+					1, types, values, NULL, false, InvalidSnapshot);
+	found = keys_from_row(caller, keys);
+	SPI_finish();
+	return found;
 }
 
 bool
@@ -103,6 +157,23 @@ payout_lookup_by_moneroo_id(const char *moneroo_id, int64 *id, PayoutStatus *sta
 	}
 	SPI_finish();
 	return found;
+}
+
+char *
+payout_lookup_any_moneroo_id(MemoryContext context)
+{
+	char	   *moneroo_id = NULL;
+
+	SPI_connect();
+	payouts_execute(psprintf("SELECT moneroo_id FROM %s WHERE moneroo_id IS NOT NULL "
+							 "ORDER BY id DESC LIMIT 1",
+							 payouts_table_name()),
+					0, NULL, NULL, NULL, true, InvalidSnapshot);
+	if (SPI_processed == 1)
+		moneroo_id = MemoryContextStrdup(context, SPI_getvalue(SPI_tuptable->vals[0],
+															   SPI_tuptable->tupdesc, 1));
+	SPI_finish();
+	return moneroo_id;
 }
 
 long

@@ -11,15 +11,30 @@
 extern Datum payout_lookup_row(int64 id);
 extern bool payout_lookup_row_by_reference(const char *reference, Datum *row);
 
-/*
- * Status and Moneroo id (NULL when it has none) of a row, locked FOR
- * UPDATE if asked; an error if there is no such payout.
- */
-extern PayoutStatus payout_lookup_status(int64 id, bool for_update, char **moneroo_id);
+/* What identifies a payout here and at Moneroo, and where it stands. */
+typedef struct PayoutKeys
+{
+	int64		id;
+	PayoutStatus status;
+	char	   *reference;
+	char	   *moneroo_id;		/* NULL when it has none */
+} PayoutKeys;
+
+/* The row's keys, locked FOR UPDATE if asked; an error if there is no such payout. */
+extern PayoutKeys payout_lookup_keys(int64 id, bool for_update);
+
+/* The keys of the payout with this reference, locked FOR UPDATE; false if none has it. */
+extern bool payout_lookup_keys_by_reference(const char *reference, PayoutKeys *keys);
 
 /* Id and status of the payout that carries this Moneroo id; false if none does. */
 extern bool payout_lookup_by_moneroo_id(const char *moneroo_id, int64 *id,
 										PayoutStatus *status);
+
+/*
+ * The Moneroo id of the most recent payout that has one, copied into
+ * context; NULL when none has.  For a probe that creates nothing.
+ */
+extern char *payout_lookup_any_moneroo_id(MemoryContext context);
 
 /* Milliseconds until the next retry or verification falls due; -1: none. */
 extern long payout_lookup_next_due_ms(void);

@@ -21,6 +21,7 @@ static const struct
 	[PAYOUT_FAILED] = {"failed", true},
 	[PAYOUT_REJECTED] = {"rejected", true},
 	[PAYOUT_UNKNOWN] = {"unknown", false},
+	[PAYOUT_CANCELLED] = {"cancelled", true},
 };
 
 static const struct

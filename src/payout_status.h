@@ -15,7 +15,8 @@ typedef enum PayoutStatus
 	PAYOUT_SUCCESS,				/* Moneroo's final word */
 	PAYOUT_FAILED,				/* Moneroo's final word */
 	PAYOUT_REJECTED,			/* Moneroo refused it: no payout exists */
-	PAYOUT_UNKNOWN				/* it may or may not exist */
+	PAYOUT_UNKNOWN,				/* it may or may not exist */
+	PAYOUT_CANCELLED			/* never to be sent (or Moneroo never created it) */
 } PayoutStatus;
 
 extern const char *payout_status_name(PayoutStatus status);

@@ -18,7 +18,7 @@
 #include "payouts_table.h"
 #include "settings.h"
 
-static PayoutWork *
+PayoutWork *
 payout_work_new(MemoryContext parent)
 {
 	MemoryContext context = AllocSetContextCreate(parent, "moneroo payout",
@@ -270,9 +270,10 @@ payout_store_record_send(int64 id, const char *reference, SendVerdict verdict,
 	values[6] = CStringGetTextDatum(payout_status_name(status));
 
 	payouts_execute(psprintf("UPDATE %s SET status = $7, moneroo_id = $2, last_error = $3, "
-							 "response = $4, %s "
+							 "response = $4, %s%s "
 							 "WHERE id = $1 AND reference = $6::pg_catalog.uuid AND status = 'sending'",
-							 payouts_table_name(), columns_after_send(status)),
+							 payouts_table_name(), columns_after_send(status),
+							 answer->uncounted ? ", attempts = attempts - 1" : ""),
 					7, types, values, nulls, false, InvalidSnapshot);
 	if (SPI_processed != 1)
 		ereport(WARNING,
@@ -353,4 +354,57 @@ payout_store_schedule_verification(int64 id)
 							 payouts_table_name()),
 					1, types, values, NULL, false, InvalidSnapshot);
 	SPI_finish();
+}
+
+bool
+payout_store_cancel(int64 id, PayoutStatus from, const char *actor)
+{
+	Oid			types[3] = {INT8OID, TEXTOID, TEXTOID};
+	Datum		values[3] = {Int64GetDatum(id), CStringGetTextDatum(payout_status_name(from)),
+	CStringGetTextDatum(actor)};
+	bool		done;
+
+	SPI_connect();
+	payouts_execute(psprintf("UPDATE %s SET status = 'cancelled', completed_at = now(), "
+							 "next_attempt_at = NULL, "
+							 "last_error = 'cancelled by ' || $3 || coalesce(' after: ' || last_error, '') "
+							 "WHERE id = $1 AND status = $2",
+							 payouts_table_name()),
+					3, types, values, NULL, false, InvalidSnapshot);
+	done = SPI_processed == 1;
+	SPI_finish();
+	return done;
+}
+
+bool
+payout_store_adopt(int64 id, PayoutStatus from, const char *moneroo_id, MonerooAnswer *answer,
+				   const char *why)
+{
+	Oid			types[8] = {INT8OID, TEXTOID, TEXTOID, TEXTOID, JSONBOID, TEXTOID, INT4OID, TEXTOID};
+	Datum		values[8];
+	PayoutStatus status = payout_status_for(answer->moneroo_status);
+	bool		done;
+
+	values[0] = Int64GetDatum(id);
+	values[1] = CStringGetTextDatum(payout_status_name(from));
+	values[2] = CStringGetTextDatum(moneroo_id);
+	values[3] = CStringGetTextDatum(moneroo_status_name(answer->moneroo_status));
+	values[4] = JsonbPGetDatum(answer->body);
+	values[5] = CStringGetTextDatum(payout_status_name(status));
+	values[6] = Int32GetDatum(moneroo_verify_backoff_ms(0));
+	values[7] = CStringGetTextDatum(why);
+
+	SPI_connect();
+	payouts_execute(psprintf("UPDATE %s SET status = $6, moneroo_id = $3, moneroo_status = $4, "
+							 "response = $5, sent_at = coalesce(sent_at, now()), verifications = 0, "
+							 "last_error = $8, %s "
+							 "WHERE id = $1 AND status = $2",
+							 payouts_table_name(),
+							 payout_status_is_final(status) ?
+							 "completed_at = now(), next_attempt_at = NULL" :
+							 "next_attempt_at = now() + $7 * interval '1 millisecond'"),
+					8, types, values, NULL, false, InvalidSnapshot);
+	done = SPI_processed == 1;
+	SPI_finish();
+	return done;
 }

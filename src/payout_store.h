@@ -25,6 +25,7 @@ typedef struct PayoutWork
 	int			transfer_slot;	/* moneroo_transfer's slot, or -1 for the queue */
 } PayoutWork;
 
+extern PayoutWork *payout_work_new(MemoryContext parent);
 extern void payout_work_free(PayoutWork *work);
 
 /*
@@ -71,5 +72,17 @@ extern void payout_store_schedule_verification(int64 id);
 
 /* unknown -> pending, for moneroo_retry */
 extern void payout_store_requeue(int64 id);
+
+/* from -> cancelled, by actor; false when the row was no longer in from. */
+extern bool payout_store_cancel(int64 id, PayoutStatus from, const char *actor);
+
+/*
+ * from -> what Moneroo's verify answer says (sent, success, failed): the
+ * row takes Moneroo's id and status, for a payout Moneroo turned out to
+ * have.  why goes into last_error.  False when the row was no longer in
+ * from.
+ */
+extern bool payout_store_adopt(int64 id, PayoutStatus from, const char *moneroo_id,
+							   MonerooAnswer *answer, const char *why);
 
 #endif

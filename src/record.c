@@ -12,6 +12,7 @@
 #include "utils/memutils.h"
 #include "utils/timestamp.h"
 
+#include "account_health.h"
 #include "moneroo_api.h"
 #include "payout_store.h"
 #include "payouts_table.h"
@@ -26,9 +27,12 @@
 /* After a refused connection, do not hammer an API that is down. */
 #define NEVER_CONNECTED_PAUSE_MS 1000
 
+/* When a payout that provably never reached Moneroo may be claimed again. */
 static int
 retry_delay_ms(MonerooAnswer *answer)
 {
+	if (answer->key_refused)
+		return 0;				/* as soon as the key works: account_health.c decides */
 	return answer->rate_limited ? RATE_LIMIT_PAUSE_MS : CONNECT_RETRY_MS;
 }
 
@@ -37,6 +41,7 @@ record_send(HttpCall *call, PayoutWork *work, MonerooAnswer *answer)
 {
 	SendVerdict verdict = moneroo_read_initialize(call, answer);
 
+	account_note_send(call, verdict);
 	verdict = payout_store_record_send(work->id, work->reference, verdict, answer,
 									   retry_delay_ms(answer), work->transfer_slot < 0);
 	if (verdict != SEND_ACCEPTED)
@@ -51,6 +56,7 @@ record_verification(HttpCall *call, PayoutWork *work, MonerooAnswer *answer)
 {
 	bool		ok = moneroo_read_verify(call, work->moneroo_id, answer);
 
+	account_note_verify(call);
 	payout_store_record_verify(work->id, work->moneroo_id, ok, answer,
 							   moneroo_verify_backoff_ms(work->verifications + 1));
 	if (!ok)
@@ -64,10 +70,17 @@ record_call(HttpCall *call)
 	PayoutWork *work = (PayoutWork *) call->owner;
 	MonerooAnswer answer;
 
+	memset(&answer, 0, sizeof(answer));
 	if (call->purpose == PURPOSE_SEND)
 		record_send(call, work, &answer);
-	else
+	else if (call->purpose == PURPOSE_VERIFY)
 		record_verification(call, work, &answer);
+	else
+	{
+		/* the breaker's probe: what it says of Moneroo is all it is for */
+		account_note_probe(call);
+		answer.rate_limited = call->outcome == HTTP_ANSWERED && call->status == 429;
+	}
 	if (answer.rate_limited)
 		moneroo_rate_pause(RATE_LIMIT_PAUSE_MS);
 	else if (call->outcome == HTTP_NEVER_CONNECTED)

@@ -36,6 +36,7 @@ int			moneroo_request_timeout_ms = 30000;
 int			moneroo_verify_min_interval_ms = 2000;
 int			moneroo_verify_max_interval_ms = 600000;
 int			moneroo_poll_interval_ms = 60000;
+int			moneroo_breaker_threshold = 3;
 
 /* Longest key file we accept: real keys are well under 200 bytes. */
 #define MAX_KEY_FILE_BYTES 4096
@@ -240,6 +241,14 @@ moneroo_define_settings(void)
 							PGC_SIGHUP, GUC_UNIT_MS,
 							NULL, NULL, NULL);
 
+	DefineCustomIntVariable("moneroo.breaker_threshold",
+							"Initializes in a row left unknown by a failing Moneroo that stop the worker sending (the circuit breaker); 0 means never.",
+							"At most moneroo.max_concurrency + this - 1 payouts become unknown in one outage.",
+							&moneroo_breaker_threshold,
+							3, 0, 1000,
+							PGC_SIGHUP, 0,
+							NULL, NULL, NULL);
+
 	MarkGUCPrefixReserved("moneroo");
 }
 
@@ -260,6 +269,31 @@ config_error(const char *message, const char *hint)
 			errcode(ERRCODE_CONFIG_FILE_ERROR),
 			errmsg("%s", message),
 			errhint("%s", hint));
+}
+
+/* Whether path, as stat found it, is the key file we last read. */
+static bool
+same_as_last_read(const char *path, const struct stat *st)
+{
+	/* nanoseconds and ctime too: a rewrite within the same second counts */
+	return strcmp(path, key_file_path) == 0 &&
+		st->st_ino == key_file_stat.st_ino &&
+		st->st_size == key_file_stat.st_size &&
+		st->st_mtim.tv_sec == key_file_stat.st_mtim.tv_sec &&
+		st->st_mtim.tv_nsec == key_file_stat.st_mtim.tv_nsec &&
+		st->st_ctim.tv_sec == key_file_stat.st_ctim.tv_sec &&
+		st->st_ctim.tv_nsec == key_file_stat.st_ctim.tv_nsec;
+}
+
+bool
+moneroo_secret_key_file_changed(void)
+{
+	struct stat st;
+
+	if (moneroo_secret_key_file == NULL || moneroo_secret_key_file[0] == '\0' ||
+		stat(moneroo_secret_key_file, &st) != 0)
+		return false;
+	return !same_as_last_read(moneroo_secret_key_file, &st);
 }
 
 /*
@@ -286,14 +320,7 @@ read_secret_key_file(const char *path)
 				errdetail("The file has mode %04o.", (unsigned int) (st.st_mode & 07777)),
 				errhint("Run chmod 600 on the file, owned by the database server's OS user."));
 
-	/* nanoseconds and ctime too: a rewrite within the same second counts */
-	if (strcmp(path, key_file_path) == 0 &&
-		st.st_ino == key_file_stat.st_ino &&
-		st.st_size == key_file_stat.st_size &&
-		st.st_mtim.tv_sec == key_file_stat.st_mtim.tv_sec &&
-		st.st_mtim.tv_nsec == key_file_stat.st_mtim.tv_nsec &&
-		st.st_ctim.tv_sec == key_file_stat.st_ctim.tv_sec &&
-		st.st_ctim.tv_nsec == key_file_stat.st_ctim.tv_nsec)
+	if (same_as_last_read(path, &st))
 		return key_file_contents;
 
 	fd = OpenTransientFile(path, O_RDONLY | PG_BINARY);

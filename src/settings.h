@@ -17,6 +17,7 @@ extern int	moneroo_request_timeout_ms;
 extern int	moneroo_verify_min_interval_ms;
 extern int	moneroo_verify_max_interval_ms;
 extern int	moneroo_poll_interval_ms;
+extern int	moneroo_breaker_threshold;
 
 extern void moneroo_define_settings(void);
 
@@ -31,6 +32,9 @@ extern int	moneroo_verify_backoff_ms(int verifications);
  * Raises a configuration error when neither gives one.
  */
 extern const char *moneroo_get_secret_key(void);
+
+/* Whether moneroo.secret_key_file changed since the key was last read from it. */
+extern bool moneroo_secret_key_file_changed(void);
 
 /*
  * Raises a configuration error unless a usable key is configured.  (The

@@ -10,6 +10,7 @@
 #include "storage/latch.h"
 #include "storage/spin.h"
 
+#include "account_health.h"
 #include "message_text.h"
 #include "rate_limit.h"
 #include "transfer_slots.h"
@@ -21,6 +22,7 @@ typedef struct MonerooShared
 	Latch	   *worker_latch;
 
 	RateLimiter rate;			/* see rate_limit.c */
+	AccountHealth account;		/* see account_health.c */
 
 	int32		in_flight;		/* requests the worker has started or readied */
 	char		last_error[LAST_ERROR_BYTES];

@@ -23,6 +23,7 @@
 #include "utils/uuid.h"
 #include "utils/wait_event.h"
 
+#include "account_health.h"
 #include "moneroo_api.h"
 #include "payout_lookup.h"
 #include "payouts_table.h"
@@ -117,6 +118,38 @@ wait_for_worker(TransferSlot *slot, const char *reference)
 	PG_END_TRY();
 }
 
+static pg_attribute_noreturn() void
+key_refused_error(const char *detail)
+{
+	ereport(ERROR,
+			errcode(ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION),
+			errmsg("payout was not sent: Moneroo refused the secret key"),
+			errdetail("%s", detail),
+			errhint("Nothing was paid. Put a valid key in moneroo.secret_key_file (or moneroo.secret_key) and reload; queued payouts wait and are sent then."));
+}
+
+/*
+ * While the account is paused nothing may wait in a slot to be sent later:
+ * refuse before anything is recorded.
+ */
+static void
+check_account_not_paused(void)
+{
+	TimestampTz until;
+	AccountPause pause = account_pause(&until);
+
+	if (pause == ACCOUNT_KEY_REFUSED)
+		key_refused_error(psprintf("Requests to Moneroo are paused until %s; moneroo_status says why.",
+								   timestamptz_to_str(until)));
+	if (pause == ACCOUNT_MONEROO_FAILING)
+		ereport(ERROR,
+				errcode(ERRCODE_CONNECTION_FAILURE),
+				errmsg("payout was not sent: Moneroo is failing and payouts are paused"),
+				errdetail("%s; the next probe of Moneroo is due at %s.",
+						  account_pause_reason(pause), timestamptz_to_str(until)),
+				errhint("Nothing was paid. Try again once moneroo_status shows no pause, or queue the payout with INSERT INTO payouts: it is sent when Moneroo answers again."));
+}
+
 static int
 refusal_errcode(long http_status)
 {
@@ -165,6 +198,8 @@ report_outcome(TransferSlot *slot, SendVerdict verdict)
 					errhint("Correct the request and send it again; nothing was paid."));
 			break;
 		case SEND_NOT_SENT:
+			if (http_status_refuses_key(slot->http_status))
+				key_refused_error(slot->error);
 			ereport(ERROR,
 					errcode(slot->http_status == 429 ? ERRCODE_CONFIGURATION_LIMIT_EXCEEDED :
 							ERRCODE_SQLCLIENT_UNABLE_TO_ESTABLISH_SQLCONNECTION),
@@ -188,6 +223,7 @@ transfer_now(Jsonb *request)
 	volatile Datum row = (Datum) 0;
 
 	check_worker_serves_this_database();
+	check_account_not_paused();
 	if (strlen(text) >= TRANSFER_REQUEST_BYTES)
 		ereport(ERROR,
 				errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),

@@ -164,14 +164,16 @@ transfer_slot_at(int i)
 bool
 transfer_slot_start_sending(int i)
 {
-	bool		withdrawn;
+	bool		claimed;
 
 	SpinLockAcquire(&moneroo_shared->mutex);
-	withdrawn = slot_at(i)->state == SLOT_WITHDRAWN;
-	if (!withdrawn)
+	claimed = slot_at(i)->state == SLOT_CLAIMED;
+	if (claimed)
 		slot_at(i)->state = SLOT_SENDING;
+	else if (slot_at(i)->state == SLOT_WITHDRAWN)
+		slot_at(i)->state = SLOT_FREE;
 	SpinLockRelease(&moneroo_shared->mutex);
-	return !withdrawn;
+	return claimed;
 }
 
 void

@@ -87,8 +87,9 @@ extern const TransferSlot *transfer_slot_at(int i);
 
 /*
  * CLAIMED -> SENDING, the last moment its caller can withdraw: once the
- * slot says SENDING the caller is told the request left.  False for a
- * withdrawn slot, whose request must then never leave.
+ * slot says SENDING the caller is told the request left.  False when the
+ * slot is no longer the worker's to send (withdrawn, which it frees, or
+ * anything else): that request must never leave.
  */
 extern bool transfer_slot_start_sending(int i);
 

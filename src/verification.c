@@ -13,6 +13,7 @@
 #include "miscadmin.h"
 #include "utils/wait_event.h"
 
+#include "account_health.h"
 #include "http_client.h"
 #include "moneroo_api.h"
 #include "payout_lookup.h"
@@ -39,41 +40,26 @@ wait_for_rate_limit(void)
 	}
 }
 
-Datum
-moneroo_verify_now(int64 id, bool may_wait)
+VerifyAsk
+moneroo_ask(const char *moneroo_id, bool may_wait, MonerooAnswer *answer)
 {
-	PayoutStatus status;
-	char	   *moneroo_id;
-	char	   *path;
 	HttpCall   *call;
-	MonerooAnswer answer;
 	volatile bool ok = false;
-
-	/* no row lock: it would be held through the rate wait and the request */
-	status = payout_lookup_status(id, false, &moneroo_id);
-	if (moneroo_id == NULL)
-		ereport(ERROR,
-				errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				errmsg("payout %lld has no Moneroo id to verify: it is %s", (long long) id,
-					   payout_status_name(status)),
-				errdetail("Only payouts that Moneroo accepted carry an id."),
-				errhint("For an unknown payout, look for its reference in Moneroo's dashboard, then use moneroo_retry() if it does not exist."));
+	volatile long http_status = 0;
 
 	if (may_wait)
 		wait_for_rate_limit();
 	else if (moneroo_rate_acquire() > 0)
-	{
-		payout_store_schedule_verification(id);
-		moneroo_wake_worker();
-		return payout_lookup_row(id);
-	}
+		return ASK_NO_ROOM;
 
-	path = moneroo_verify_path(moneroo_id);
-	call = http_call_new(CurrentMemoryContext, path, NULL);
+	call = http_call_new(CurrentMemoryContext, moneroo_verify_path(moneroo_id), NULL);
 	PG_TRY();
 	{
 		http_call_perform(call);
-		ok = moneroo_read_verify(call, moneroo_id, &answer);
+		ok = moneroo_read_verify(call, moneroo_id, answer);
+		account_note_verify(call);
+		if (call->outcome == HTTP_ANSWERED)
+			http_status = call->status;
 	}
 	PG_FINALLY();
 	{
@@ -82,16 +68,46 @@ moneroo_verify_now(int64 id, bool may_wait)
 	PG_END_TRY();
 	CHECK_FOR_INTERRUPTS();
 
-	if (answer.rate_limited)
+	if (answer->rate_limited)
 		moneroo_rate_pause(RATE_LIMIT_PAUSE_MS);
-	if (!ok)
-		ereport(ERROR,
-				errcode(ERRCODE_CONNECTION_FAILURE),
-				errmsg("could not verify payout %lld with Moneroo", (long long) id),
-				errdetail("%s", answer.error),
-				errhint("The payout is unchanged; the worker keeps verifying it on its own schedule."));
+	if (ok)
+		return ASK_ANSWERED;
+	return http_status == 404 ? ASK_UNKNOWN_ID : ASK_FAILED;
+}
 
-	payout_store_record_verify(id, moneroo_id, true, &answer, moneroo_verify_backoff_ms(0));
+Datum
+moneroo_verify_now(int64 id, bool may_wait)
+{
+	/* no row lock: it would be held through the rate wait and the request */
+	PayoutKeys	keys = payout_lookup_keys(id, false);
+	MonerooAnswer answer;
+
+	if (keys.moneroo_id == NULL)
+		ereport(ERROR,
+				errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				errmsg("payout %lld has no Moneroo id to verify: it is %s", (long long) id,
+					   payout_status_name(keys.status)),
+				errdetail("Only payouts that Moneroo accepted carry an id."),
+				errhint("For an unknown payout, look for its reference in Moneroo's dashboard, then use moneroo_resolve() if it exists or moneroo_retry() if it does not."));
+
+	switch (moneroo_ask(keys.moneroo_id, may_wait, &answer))
+	{
+		case ASK_NO_ROOM:
+			payout_store_schedule_verification(id);
+			moneroo_wake_worker();
+			break;
+		case ASK_ANSWERED:
+			payout_store_record_verify(id, keys.moneroo_id, true, &answer,
+									   moneroo_verify_backoff_ms(0));
+			break;
+		case ASK_UNKNOWN_ID:
+		case ASK_FAILED:
+			ereport(ERROR,
+					errcode(ERRCODE_CONNECTION_FAILURE),
+					errmsg("could not verify payout %lld with Moneroo", (long long) id),
+					errdetail("%s", answer.error),
+					errhint("The payout is unchanged; the worker keeps verifying it on its own schedule."));
+	}
 	return payout_lookup_row(id);
 }
 

@@ -20,6 +20,7 @@
 #include "message_text.h"
 #include "moneroo_api.h"
 #include "payout_lookup.h"
+#include "payout_store.h"
 #include "settings.h"
 #include "verification.h"
 
@@ -123,6 +124,78 @@ payout_id_of(const char *body, size_t len)
 	return pnstrdup(id->val.string.val, id->val.string.len);
 }
 
+static pg_attribute_noreturn() void
+no_payout_carries(const char *moneroo_id, const char *detail)
+{
+	ereport(ERROR,
+			errcode(ERRCODE_NO_DATA_FOUND),
+			errmsg("no payout carries Moneroo id \"%s\"", moneroo_id),
+			errdetail("%s", detail),
+			errhint("Answer the delivery with 200 if the payout is not yours; Moneroo retries failed deliveries."));
+}
+
+/*
+ * An event for an id no row carries may be about a payout whose answer
+ * never came back (unknown): Moneroo's verify answer names the reference it
+ * was sent under, and that row takes the id.  A row still sending is the
+ * worker's to record.  A pending row with that reference (an unknown one an
+ * operator requeued) takes it too: sending it again would pay twice.
+ */
+static Datum
+adopt_by_reference(const char *moneroo_id)
+{
+	MonerooAnswer answer;
+	PayoutKeys	keys;
+	VerifyAsk	asked;
+
+	/* Moneroo waits 3 seconds for the answer: never sleep on the limiter. */
+	asked = moneroo_ask(moneroo_id, false, &answer);
+
+	if (asked == ASK_NO_ROOM)
+		ereport(ERROR,
+				errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
+				errmsg("cannot verify Moneroo payout \"%s\" now: the rate limit has no room", moneroo_id),
+				errdetail("No payout carries that id yet; Moneroo must be asked whose it is."),
+				errhint("Answer the delivery with 503: Moneroo delivers it again later."));
+	if (asked == ASK_UNKNOWN_ID)
+		no_payout_carries(moneroo_id, "Moneroo knows no payout of that id either.");
+	if (asked == ASK_FAILED)
+		ereport(ERROR,
+				errcode(ERRCODE_CONNECTION_FAILURE),
+				errmsg("could not verify Moneroo payout \"%s\"", moneroo_id),
+				errdetail("%s", answer.error),
+				errhint("Answer the delivery with 503: Moneroo delivers it again later."));
+	if (answer.payout_reference == NULL ||
+		!payout_lookup_keys_by_reference(answer.payout_reference, &keys))
+		no_payout_carries(moneroo_id, "The webhook is about a payout this database did not send.");
+
+	/* the worker's to record, or recorded by it since the first lookup */
+	if (keys.status == PAYOUT_SENDING ||
+		(keys.moneroo_id != NULL && strcmp(keys.moneroo_id, moneroo_id) == 0))
+		return payout_lookup_row(keys.id);
+	if (keys.status == PAYOUT_CANCELLED)
+		ereport(WARNING,
+				errcode(ERRCODE_WARNING),
+				errmsg("Moneroo has payout \"%s\" under the reference of cancelled payout %lld",
+					   moneroo_id, (long long) keys.id),
+				errdetail("Moneroo reports it %s; the payout was cancelled as never created.",
+						  moneroo_status_name(answer.moneroo_status)),
+				errhint("Check the payout in Moneroo's dashboard: money may have moved."));
+	if ((keys.status != PAYOUT_UNKNOWN && keys.status != PAYOUT_PENDING) ||
+		!payout_store_adopt(keys.id, keys.status, moneroo_id, &answer,
+							psprintf("Moneroo's id %s came with a webhook; the payout was %s",
+									 moneroo_id, payout_status_name(keys.status))))
+		no_payout_carries(moneroo_id,
+						  psprintf("Payout %lld was sent under that reference, but it is %s.",
+								   (long long) keys.id, payout_status_name(keys.status)));
+	ereport(LOG,
+			errmsg("moneroo: payout %lld (%s) takes Moneroo id \"%s\" from a webhook",
+				   (long long) keys.id, payout_status_name(keys.status), moneroo_id),
+			errdetail("Moneroo reports it %s under the payout's reference %s.",
+					  moneroo_status_name(answer.moneroo_status), keys.reference));
+	return payout_lookup_row(keys.id);
+}
+
 Datum
 moneroo_webhook(PG_FUNCTION_ARGS)
 {
@@ -141,11 +214,7 @@ moneroo_webhook(PG_FUNCTION_ARGS)
 	moneroo_id = payout_id_of(text_to_cstring(body), VARSIZE_ANY_EXHDR(body));
 
 	if (!payout_lookup_by_moneroo_id(moneroo_id, &id, &status))
-		ereport(ERROR,
-				errcode(ERRCODE_NO_DATA_FOUND),
-				errmsg("no payout carries Moneroo id \"%s\"", moneroo_id),
-				errdetail("The webhook is about a payout this database did not send, or not yet recorded."),
-				errhint("Answer the delivery with 200 if the payout is not yours; Moneroo retries failed deliveries."));
+		PG_RETURN_DATUM(adopt_by_reference(moneroo_id));
 
 	/* A duplicate delivery for a settled payout costs nothing. */
 	if (payout_status_is_final(status))

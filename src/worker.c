@@ -25,6 +25,7 @@
 #include "utils/timestamp.h"
 #include "utils/wait_event.h"
 
+#include "account_health.h"
 #include "dispatch.h"
 #include "payout_lookup.h"
 #include "payout_store.h"
@@ -38,6 +39,8 @@
 
 /* A sent payout gets a verification once in this many sends under load. */
 #define SENDS_PER_VERIFICATION 10
+/* While paused, the key file and a lost probe are looked at this often. */
+#define ACCOUNT_LOOK_MS 1000
 /* Due rows someone else holds locked are looked at again this often. */
 #define LOCKED_BACKOFF_MIN_MS 100
 #define LOCKED_BACKOFF_MAX_MS 1000
@@ -93,6 +96,14 @@ settle_orphans(void *arg)
 
 /* ---- the loop ---- */
 
+/* A refused key is tried again at once when its file changes. */
+static void
+watch_for_new_key(void)
+{
+	if (account_pause(NULL) == ACCOUNT_KEY_REFUSED && moneroo_secret_key_file_changed())
+		account_key_may_work();
+}
+
 static void
 find_next_due(void *arg)
 {
@@ -136,20 +147,54 @@ sleep_until_due(long sleep_ms)
 	return Min(sleep_ms, Max(next_due, 1));
 }
 
+/* Verifications wait while sends are queued, but get one in every so many sends. */
+static bool
+verification_due(void)
+{
+	return state.more_to_verify && state.ready == NIL &&
+		(!state.more_pending || state.sends_since_verification >= SENDS_PER_VERIFICATION);
+}
+
+/*
+ * While the account is paused: until the pause ends, and then, while its
+ * trial request or the breaker's probe is out, a second at a time (their
+ * answer wakes the worker; a lost probe is sent again); while the key is
+ * refused, a new key file is looked for every second.  -1: not paused.
+ */
+static long
+account_pause_ms(void)
+{
+	TimestampTz until;
+	AccountPause pause = account_pause(&until);
+	long		wait_ms;
+
+	if (pause == ACCOUNT_OK)
+		return -1;
+	wait_ms = TimestampDifferenceMilliseconds(GetCurrentTimestamp(), until);
+	if (wait_ms <= 0)
+		return ACCOUNT_LOOK_MS;	/* the probe is out */
+	return pause == ACCOUNT_KEY_REFUSED ? Min(wait_ms, ACCOUNT_LOOK_MS) : wait_ms;
+}
+
 /* How long the worker may sleep after a round, unless something wakes it. */
 static long
 next_sleep_ms(void)
 {
 	long		sleep_ms = moneroo_poll_interval_ms;
+	long		paused_ms = account_pause_ms();
+	bool		can_send = dispatch_send_capacity(&state) > 0;
+	bool		can_verify = dispatch_verify_capacity(&state) > 0;
 
-	if (dispatch_free_capacity(&state) <= 0)
+	if (!can_send && !can_verify)
 		sleep_ms = moneroo_poll_interval_ms;	/* a finishing request wakes us */
-	else if (state.ready != NIL || dispatch_rate_allowance() == 0)
+	else if ((can_send && state.ready != NIL) || dispatch_rate_allowance() == 0)
 		sleep_ms = Max(1, moneroo_rate_wait_ms());
-	else if (state.more_pending || state.more_to_verify)
+	else if ((can_send && state.more_pending) || (can_verify && verification_due()))
 		sleep_ms = 0;
 	else
 		sleep_ms = sleep_until_due(sleep_ms);
+	if (paused_ms >= 0)
+		sleep_ms = Min(sleep_ms, paused_ms);
 
 	/*
 	 * A call can finish while new ones are being started (a refused
@@ -158,14 +203,6 @@ next_sleep_ms(void)
 	if (http_pool_has_finished(state.pool))
 		sleep_ms = 0;
 	return sleep_ms;
-}
-
-/* Verifications wait while sends are queued, but get one in every so many sends. */
-static bool
-verification_due(void)
-{
-	return state.more_to_verify && state.ready == NIL &&
-		(!state.more_pending || state.sends_since_verification >= SENDS_PER_VERIFICATION);
 }
 
 /*
@@ -195,14 +232,22 @@ work_once(void)
 
 	if (transfer_slots_any_submitted())
 		dispatch_take_transfers(&state);
+	if (account_pause(NULL) != ACCOUNT_OK)
+	{
+		/* nothing claimed waits out a pause in "sending": a crash would make it unknown */
+		dispatch_return_unsent(&state, "not sent: requests to Moneroo are paused, see moneroo_status",
+							   true);
+		watch_for_new_key();
+		dispatch_probe(&state);
+	}
 	dispatch_start_ready_sends(&state);
 
-	n = Min(dispatch_free_capacity(&state), dispatch_rate_allowance());
+	n = Min(dispatch_send_capacity(&state), dispatch_rate_allowance());
 	if (state.ready == NIL && state.more_pending && n > 0 &&
 		!dispatch_claim(&state, n))
 		return pause_after_failure();
 
-	n = Min(dispatch_free_capacity(&state), dispatch_rate_allowance());
+	n = Min(dispatch_verify_capacity(&state), dispatch_rate_allowance());
 	if (n > 0 && verification_due() && !dispatch_lease_verifications(&state, n))
 		return pause_after_failure();
 
@@ -225,7 +270,7 @@ finish_in_flight(void)
 	while (http_pool_in_flight(state.pool) > 0 && GetCurrentTimestamp() < deadline)
 		(void) http_pool_wait(state.pool, 100, PG_WAIT_EXTENSION);
 	record_finished(&state);
-	dispatch_return_unsent(&state);
+	dispatch_return_unsent(&state, "the moneroo worker stopped before sending it", false);
 }
 
 /*
@@ -287,6 +332,7 @@ moneroo_worker_main(Datum arg)
 		{
 			ConfigReloadPending = false;
 			ProcessConfigFile(PGC_SIGHUP);
+			account_key_may_work(); /* the key, or its file, may have changed */
 		}
 		sleep_ms = work_once();
 

@@ -1,7 +1,7 @@
 /*
  * worker_info.c
- *		moneroo_worker_info: the worker's side of the moneroo_status view,
- *		read from shared memory.
+ *		moneroo_worker_info and moneroo_account_info: the worker's and the
+ *		account's side of the moneroo_status view, read from shared memory.
  */
 #include "postgres.h"
 
@@ -11,10 +11,12 @@
 #include "utils/builtins.h"
 #include "utils/timestamp.h"
 
+#include "account_health.h"
 #include "rate_limit.h"
 #include "shared_state.h"
 
 PG_FUNCTION_INFO_V1(moneroo_worker_info);
+PG_FUNCTION_INFO_V1(moneroo_account_info);
 
 Datum
 moneroo_worker_info(PG_FUNCTION_ARGS)
@@ -45,5 +47,24 @@ moneroo_worker_info(PG_FUNCTION_ARGS)
 	nulls[4] = last_error[0] == '\0';
 	values[5] = TimestampTzGetDatum(last_error_at);
 	nulls[5] = last_error_at == 0;
+	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(desc, values, nulls)));
+}
+
+/* Since 1.2: the pause of every request, when the key is refused or Moneroo fails. */
+Datum
+moneroo_account_info(PG_FUNCTION_ARGS)
+{
+	TupleDesc	desc;
+	Datum		values[2];
+	bool		nulls[2] = {false};
+	TimestampTz paused_until;
+	AccountPause pause = account_pause(&paused_until);
+
+	if (get_call_result_type(fcinfo, NULL, &desc) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "moneroo_account_info must return a record");
+	values[0] = TimestampTzGetDatum(paused_until);
+	nulls[0] = pause == ACCOUNT_OK;
+	values[1] = pause == ACCOUNT_OK ? (Datum) 0 : CStringGetTextDatum(account_pause_reason(pause));
+	nulls[1] = pause == ACCOUNT_OK;
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(desc, values, nulls)));
 }

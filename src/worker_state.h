@@ -23,7 +23,8 @@
 typedef enum CallPurpose
 {
 	PURPOSE_SEND,
-	PURPOSE_VERIFY
+	PURPOSE_VERIFY,
+	PURPOSE_PROBE				/* the circuit breaker's: creates nothing */
 } CallPurpose;
 
 typedef struct WorkerState

@@ -370,6 +370,10 @@ say "WORK=$WORK PGPORT=$PGPORT MOCK_PORT=$MOCK_PORT"
 
 # ---------------------------------------------------------------- 4-6. mock, cluster
 step "mock and cluster"
+# The circuit breaker is off: most tests inject one fault after another to
+# see how each payout is classified; 30_account_failures.sh turns it on.
+CLUSTER_EXTRA_CONF="moneroo.breaker_threshold = 0${CLUSTER_EXTRA_CONF:+$'\n'$CLUSTER_EXTRA_CONF}"
+export CLUSTER_EXTRA_CONF
 if [ "$REUSE" = 1 ]; then
     if [ "$mock_before" != "$mock_after" ] || ! mock_is_running; then
         say "(re)starting the mock"

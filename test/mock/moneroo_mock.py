@@ -519,7 +519,7 @@ def fault_status_body(fault, default_status):
 # --------------------------------------------------------------------------
 
 SETTING_TYPES = {"rate_limit": int, "latency_ms": float, "pending_after": float,
-                 "final_after": float, "journal_limit": int}
+                 "final_after": float, "journal_limit": int, "secret_key": str}
 
 
 def check_settings(update):
@@ -531,6 +531,12 @@ def check_settings(update):
         kind = SETTING_TYPES.get(key)
         if kind is None:
             raise ValueError(f"unknown setting {key!r}; one of {sorted(SETTING_TYPES)}")
+        if kind is str:
+            # the one key the mock accepts (a rotated or revoked key); null: any key
+            if value is not None and (not isinstance(value, str) or not value):
+                raise ValueError(f"{key} must be a non-empty string or null")
+            clean[key] = value
+            continue
         ok_type = is_json_int(value) if kind is int else (
             isinstance(value, (int, float)) and not isinstance(value, bool))
         if not ok_type or value < 0:
@@ -542,10 +548,9 @@ def check_settings(update):
 class MockState:
     """Everything the handler threads share, guarded by self.lock."""
 
-    def __init__(self, settings, secret_key):
+    def __init__(self, settings):
         self.lock = threading.Lock()
         self.startup = dict(settings)
-        self.secret_key = secret_key
         self.in_flight = 0          # API requests being handled right now
         self.connections = 0        # open client connections
         self.generation = 0
@@ -1054,7 +1059,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
         token = token.strip()
         if scheme.lower() != "bearer" or not token:
             return False
-        key = self.state.secret_key
+        key = self.state.setting("secret_key")
         return key is None or hmac.compare_digest(token.encode(), key.encode())
 
     def initialize(self, raw, body, is_json):
@@ -1212,8 +1217,8 @@ def main(argv=None):
     args = parse_args(argv)
     settings = {"rate_limit": args.rate_limit, "latency_ms": args.latency_ms,
                 "pending_after": args.pending_after, "final_after": args.final_after,
-                "journal_limit": args.journal_limit}
-    state = MockState(settings, args.secret_key)
+                "journal_limit": args.journal_limit, "secret_key": args.secret_key}
+    state = MockState(settings)
     server = MockServer((args.host, args.port), state, args.verbose)
     scheme = "http"
     if args.tls_cert:

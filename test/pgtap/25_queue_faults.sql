@@ -5,7 +5,8 @@
 -- the payout: never twice on the extension's own initiative.
 --
 --   provably never sent (connection refused)            -> pending, retried
---   refused (400, 401, 422)                              -> rejected
+--   refused (400, 422)                                   -> rejected
+--   the key refused (401, since 1.2)                     -> pending, uncounted
 --   outcome unknown (5xx, timeout after connecting,
 --     reset before or after create, garbage 2xx body)    -> unknown, never re-sent
 --   verify failing or undocumented                       -> stays sent
@@ -14,7 +15,7 @@
 -- Settings changed here (ALTER SYSTEM) are reset at the end.
 SET client_min_messages = warning;
 
-SELECT plan(65);
+SELECT plan(66);
 
 -- ---------------------------------------------------------------- helpers
 
@@ -147,13 +148,21 @@ SELECT results_eq(format('SELECT * FROM pg_temp.outcome(%s)', :p400),
                   'HTTP 400 -> rejected, nothing created');
 SELECT matches(pg_temp.last_error(:p400), 'Malformed JSON', 'its last_error carries Moneroo''s message');
 
+-- Since 1.2 a 401 is the key's fault, not the payout's: it waits pending,
+-- its attempt uncounted, until the key works (here: a reload).
 SELECT mock.faults('{"kind": "status", "status": 401}') AS queued \gset
 SELECT pg_temp.queue('401') AS p401 \gset
-SELECT ok(pg_temp.settled(:p401), 'HTTP 401: the worker records an outcome');
+SELECT ok(mock.wait_for(format($$(SELECT status = 'pending' AND last_error IS NOT NULL
+                                  FROM payouts WHERE id = %s)$$, :p401), 5),
+          'HTTP 401: the worker records an outcome');
 SELECT results_eq(format('SELECT * FROM pg_temp.outcome(%s)', :p401),
-                  $$VALUES ('rejected', 1, 1::bigint, 0::bigint)$$,
-                  'HTTP 401 -> rejected, nothing created');
+                  $$VALUES ('pending', 0, 1::bigint, 0::bigint)$$,
+                  'HTTP 401 -> pending, the attempt not counted, nothing created');
 SELECT matches(pg_temp.last_error(:p401), 'Unauthenticated', 'its last_error carries Moneroo''s message');
+SELECT pg_reload_conf() AS reloaded \gset
+SELECT ok(mock.wait_for(format($$(SELECT status FROM payouts WHERE id = %s) IN ('sent', 'success')$$, :p401), 10)
+          AND pg_temp.creates(:p401) = 1,
+          'after a reload with a working key it is sent, and created once');
 
 -- ---------------------------------------------------------------- resets: unknown
 SELECT coalesce(max((j ->> 'seq')::int), 0) AS seq_rb FROM mock.journal() j \gset

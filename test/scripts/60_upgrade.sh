@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# test/scripts/60_upgrade.sh: ALTER EXTENSION moneroo UPDATE from 1.0 to 1.1.
+# test/scripts/60_upgrade.sh: ALTER EXTENSION moneroo UPDATE from 1.0 and 1.1
+# to the default version (1.2).
 #
 # What a user upgrading a live installation needs to know holds:
 #   A. In a database of its own (moneroo_upgrade, not served by the worker),
@@ -13,7 +14,8 @@
 #      created again at 1.0, three sandbox payouts are queued, and the update
 #      runs while they are on the wire to Moneroo (the mock answers slowly).
 #      They all reach their final states afterwards, none is sent twice, and
-#      the extension is left at 1.1 as the other tests expect.
+#      the extension is left at the default version as the other tests expect.
+#      The update runs both scripts (1.0--1.1 and 1.1--1.2) while they fly.
 #
 # Run by test/run.sh (bash, TAP on stdout); needs the variables and cluster.sh
 # functions it exports.  Leaves the settings and the mock as it found them,
@@ -117,12 +119,15 @@ EXTCONFIG="SELECT string_agg(u.config::regclass || ' [' || u.condition || ']', '
            FROM pg_extension e, unnest(e.extconfig, e.extcondition) AS u(config, condition)
            WHERE e.extname = 'moneroo'"
 VERSION="SELECT coalesce((SELECT extversion FROM pg_extension WHERE extname = 'moneroo'), 'none')"
-NEW_OBJECTS="SELECT to_regclass('payouts_created_at') IS NOT NULL AND to_regclass('moneroo_needs_attention') IS NOT NULL"
+# The default version, from its one home (the Makefile reads it from there too).
+DEFAULT_VERSION=$(sed -n "s/^default_version = '\(.*\)'/\1/p" "${REPO:-$(dirname "$0")/../..}/moneroo.control")
+NEW_OBJECTS="SELECT to_regclass('payouts_created_at') IS NOT NULL AND to_regclass('moneroo_needs_attention') IS NOT NULL
+                AND to_regprocedure('moneroo_cancel(bigint)') IS NOT NULL"
 
 # ================================================================ A. a database of its own
-is "$(sql1 postgres "SELECT string_agg(version, ' ' ORDER BY version) FROM pg_available_extension_versions WHERE name = 'moneroo'") / $(sql1 postgres "SELECT default_version FROM pg_available_extensions WHERE name = 'moneroo'") / $(sql1 postgres "SELECT path FROM pg_extension_update_paths('moneroo') WHERE source = '1.0' AND target = '1.1'")" \
-    "1.0 1.1 / 1.1 / 1.0--1.1" \
-    "versions 1.0 and 1.1 are installed, 1.1 is the default, and 1.0 updates to 1.1 directly"
+is "$(sql1 postgres "SELECT string_agg(version, ' ' ORDER BY version) FROM pg_available_extension_versions WHERE name = 'moneroo'") / $(sql1 postgres "SELECT default_version FROM pg_available_extensions WHERE name = 'moneroo'") / $(sql1 postgres "SELECT string_agg(path, ', ' ORDER BY source) FROM pg_extension_update_paths('moneroo') WHERE target = '1.2' AND source IN ('1.0', '1.1')")" \
+    "1.0 1.1 1.2 / $DEFAULT_VERSION / 1.0--1.1--1.2, 1.1--1.2" \
+    "versions 1.0, 1.1 and 1.2 are installed, moneroo.control's default is 1.2, and 1.0 and 1.1 update to it"
 
 meta=$(python3 -c 'import json, sys; m = json.load(open(sys.argv[1])); print(m["version"], m["provides"]["moneroo"]["version"])' \
        "${REPO:-.}/META.json" 2>&1)
@@ -187,8 +192,8 @@ seq_before=$(sql1 $DB_A "SELECT last_value || ' ' || is_called FROM payouts_id_s
 # A site whose default privileges grant every new table to PUBLIC: the
 # objects the update creates must still be closed to PUBLIC.
 sql1 $DB_A "ALTER DEFAULT PRIVILEGES GRANT SELECT ON TABLES TO PUBLIC" >/dev/null
-is "$(sql1 $DB_A "ALTER EXTENSION moneroo UPDATE; $VERSION")" "1.1" \
-    "ALTER EXTENSION moneroo UPDATE takes a 1.0 installation to 1.1"
+is "$(sql1 $DB_A "ALTER EXTENSION moneroo UPDATE; $VERSION")" "$DEFAULT_VERSION" \
+    "ALTER EXTENSION moneroo UPDATE takes a 1.0 installation to the default version ($DEFAULT_VERSION)"
 
 rows_after=$(sql1 $DB_A "$ROWS")
 if [ "$rows_after" == "$rows_before" ] && [ -n "$rows_before" ]; then
@@ -253,7 +258,7 @@ else
         "$(diff <(printf '%s\n' "$sig_upgraded") <(printf '%s\n' "$sig_fresh") | head -n 20)" \
         "$(printf '%s\n' "$sig_fresh" | head -n 3)"
 fi
-is "$(sql1 $DB_FRESH "$VERSION")" "1.1" "a fresh CREATE EXTENSION moneroo installs 1.1"
+is "$(sql1 $DB_FRESH "$VERSION")" "$DEFAULT_VERSION" "a fresh CREATE EXTENSION moneroo installs the default version ($DEFAULT_VERSION)"
 
 # In a schema of the user's choice, the update puts its objects beside the others.
 is "$(sql1 $DB_SCHEMA "CREATE SCHEMA billing; CREATE EXTENSION moneroo SCHEMA billing VERSION '1.0';
@@ -296,7 +301,7 @@ mock_ctl POST /__mock/reset '{}' >/dev/null
 cluster_psql -q -c "ALTER SYSTEM SET moneroo.verify_min_interval = '200ms'" -c 'SELECT pg_reload_conf()' >/dev/null
 
 version_before=$(sql1 "$PGDATABASE" "$VERSION")
-is "$version_before" "1.1" "the worker's database runs the default version, 1.1"
+is "$version_before" "$DEFAULT_VERSION" "the worker's database runs the default version, $DEFAULT_VERSION"
 
 out=$(sql1 "$PGDATABASE" "DROP EXTENSION moneroo; CREATE EXTENSION moneroo VERSION '1.0'; $VERSION; $NEW_OBJECTS")
 if [ "$out" != $'1.0\nf' ]; then
@@ -329,14 +334,14 @@ is "$(sql1 "$PGDATABASE" "SELECT mock.wait_for(\$\$ EXISTS (SELECT FROM ($MINE) 
 # The worker spaces its requests to keep within moneroo.rate_limit (120/min:
 # one every 0.5 s), so at this point one payout is on the wire and the others
 # wait their turn: the update crosses both.
-during=$(sql1 "$PGDATABASE" "ALTER EXTENSION moneroo UPDATE TO '1.1';
+during=$(sql1 "$PGDATABASE" "ALTER EXTENSION moneroo UPDATE;
     SELECT count(*) FILTER (WHERE status = 'sending') > 0 AND count(*) FILTER (WHERE status IN ('pending', 'sending')) = 3
     FROM ($MINE) m")
 is "$during" "t" \
-    "ALTER EXTENSION moneroo UPDATE TO '1.1' completes while the payouts are in flight or queued, none answered yet" \
+    "ALTER EXTENSION moneroo UPDATE (1.0 to 1.1 to 1.2) completes while the payouts are in flight or queued, none answered yet" \
     "states when the update committed: $(sql1 "$PGDATABASE" "SELECT string_agg(status, ' ' ORDER BY id) FROM ($MINE) m")"
-is "$(sql1 "$PGDATABASE" "$VERSION; $NEW_OBJECTS")" $'1.1\nt' \
-    "the worker's database is at 1.1, with the new index and view"
+is "$(sql1 "$PGDATABASE" "$VERSION; $NEW_OBJECTS")" "$DEFAULT_VERSION"$'\nt' \
+    "the worker's database is at $DEFAULT_VERSION, with the new index, views and functions"
 
 is "$(sql1 "$PGDATABASE" "SELECT mock.wait_for(\$\$ (SELECT string_agg(status || '/' || coalesce(moneroo_status, '-'), ' ' ORDER BY id)
                                                     FROM ($MINE) m) = 'success/success failed/failed sent/pending' \$\$, 20)")" "t" \

@@ -137,7 +137,8 @@ SELECT code, currency, country, recipient_field, dial_code
 FROM moneroo_payout_methods ORDER BY code;
 
 --
--- Privileges: nothing is granted to PUBLIC, nor to any role but the owner.
+-- Privileges: nothing is granted to PUBLIC, nor to any role but the owner,
+-- but moneroo_account_info (since 1.2: whether requests are paused, and why).
 --
 WITH members AS (
     SELECT classid, objid

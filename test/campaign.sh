@@ -15,6 +15,7 @@
 #   WRITEBACK=60                  seconds result write-back is refused mid-drain
 #   READONLY=15                   seconds the worker's database stays read-only
 #   CLIENTS=16 PER_CLIENT=200     pgbench clients x inserts each
+#   OUTAGES=6                     outages of Moneroo (503s, hangs) of 5-40 s during one 1,000-payout drain
 #   FUZZ_COUNT=100000             generated requests
 #   SEED=N                        seed of both campaigns (default: random, printed)
 #   KEEP=1                        keep the work directory (logs, data directory)
@@ -49,6 +50,9 @@ build_extension >/dev/null
 work_create "$REPO" moneroo-campaign
 trap stack_down EXIT
 echo "== stack in $WORK (seed $SEED)"
+# The breaker off, as in test/run.sh: the stop rounds inject one fault after
+# another; the outage phase turns it on for itself.
+export CLUSTER_EXTRA_CONF="moneroo.breaker_threshold = 0"
 stack_up >/dev/null
 export CLUSTER_LIB="$WORK/test/lib/cluster.sh" PGDATA PGHOST PGPORT MOCK_PORT MOCK_URL SERVER_LOG MOCK_LOG PGBIN
 
@@ -91,7 +95,8 @@ if [ "$WHAT" = all ] || [ "$WHAT" = faults ]; then
         --api-gone "${API_GONE:-180}" --gone-payouts 500 \
         --writeback "${WRITEBACK:-60}" --wb-payouts 1000 \
         --readonly "${READONLY:-15}" --ro-payouts 300 \
-        --clients "${CLIENTS:-16}" --per-client "${PER_CLIENT:-200}" --journal-limit 0
+        --clients "${CLIENTS:-16}" --per-client "${PER_CLIENT:-200}" --journal-limit 0 \
+        --outages "${OUTAGES:-6}" --outage-payouts 1000
 fi
 if [ "$WHAT" = all ] || [ "$WHAT" = fuzz ]; then
     run_part fuzz "$PY" "$WORK/test/fuzz/fuzz_requests.py" --seed "$SEED" --count "${FUZZ_COUNT:-100000}" \

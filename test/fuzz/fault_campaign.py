@@ -623,6 +623,89 @@ class Campaign:
         self.stats["retried by the operator"] += sum(retried.values())
         self.check(name, tag)
 
+    # ------------------------------------------------------------ phase: outages (1.2)
+    OUTAGES = [
+        ("503 after creating, initialize only",
+         {"kind": "status_after_create", "status": 503, "route": "initialize", "count": -1}),
+        ("503 on every route",
+         {"kind": "status", "status": 503, "route": "any", "count": -1}),
+        ("hangs past the request timeout, after creating, every route",
+         {"kind": "hang", "seconds": 5, "route": "any", "count": -1}),
+    ]
+
+    def outage(self):
+        """Moneroo fails for a random while, again and again, during one drain: the
+        circuit breaker must keep each outage's unknown payouts within
+        max_concurrency + 2, and the queue must drain once Moneroo answers."""
+        a, t = self.a, self.tap
+        tag = f"85 campaign {self.run_id} outage"
+        n, conc = a.outage_payouts, 8
+        for q in ("ALTER SYSTEM SET moneroo.breaker_threshold = 3",
+                  f"ALTER SYSTEM SET moneroo.max_concurrency = {conc}", "SELECT pg_reload_conf()"):
+            pg.psql(q)
+        self.wait_idle()
+        pg.mock("POST", "/__mock/config", {"latency_ms": 100})
+        self.queue(tag, n)
+        report = []
+        for i in range(a.outages):
+            label, fault = self.rng.choice(self.OUTAGES)
+            length = self.rng.uniform(5, 40)
+            before = self.counts(tag)
+            if before["pending"] == 0:
+                t.diag(f"outage {i + 1}: the queue is drained already; no more outages")
+                break
+            t0 = time.time()
+            pg.mock("POST", "/__mock/faults", fault)
+            opened = False
+            while time.time() < t0 + length:
+                opened = opened or self.sql("SELECT pause_reason IS NOT NULL FROM moneroo_status") == "t"
+                time.sleep(0.5)
+            pg.mock("DELETE", "/__mock/faults")
+            time.sleep(2 * a.request_timeout + 1)    # requests hanging at the end finish
+            after = self.counts(tag)
+            unknown = after["unknown"] - before["unknown"]
+            report.append(f"{label}, {length:.0f}s: {unknown} unknown")
+            # one trial payout per probe that found verifies working while initializes
+            # failed: the first probe comes 30 s into an outage
+            bound = conc + 2 + (1 if fault["route"] == "initialize" and length > 30 else 0)
+            t.ok(opened and unknown <= bound,
+                 f"outage {i + 1} ({label}, {length:.0f} s): the breaker opened and "
+                 f"{unknown} payouts became unknown (at most {bound})",
+                 f"before: {before}", f"after: {after}")
+            # the next outage meets the full width again (16 good sends ramp 1, 2, 4, 8)
+            resumed, c = self.wait_counts(tag, lambda c: c["done"] >= after["done"] + 16
+                                          or c["pending"] == 0, 700)
+            t.ok(resumed, f"outage {i + 1}: once Moneroo answers, the breaker closes and sending resumes",
+                 f"counts: {c}")
+        drained, c = self.wait_counts(tag, lambda c: c["pending"] == 0 and c["sending"] == 0,
+                                      a.drain_timeout + 600)
+        t.ok(drained and c["total"] == n and c["rejected"] == 0,
+             f"outages: after them every payout of the queue was sent or is unknown ({c})")
+        rows, created = self.check("outages", tag, expect_n=n)
+        # an operator settles every unknown payout: resolved with the id Moneroo
+        # gave it, or cancelled when Moneroo never created it
+        ids = {p.get("reference"): p["id"] for p in created}
+        unknown = [r for r in rows if r["status"] == "unknown"]
+        bad = []
+        for r in unknown:
+            mid = ids.get(r["reference"])
+            q = (f"SELECT (moneroo_resolve({r['id']}, {lit(mid)})).status" if mid
+                 else f"SELECT (moneroo_cancel({r['id']})).status")
+            got = pg.try_scalar(q)
+            if got not in (("sent", "success", "failed") if mid else ("cancelled",)):
+                bad.append(f"row {r['id']} ({'resolve ' + mid if mid else 'cancel'}): {got}")
+        left = self.sql(f"SELECT count(*) FROM payouts WHERE {self.mine(tag)} AND status = 'unknown'")
+        t.ok(not bad and left == "0",
+             f"outages: the operator settles all {len(unknown)} unknown payouts "
+             f"({sum(1 for r in unknown if ids.get(r['reference']))} resolved with Moneroo's id, "
+             f"the others cancelled), none is left unknown", *bad[:10])
+        t.diag("outages: " + "; ".join(report))
+        self.stats["unknown in outages"] += sum(int(r.rsplit(": ", 1)[1].split()[0]) for r in report)
+        pg.mock("POST", "/__mock/config", {"latency_ms": 0})
+        for q in ("ALTER SYSTEM RESET moneroo.breaker_threshold",
+                  "ALTER SYSTEM RESET moneroo.max_concurrency", "SELECT pg_reload_conf()"):
+            pg.psql(q)
+
     def mine_prefix(self, tag):
         return f"request ->> 'description' LIKE {lit(tag + ' #%')}"
 
@@ -660,7 +743,10 @@ def main():
     ap.add_argument("--clients", type=int, default=16)
     ap.add_argument("--per-client", type=int, default=15)
     ap.add_argument("--journal-limit", type=int, default=None)
-    ap.add_argument("--phases", default="rounds,api-gone,writeback,readonly,concurrency")
+    ap.add_argument("--outages", type=int, default=0, help="outages of Moneroo during one drain")
+    ap.add_argument("--outage-payouts", type=int, default=1000)
+    ap.add_argument("--request-timeout", type=float, default=2, help="moneroo.request_timeout of the cluster, s")
+    ap.add_argument("--phases", default="rounds,api-gone,writeback,readonly,concurrency,outage")
     a = ap.parse_args()
     if a.seed is None:
         a.seed = int(os.environ.get("FAULT_SEED") or random.SystemRandom().randrange(1, 2 ** 31))
@@ -689,6 +775,8 @@ def main():
             c.readonly()
         if "concurrency" in phases and a.clients > 0 and a.per_client > 0:
             c.concurrency()
+        if "outage" in phases and a.outages > 0:
+            c.outage()
         crashes = c.unexpected_crashes()
         tap.ok(not crashes, "no server process died of anything but the campaign's own kill -9", *crashes[:10])
         dups = pg.mock_stats().get("duplicate_references") or []

@@ -33,7 +33,7 @@ cluster_env
 . "$(dirname "${BASH_SOURCE[0]}")/../lib/tap.sh"
 # shellcheck source=test/lib/server.sh
 . "$(dirname "${BASH_SOURCE[0]}")/../lib/server.sh"
-tap_plan 37
+tap_plan 38
 
 WEBHOOK_SECRET="whsec_t30_$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')"
 MAXC=8
@@ -152,9 +152,13 @@ is "${got:0:11} $(sql1 "SELECT count(*) FROM payouts")" "ERROR 08006 $n0" \
    "C: moneroo_transfer raises 08006 while the breaker is open, and records nothing" "$got"
 some=$(sql1 "SELECT min(id) FROM $(of t30b)")
 is "$(sql1 "SELECT (moneroo_verify($some)).status")" "success" "C: moneroo_verify still works (it creates nothing)"
+seq=$(sql1 "SELECT coalesce(max((j ->> 'seq')::bigint), 0) FROM mock.journal() j")
 mock_ctl DELETE /__mock/faults >/dev/null
 is "$(wait_sql "(SELECT count(*) FROM $(of t30c) WHERE status = 'pending') = 0" 60)" t \
    "C: once Moneroo answers, the probe closes the breaker and the queue drains"
+is "$(sql1 "SELECT j ->> 'method' || ' ' || (j ->> 'path' LIKE '/v1/payouts/%/verify')
+            FROM mock.journal($seq) j ORDER BY (j ->> 'seq')::bigint LIMIT 1")" "GET true" \
+   "C: the first request after the outage is the breaker's probe, a verify (it creates nothing)"
 is "$(sql1 "SELECT count(*) FROM $(of t30c) WHERE status = 'unknown'")" "$unknown" \
    "C: no other payout became unknown"
 is "$(sql1 "SELECT count(*) = count(DISTINCT j -> 'body' -> 'metadata' ->> 'payout_reference')

@@ -25,7 +25,7 @@ typedef struct AccountHealth
 	AccountPause pause;
 	TimestampTz paused_until;	/* no request of the worker's before then */
 	int			pauses;			/* pauses in a row, for the doubling */
-	TimestampTz probe_at;		/* when the breaker's probe left; 0: none out */
+	TimestampTz probe_at;		/* when the probe ending a pause left; 0: none out */
 	int			server_failures;	/* initializes in a row left unknown by Moneroo */
 	int			ramp;			/* after a pause: sends allowed in flight; 0: no cap */
 } AccountHealth;

@@ -36,7 +36,7 @@ extern bool dispatch_claim(WorkerState *ws, int n);
 /* Leases up to n due verifications and starts them; false when the lease failed. */
 extern bool dispatch_lease_verifications(WorkerState *ws, int n);
 
-/* When the circuit breaker asks for one, sends its probe. */
+/* When a pause of the account is over, sends the probe that ends it. */
 extern void dispatch_probe(WorkerState *ws);
 
 /*

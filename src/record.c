@@ -77,7 +77,7 @@ record_call(HttpCall *call)
 		record_verification(call, work, &answer);
 	else
 	{
-		/* the breaker's probe: what it says of Moneroo is all it is for */
+		/* the probe that ends a pause: what it says of the account is all it is for */
 		account_note_probe(call);
 		answer.rate_limited = call->outcome == HTTP_ANSWERED && call->status == 429;
 	}

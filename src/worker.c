@@ -156,10 +156,10 @@ verification_due(void)
 }
 
 /*
- * While the account is paused: until the pause ends, and then, while its
- * trial request or the breaker's probe is out, a second at a time (their
- * answer wakes the worker; a lost probe is sent again); while the key is
- * refused, a new key file is looked for every second.  -1: not paused.
+ * While the account is paused: until the pause ends, and then, while the
+ * probe that ends it is out, a second at a time (its answer wakes the
+ * worker; a lost probe is sent again); while the key is refused, a new key
+ * file is looked for every second.  -1: not paused.
  */
 static long
 account_pause_ms(void)

@@ -66,15 +66,16 @@ keep_work(WorkerState *ws, PayoutWork *work)
 	MemoryContextSetParent(work->context, ws->work_context);
 }
 
-/* Appends to one of the lists that live across rounds. */
-static List *
-keep_in(WorkerState *ws, List *list, void *item, bool first)
+/*
+ * After a failed claim, lease or request start (a read-only database, a key
+ * file gone): no new work for a while, rather than fail again at once.
+ * Returns how long.
+ */
+long
+dispatch_pause_after_failure(WorkerState *ws)
 {
-	MemoryContext old = MemoryContextSwitchTo(ws->work_context);
-
-	list = first ? lcons(item, list) : lappend(list, item);
-	MemoryContextSwitchTo(old);
-	return list;
+	ws->paused_until = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), WORKER_FAILURE_PAUSE_MS);
+	return WORKER_FAILURE_PAUSE_MS;
 }
 
 /* ---- moneroo_transfer hand-offs ---- */
@@ -111,8 +112,11 @@ dispatch_take_transfers(WorkerState *ws)
 			continue;
 		if (worker_transaction(insert_transfer, &insert, "record a moneroo_transfer payout"))
 		{
+			MemoryContext old = MemoryContextSwitchTo(ws->work_context);
+
 			keep_work(ws, insert.work);
-			ws->ready = keep_in(ws, ws->ready, insert.work, true);
+			ws->ready = lcons(insert.work, ws->ready);	/* a user waits for it */
+			MemoryContextSwitchTo(old);
 		}
 		else
 		{
@@ -217,8 +221,7 @@ dispatch_start_ready_sends(WorkerState *ws)
 	if (ws->ready != NIL && dispatch_send_capacity(ws) > 0)
 	{
 		if (!worker_transaction(start_sends, ws, "prepare requests to Moneroo"))
-			ws->paused_until = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
-														   WORKER_FAILURE_PAUSE_MS);
+			(void) dispatch_pause_after_failure(ws);
 		let_requests_leave(ws);
 	}
 	dispatch_publish_in_flight(ws);
@@ -253,7 +256,6 @@ dispatch_claim(WorkerState *ws, int n)
 {
 	Take		claim = {.ws = ws, .wanted = n};
 	MemoryContext old;
-
 	ListCell   *lc;
 
 	/* a claim that never committed took nothing: its work goes with the round */

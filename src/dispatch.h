@@ -46,6 +46,12 @@ extern void dispatch_probe(WorkerState *ws);
  */
 extern void dispatch_return_unsent(WorkerState *ws, const char *why, bool uncounted);
 
+/*
+ * After a failed claim, lease or request start: the worker takes no new
+ * work for WORKER_FAILURE_PAUSE_MS, which it returns.
+ */
+extern long dispatch_pause_after_failure(WorkerState *ws);
+
 /* Tells moneroo_status how many requests the worker has in hand. */
 extern void dispatch_publish_in_flight(WorkerState *ws);
 

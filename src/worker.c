@@ -110,18 +110,6 @@ find_next_due(void *arg)
 	*(long *) arg = moneroo_extension_locked() ? payout_lookup_next_due_ms() : -1;
 }
 
-/*
- * A claim or lease that failed (a read-only database, a constraint someone
- * added) would fail again at once: look again a little later instead of
- * spinning and flooding the log.
- */
-static long
-pause_after_failure(void)
-{
-	state.paused_until = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), WORKER_FAILURE_PAUSE_MS);
-	return WORKER_FAILURE_PAUSE_MS;
-}
-
 /* Nothing to start now: sleep until the next payout falls due. */
 static long
 sleep_until_due(long sleep_ms)
@@ -245,11 +233,11 @@ work_once(void)
 	n = Min(dispatch_send_capacity(&state), dispatch_rate_allowance());
 	if (state.ready == NIL && state.more_pending && n > 0 &&
 		!dispatch_claim(&state, n))
-		return pause_after_failure();
+		return dispatch_pause_after_failure(&state);
 
 	n = Min(dispatch_verify_capacity(&state), dispatch_rate_allowance());
 	if (n > 0 && verification_due() && !dispatch_lease_verifications(&state, n))
-		return pause_after_failure();
+		return dispatch_pause_after_failure(&state);
 
 	dispatch_publish_in_flight(&state);
 	return next_sleep_ms();

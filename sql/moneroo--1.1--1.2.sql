@@ -1,27 +1,115 @@
--- moneroo 1.1 -> 1.2: the account, not the payout, and settling unknown payouts.
+-- moneroo 1.1 -> 1.2: the account, not the payout; settling unknown payouts;
+-- money controls; the audit trail.
 --   - a new final state, cancelled (moneroo_cancel);
 --   - moneroo_resolve: an operator records the Moneroo id of an unknown payout;
 --   - moneroo_status shows the pause of every request (a refused key, the
---     circuit breaker) and counts cancelled payouts.
--- Nothing here rewrites a row of payouts, and the views keep their grants
--- (they are replaced, not dropped), so the update is safe while the worker sends.
+--     circuit breaker) and counts cancelled and held payouts;
+--   - send_at (scheduled payouts), created_by, idempotency_key and a
+--     two-argument moneroo_transfer;
+--   - moneroo_limits (max_amount, approval_above, daily_limit), a new state
+--     held and moneroo_approve (four eyes);
+--   - payout_events, the append-only history of every payout.  The history
+--     of a payout that exists at the update starts at the update.
+-- Nothing here rewrites a row of payouts (the new columns have no default),
+-- and the views keep their grants (they are replaced, not dropped), so the
+-- update is safe while the worker sends.
 \echo Use "ALTER EXTENSION moneroo UPDATE TO '1.2'" to load this file. \quit
 
--- cancelled: never sent (from pending), or Moneroo never created it (from
--- unknown, on an operator's word).  Swapping the CHECK takes the table's
--- strongest lock for as long as checking the rows takes; the worker, whose
+-- cancelled: never sent (from pending or held), or Moneroo never created it
+-- (from unknown, on an operator's word).  held: valid, waiting for a second
+-- person (moneroo_approve).  Swapping the CHECK takes the table's strongest
+-- lock for as long as checking the rows takes; the worker, whose
 -- lock_timeout is 1 s, waits its turn and tries again.
 ALTER TABLE @extschema@.payouts DROP CONSTRAINT payouts_status_check,
     ADD CONSTRAINT payouts_status_check
-    CHECK (status IN ('pending', 'sending', 'sent', 'success', 'failed',
-                      'rejected', 'unknown', 'cancelled'));
+    CHECK (status IN ('held', 'pending', 'sending', 'sent', 'success', 'failed',
+                      'rejected', 'unknown', 'cancelled')),
+    -- not sent before this time; the row guard makes it the first
+    -- next_attempt_at, so the worker's claim and its sleep already honour it
+    ADD COLUMN send_at timestamptz,
+    -- current_user of the INSERT or moneroo_transfer, set by the row guard
+    ADD COLUMN created_by name,
+    -- the caller's own key for this payout (an order id, a salary line)
+    ADD COLUMN idempotency_key text
+        CONSTRAINT payouts_idempotency_key_key UNIQUE
+        CONSTRAINT payouts_idempotency_key_check
+        CHECK (idempotency_key <> '' AND octet_length(idempotency_key) <= 255);
 COMMENT ON COLUMN @extschema@.payouts.status IS
-    'pending, sending, sent, success, failed, rejected, unknown or cancelled';
+    'held, pending, sending, sent, success, failed, rejected, unknown or cancelled';
+COMMENT ON COLUMN @extschema@.payouts.send_at IS 'not sent before this time (NULL: right after commit)';
+COMMENT ON COLUMN @extschema@.payouts.created_by IS 'the role that queued the payout, set by the extension';
+COMMENT ON COLUMN @extschema@.payouts.idempotency_key IS
+    'the caller''s own unique key for this payout; moneroo_transfer(request, key) sends a key once';
+
+-- moneroo_needs_attention and moneroo_status find held payouts without a scan.
+CREATE INDEX payouts_held ON @extschema@.payouts (id) WHERE status = 'held';
+
+-- Limits per currency, in its main unit; NULL is no limit.
+--   max_amount      a larger amount is refused by validation (22023)
+--   approval_above  a larger amount is held for a second person
+--   daily_limit     a payout that would take the currency's payouts of the
+--                   last 24 hours (pending, sending, sent, success, unknown)
+--                   over it is held
+CREATE TABLE moneroo_limits (
+    currency       text PRIMARY KEY CHECK (currency ~ '^[A-Z]{3}$'),
+    max_amount     bigint CHECK (max_amount > 0),
+    approval_above bigint CHECK (approval_above >= 0),
+    daily_limit    bigint CHECK (daily_limit >= 0)
+);
+COMMENT ON TABLE moneroo_limits IS
+    'per currency: max_amount (refused above), approval_above and daily_limit (held above); NULL: no limit';
+SELECT pg_catalog.pg_extension_config_dump('moneroo_limits', '');
+REVOKE ALL ON TABLE moneroo_limits FROM PUBLIC;
+
+-- One row per state change of a payout, written by the row guard in the
+-- transaction of the change.  A BEFORE trigger lets only the extension (and
+-- pg_restore) insert, and refuses UPDATE, DELETE and TRUNCATE to every
+-- role, the owner included.  No foreign key: the history of a deleted
+-- pending payout stays, ending with its deletion.
+CREATE TABLE payout_events (
+    id              bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    payout_id       bigint NOT NULL,
+    at              timestamptz NOT NULL DEFAULT now(),
+    status          text NOT NULL,
+    previous_status text,
+    actor           text NOT NULL,
+    detail          text
+);
+COMMENT ON TABLE payout_events IS
+    'the history of every payout: one row per state change, append-only';
+COMMENT ON COLUMN payout_events.actor IS
+    'the role that made the change, or "moneroo worker"';
+-- "the history of payout N": SELECT ... WHERE payout_id = N ORDER BY id
+CREATE INDEX payout_events_history ON payout_events (payout_id, id);
+SELECT pg_catalog.pg_extension_config_dump('payout_events', '');
+SELECT pg_catalog.pg_extension_config_dump('payout_events_id_seq', '');
+
+CREATE FUNCTION moneroo_payout_events_guard() RETURNS trigger
+    AS 'MODULE_PATHNAME', 'moneroo_payout_events_guard' LANGUAGE C;
+CREATE TRIGGER payout_events_guard
+    BEFORE INSERT OR UPDATE OR DELETE ON payout_events
+    FOR EACH ROW EXECUTE FUNCTION moneroo_payout_events_guard();
+CREATE TRIGGER payout_events_refuse_truncate
+    BEFORE TRUNCATE ON payout_events
+    FOR EACH STATEMENT EXECUTE FUNCTION moneroo_payout_events_guard();
+REVOKE ALL ON TABLE payout_events FROM PUBLIC;
+REVOKE ALL ON FUNCTION moneroo_payout_events_guard() FROM PUBLIC;
+
+CREATE FUNCTION moneroo_transfer(request jsonb, idempotency_key text) RETURNS payouts
+    AS 'MODULE_PATHNAME', 'moneroo_transfer' LANGUAGE C;
+COMMENT ON FUNCTION moneroo_transfer(jsonb, text) IS
+    'send one payout now, once per idempotency key, and return its recorded row';
+
+CREATE FUNCTION moneroo_approve(id bigint) RETURNS payouts
+    AS 'MODULE_PATHNAME', 'moneroo_approve' LANGUAGE C STRICT;
+COMMENT ON FUNCTION moneroo_approve(bigint) IS
+    'release a held payout to be sent; only a role other than the one that queued it';
+REVOKE ALL ON FUNCTION moneroo_transfer(jsonb, text), moneroo_approve(bigint) FROM PUBLIC;
 
 CREATE FUNCTION moneroo_cancel(id bigint) RETURNS payouts
     AS 'MODULE_PATHNAME', 'moneroo_cancel' LANGUAGE C STRICT;
 COMMENT ON FUNCTION moneroo_cancel(bigint) IS
-    'cancel a pending payout, or close an unknown one that Moneroo never created';
+    'cancel a pending or held payout, or close an unknown one that Moneroo never created';
 
 CREATE FUNCTION moneroo_resolve(id bigint, moneroo_id text) RETURNS payouts
     AS 'MODULE_PATHNAME', 'moneroo_resolve' LANGUAGE C STRICT;
@@ -58,14 +146,16 @@ SELECT w.worker_running,
        w.last_error_at,
        a.paused_until,
        a.pause_reason,
-       count(*) FILTER (WHERE p.status = 'cancelled') AS cancelled
+       count(*) FILTER (WHERE p.status = 'cancelled') AS cancelled,
+       count(*) FILTER (WHERE p.status = 'held') AS held
 FROM moneroo_worker_info() w
 CROSS JOIN moneroo_account_info() a
 LEFT JOIN @extschema@.payouts p ON true
 GROUP BY w.worker_running, w.worker_pid, w.in_flight, w.requests_last_minute,
          w.last_error, w.last_error_at, a.paused_until, a.pause_reason;
 
--- What to do with an unknown payout now that it can be settled.
+-- What to do with an unknown payout now that it can be settled, and with a
+-- held one.
 CREATE OR REPLACE VIEW moneroo_needs_attention AS
 SELECT p.id,
        p.reference,
@@ -89,8 +179,12 @@ SELECT p.id,
                || ' it is retried automatically'
            WHEN 'sent' THEN
                'sent to Moneroo more than a day ago and still not final; moneroo_verify(id) asks now'
+           WHEN 'held' THEN
+               'waiting for approval (see last_error): a role other than '
+               || coalesce(quote_ident(p.created_by::text COLLATE "default"), 'the one that queued it')
+               || ' sends it with moneroo_approve(id), or moneroo_cancel(id) drops it'
        END AS reason
 FROM @extschema@.payouts p
-WHERE p.status IN ('unknown', 'rejected')
+WHERE p.status IN ('unknown', 'rejected', 'held')
    OR (p.status = 'pending' AND p.attempts > 0 AND p.last_error IS NOT NULL)
    OR (p.status = 'sent' AND coalesce(p.sent_at, p.updated_at) < now() - interval '1 day');

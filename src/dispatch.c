@@ -15,6 +15,7 @@
 #include "utils/wait_event.h"
 
 #include "account_health.h"
+#include "audit_trail.h"
 #include "dispatch.h"
 #include "moneroo_api.h"
 #include "payout_lookup.h"
@@ -94,9 +95,20 @@ insert_transfer(void *arg)
 	const TransferSlot *slot = transfer_slot_at(insert->slot);
 	Jsonb	   *request = DatumGetJsonbP(DirectFunctionCall1(jsonb_in,
 															 CStringGetDatum(slot->request)));
+	const char *worker = audit_set_actor(slot->created_by);
 
-	insert->work = payout_store_insert_sending(request, slot->reference,
-											   insert->ws->round_context);
+	/* the row is the caller's: it is created by, and its history starts with, them */
+	PG_TRY();
+	{
+		insert->work = payout_store_insert_sending(request, slot->reference,
+												   slot->has_idempotency_key ? slot->idempotency_key : NULL,
+												   insert->ws->round_context);
+	}
+	PG_FINALLY();
+	{
+		(void) audit_set_actor(worker);
+	}
+	PG_END_TRY();
 	insert->work->transfer_slot = insert->slot;
 }
 

@@ -9,9 +9,11 @@
 #include "fmgr.h"
 #include "miscadmin.h"
 
+#include "audit_trail.h"
 #include "commit_wakeup.h"
 #include "settings.h"
 #include "shared_state.h"
+#include "spending_limits.h"
 #include "worker.h"
 
 PG_MODULE_MAGIC;
@@ -39,6 +41,8 @@ _PG_init(void)
 
 	moneroo_define_settings();
 	moneroo_register_commit_wakeup();
+	audit_register_callbacks();
+	limits_register_callbacks();
 	moneroo_request_shared_memory();
 	moneroo_init_shared_memory();
 	moneroo_register_worker();

@@ -1,10 +1,11 @@
 /*
  * operator_actions.c
  *		What an operator does to one payout by hand: moneroo_retry,
- *		moneroo_cancel and moneroo_resolve.
+ *		moneroo_cancel, moneroo_resolve and moneroo_approve.
  *
  * Each names the states it accepts and refuses any other with 55000,
- * naming the state the payout is in.
+ * naming the state the payout is in.  Each names itself in the events it
+ * writes to payout_events.
  */
 #include "postgres.h"
 
@@ -12,15 +13,19 @@
 #include "miscadmin.h"
 #include "utils/builtins.h"
 
+#include "audit_trail.h"
 #include "jsonb_fields.h"
 #include "moneroo_api.h"
 #include "payout_lookup.h"
 #include "payout_store.h"
+#include "payouts_table.h"
+#include "spending_limits.h"
 #include "verification.h"
 
 PG_FUNCTION_INFO_V1(moneroo_retry);
 PG_FUNCTION_INFO_V1(moneroo_cancel);
 PG_FUNCTION_INFO_V1(moneroo_resolve);
+PG_FUNCTION_INFO_V1(moneroo_approve);
 
 /* The role that asked, before the extension switches to the table's owner. */
 static const char *
@@ -52,13 +57,16 @@ moneroo_retry(PG_FUNCTION_ARGS)
 					"Only a payout whose fate is unknown can be put back in the queue.",
 					keys.status == PAYOUT_PENDING ? "It is already queued." :
 					"Insert a new payout to pay again.");
+	audit_set_action("moneroo_retry");
 	payout_store_requeue(id);
+	audit_set_action(NULL);
 	PG_RETURN_DATUM(payout_lookup_row(id));
 }
 
 /*
- * pending or unknown -> cancelled.  The row lock makes it exact against the
- * worker: a claim skips a locked row, and a claimed one is sending.
+ * pending, held or unknown -> cancelled.  The row lock makes it exact
+ * against the worker: a claim skips a locked row, and a claimed one is
+ * sending.
  */
 Datum
 moneroo_cancel(PG_FUNCTION_ARGS)
@@ -66,14 +74,17 @@ moneroo_cancel(PG_FUNCTION_ARGS)
 	int64		id = PG_GETARG_INT64(0);
 	PayoutKeys	keys = payout_lookup_keys(id, true);
 
-	if (keys.status != PAYOUT_PENDING && keys.status != PAYOUT_UNKNOWN)
-		wrong_state(id, keys.status, "pending or unknown",
-					"Only a payout that has not left (pending) or that Moneroo never created (unknown) can be cancelled.",
+	if (keys.status != PAYOUT_PENDING && keys.status != PAYOUT_HELD &&
+		keys.status != PAYOUT_UNKNOWN)
+		wrong_state(id, keys.status, "pending, held or unknown",
+					"Only a payout that has not left (pending or held) or that Moneroo never created (unknown) can be cancelled.",
 					keys.status == PAYOUT_SENDING ?
 					"Its request is on its way; wait for its outcome." :
 					"A payout Moneroo has, or that is final, cannot be cancelled.");
+	audit_set_action("moneroo_cancel");
 	if (!payout_store_cancel(id, keys.status, calling_role()))
 		elog(ERROR, "payout %lld changed while locked", (long long) id);
+	audit_set_action(NULL);
 	PG_RETURN_DATUM(payout_lookup_row(id));
 }
 
@@ -129,10 +140,46 @@ moneroo_resolve(PG_FUNCTION_ARGS)
 				errhint("Look the payout up in Moneroo's dashboard by its reference, %s.", keys.reference));
 
 	keys = payout_lookup_keys(id, true);
+	audit_set_action("moneroo_resolve");
 	if (keys.status != PAYOUT_UNKNOWN ||
 		!payout_store_adopt(id, PAYOUT_UNKNOWN, moneroo_id, &answer,
 							psprintf("resolved by %s: Moneroo has it as %s", calling_role(), moneroo_id)))
 		wrong_state(id, keys.status, "unknown", "It changed while Moneroo was being asked.",
 					"Look at the payout again.");
+	audit_set_action(NULL);
+	PG_RETURN_DATUM(payout_lookup_row(id));
+}
+
+/*
+ * held -> pending, by a second person: four eyes.  The approval overrides
+ * the limit that held the payout, and from now on it counts against the
+ * currency's daily limit.
+ */
+Datum
+moneroo_approve(PG_FUNCTION_ARGS)
+{
+	int64		id = PG_GETARG_INT64(0);
+	PayoutKeys	keys = payout_lookup_keys(id, true);
+	const char *approver = calling_role();
+	HeldPayout	held;
+
+	if (keys.status != PAYOUT_HELD)
+		wrong_state(id, keys.status, "held",
+					"Only a payout held by a limit waits for approval.",
+					keys.status == PAYOUT_PENDING ? "It is already queued to be sent." :
+					"There is nothing to approve.");
+	held = payout_lookup_held(id);
+	if (held.created_by != NULL && strcmp(held.created_by, approver) == 0)
+		ereport(ERROR,
+				errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				errmsg("payout %lld cannot be approved by %s, who queued it", (long long) id, approver),
+				errdetail("A held payout is approved by a second person: a role other than its created_by."),
+				errhint("Ask another role that may run moneroo_approve to approve it."));
+
+	limits_count_approved(payouts_schema(), held.currency, held.amount);
+	audit_set_action("moneroo_approve");
+	if (!payout_store_approve(id, approver))
+		elog(ERROR, "payout %lld changed while locked", (long long) id);
+	audit_set_action(NULL);
 	PG_RETURN_DATUM(payout_lookup_row(id));
 }

@@ -6,7 +6,9 @@
  * directly.  This trigger is what makes that safe: every request is
  * validated by the same code as moneroo_transfer, only the extension moves
  * a payout between states, a request is frozen once it may have been sent,
- * and no row that may have moved money can be deleted.
+ * and no row that may have moved money can be deleted.  It also holds a
+ * payout that a limit says needs a second person, and writes every change
+ * of state to payout_events.
  */
 #include "postgres.h"
 
@@ -21,10 +23,12 @@
 #include "utils/rel.h"
 #include "utils/timestamp.h"
 
+#include "audit_trail.h"
 #include "commit_wakeup.h"
 #include "payout_guard.h"
 #include "payouts_table.h"
 #include "request_validator.h"
+#include "spending_limits.h"
 
 PG_FUNCTION_INFO_V1(moneroo_payouts_guard);
 
@@ -32,17 +36,20 @@ PG_FUNCTION_INFO_V1(moneroo_payouts_guard);
 static const char *const state_columns[] = {
 	"status", "moneroo_id", "moneroo_status", "attempts", "last_error",
 	"response", "sent_at", "completed_at", "next_attempt_at", "verifications",
-	"created_at",
+	"created_at", "created_by",
 };
 
 /* Columns nobody changes once the row exists. */
-static const char *const identity_columns[] = {"id", "reference"};
+static const char *const identity_columns[] = {"id", "reference", "created_by", "idempotency_key"};
 
 /*
- * The triggers the extension creates on payouts (sql/): any other would run
- * with the owner's rights during the extension's writes.
+ * The triggers the extension creates on its tables (sql/): any other would
+ * run with the owner's rights during the extension's writes.
  */
-static const char *const own_triggers[] = {"payouts_guard", "payouts_refuse_truncate"};
+static const char *const own_triggers[] = {
+	"payouts_guard", "payouts_refuse_truncate",
+	"payout_events_guard", "payout_events_refuse_truncate",
+};
 
 void
 moneroo_refuse_foreign_triggers(Relation rel)
@@ -67,12 +74,24 @@ moneroo_refuse_foreign_triggers(Relation rel)
 	}
 }
 
+/*
+ * A column's number, or 0 for one that a schema older than the library
+ * lacks (columns added in 1.2, until ALTER EXTENSION UPDATE).
+ */
 static int
-column_number(TupleDesc desc, const char *name)
+column_number_if_any(TupleDesc desc, const char *name)
 {
 	int			attnum = SPI_fnumber(desc, name);
 
-	if (attnum <= 0)
+	return attnum > 0 ? attnum : 0;
+}
+
+static int
+column_number(TupleDesc desc, const char *name)
+{
+	int			attnum = column_number_if_any(desc, name);
+
+	if (attnum == 0)
 		elog(ERROR, "payouts has no column \"%s\"", name);
 	return attnum;
 }
@@ -80,22 +99,30 @@ column_number(TupleDesc desc, const char *name)
 static bool
 column_changed(TupleDesc desc, HeapTuple old_row, HeapTuple new_row, const char *name)
 {
-	int			attnum = column_number(desc, name);
-	Form_pg_attribute attr = TupleDescAttr(desc, attnum - 1);
+	int			attnum = column_number_if_any(desc, name);
+	Form_pg_attribute attr;
 	bool		old_null;
 	bool		new_null;
-	Datum		old_value = heap_getattr(old_row, attnum, desc, &old_null);
-	Datum		new_value = heap_getattr(new_row, attnum, desc, &new_null);
+	Datum		old_value;
+	Datum		new_value;
 
+	if (attnum == 0)
+		return false;
+	attr = TupleDescAttr(desc, attnum - 1);
+	old_value = heap_getattr(old_row, attnum, desc, &old_null);
+	new_value = heap_getattr(new_row, attnum, desc, &new_null);
 	if (old_null || new_null)
 		return old_null != new_null;
 	return !datum_image_eq(old_value, new_value, attr->attbyval, attr->attlen);
 }
 
+/* A column's value as text; NULL when it is null or absent. */
 static char *
 text_column(TupleDesc desc, HeapTuple row, const char *name)
 {
-	return SPI_getvalue(row, desc, column_number(desc, name));
+	int			attnum = column_number_if_any(desc, name);
+
+	return attnum ? SPI_getvalue(row, desc, attnum) : NULL;
 }
 
 static int64
@@ -119,6 +146,90 @@ validate_row(Relation rel, HeapTuple row)
 		moneroo_validate_request(DatumGetJsonbP(request), RelationGetNamespace(rel));
 }
 
+/*
+ * The changes the guard itself makes to a row, gathered and applied in one
+ * heap_modify_tuple_by_cols.
+ */
+typedef struct RowChanges
+{
+	int			n;
+	int			columns[5];
+	Datum		values[5];
+	bool		nulls[5];
+} RowChanges;
+
+static void
+change_column(RowChanges *changes, TupleDesc desc, const char *name, Datum value, bool isnull)
+{
+	int			attnum = column_number_if_any(desc, name);
+
+	if (attnum == 0)
+		return;
+	Assert(changes->n < lengthof(changes->columns));
+	changes->columns[changes->n] = attnum;
+	changes->values[changes->n] = value;
+	changes->nulls[changes->n] = isnull;
+	changes->n++;
+}
+
+static void
+change_text_column(RowChanges *changes, TupleDesc desc, const char *name, const char *value)
+{
+	change_column(changes, desc, name, value ? CStringGetTextDatum(value) : (Datum) 0,
+				  value == NULL);
+}
+
+static HeapTuple
+apply_changes(HeapTuple row, TupleDesc desc, RowChanges *changes)
+{
+	if (changes->n == 0)
+		return row;
+	return heap_modify_tuple_by_cols(row, desc, changes->n, changes->columns,
+									 changes->values, changes->nulls);
+}
+
+/* Why a valid request must be held (moneroo_limits), or NULL. */
+static char *
+hold_reason(Relation rel, HeapTuple row)
+{
+	TupleDesc	desc = RelationGetDescr(rel);
+	bool		isnull;
+	Datum		request = heap_getattr(row, column_number(desc, "request"), desc, &isnull);
+
+	return limits_hold_reason(RelationGetNamespace(rel), DatumGetJsonbP(request), false);
+}
+
+/*
+ * The few words of payout_events.detail for a change into status, read
+ * from the row as it will be written.
+ */
+static char *
+change_detail(TupleDesc desc, HeapTuple row, const char *status, const char *previous)
+{
+	char	   *send_at = text_column(desc, row, "send_at");
+
+	if (previous == NULL && strcmp(status, "sending") == 0)
+		return "moneroo_transfer";
+	if (previous == NULL && strcmp(status, "pending") == 0)
+		return send_at ? psprintf("queued, not to be sent before %s", send_at) : "queued";
+	if (strcmp(status, "sending") == 0)
+		return psprintf("claimed, attempt %s", text_column(desc, row, "attempts"));
+	if (strcmp(status, "sent") == 0 && strcmp(previous, "sending") == 0)
+		return psprintf("accepted by Moneroo as %s", text_column(desc, row, "moneroo_id"));
+	if (strcmp(status, "success") == 0 || strcmp(status, "failed") == 0)
+		return psprintf("Moneroo reports %s", text_column(desc, row, "moneroo_status"));
+	return text_column(desc, row, "last_error");
+}
+
+static void
+record_change(Relation rel, HeapTuple row, const char *status, const char *previous)
+{
+	TupleDesc	desc = RelationGetDescr(rel);
+
+	audit_record(rel, row_id(desc, row), status, previous,
+				 change_detail(desc, row, status, previous));
+}
+
 static pg_attribute_noreturn() void
 refuse_state_change(const char *column)
 {
@@ -133,8 +244,8 @@ refuse_state_change(const char *column)
  * pg_restore brings payouts back in every state with COPY, run by a
  * superuser; nothing else may insert a payout that is not pending.
  */
-static bool
-restoring_from_dump(void)
+bool
+moneroo_restoring_from_dump(void)
 {
 	const char *query = debug_query_string;
 
@@ -147,59 +258,137 @@ restoring_from_dump(void)
 
 /*
  * A payout dumped while it was being sent may have reached Moneroo since:
- * it comes back unknown, as it would after a crash.
+ * it comes back unknown, as it would after a crash.  Its history comes
+ * back from the dump of payout_events; this last change is in last_error.
  */
 static HeapTuple
 restore_row(Relation rel, HeapTuple row)
 {
 	TupleDesc	desc = RelationGetDescr(rel);
 	char	   *status = text_column(desc, row, "status");
-	int			columns[2] = {column_number(desc, "status"), column_number(desc, "last_error")};
-	Datum		values[2] = {CStringGetTextDatum("unknown"),
-		CStringGetTextDatum("restored from a dump taken while this payout was being sent; "
-							"check Moneroo for its reference before retrying")};
-	bool		nulls[2] = {false, false};
+	RowChanges	changes = {0};
 
 	if (status != NULL && strcmp(status, "pending") == 0)
 		moneroo_wake_worker_at_commit();
 	if (status == NULL || strcmp(status, "sending") != 0)
 		return row;
-	return heap_modify_tuple_by_cols(row, desc, 2, columns, values, nulls);
+	change_text_column(&changes, desc, "status", "unknown");
+	change_text_column(&changes, desc, "last_error",
+					   "restored from a dump taken while this payout was being sent; "
+					   "check Moneroo for its reference before retrying");
+	return apply_changes(row, desc, &changes);
+}
+
+/* An application's INSERT: only a request, pending, maybe scheduled or keyed. */
+static void
+check_new_row_from_caller(TupleDesc desc, HeapTuple row)
+{
+	char	   *status = text_column(desc, row, "status");
+
+	if (status == NULL || strcmp(status, "pending") != 0)
+		ereport(ERROR,
+				errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				errmsg("a new payout must have status \"pending\", not \"%s\"",
+					   status ? status : "null"),
+				errhint("Insert only the request; the extension sets the status."));
+	for (int i = 0; i < lengthof(state_columns); i++)
+	{
+		const char *column = state_columns[i];
+		char	   *value = text_column(desc, row, column);
+
+		if (strcmp(column, "status") == 0 || strcmp(column, "created_at") == 0)
+			continue;
+		if (value != NULL &&
+			!((strcmp(column, "attempts") == 0 || strcmp(column, "verifications") == 0) &&
+			  strcmp(value, "0") == 0))
+			refuse_state_change(column);
+	}
 }
 
 static HeapTuple
 guard_insert(Relation rel, HeapTuple row)
 {
 	TupleDesc	desc = RelationGetDescr(rel);
+	RowChanges	changes = {0};
+	char	   *held;
+	const char *status;
+	bool		isnull;
+	Datum		send_at;
 
 	validate_row(rel, row);
+	if (!moneroo_internal_write && moneroo_restoring_from_dump())
+		return restore_row(rel, row);
 	if (!moneroo_internal_write)
+		check_new_row_from_caller(desc, row);
+
+	/* the extension's own insert is moneroo_transfer's row, about to be sent */
+	status = moneroo_internal_write ? text_column(desc, row, "status") : "pending";
+	change_column(&changes, desc, "created_by",
+				  DirectFunctionCall1(namein, CStringGetDatum(audit_actor())), false);
+	if (column_number_if_any(desc, "send_at"))
 	{
-		char	   *status = text_column(desc, row, "status");
-
-		if (restoring_from_dump())
-			return restore_row(rel, row);
-		if (status == NULL || strcmp(status, "pending") != 0)
-			ereport(ERROR,
-					errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-					errmsg("a new payout must have status \"pending\", not \"%s\"",
-						   status ? status : "null"),
-					errhint("Insert only the request; the extension sets the status."));
-		for (int i = 0; i < lengthof(state_columns); i++)
-		{
-			const char *column = state_columns[i];
-			char	   *value = text_column(desc, row, column);
-
-			if (strcmp(column, "status") == 0 || strcmp(column, "created_at") == 0)
-				continue;
-			if (value != NULL &&
-				!((strcmp(column, "attempts") == 0 || strcmp(column, "verifications") == 0) &&
-				  strcmp(value, "0") == 0))
-				refuse_state_change(column);
-		}
-		moneroo_wake_worker_at_commit();
+		send_at = heap_getattr(row, column_number(desc, "send_at"), desc, &isnull);
+		change_column(&changes, desc, "next_attempt_at", send_at, isnull);
 	}
+
+	held = hold_reason(rel, row);
+	if (held != NULL && moneroo_internal_write)
+		limits_refuse_to_send_held(held);
+	if (held != NULL)
+	{
+		status = "held";
+		change_text_column(&changes, desc, "status", status);
+		change_text_column(&changes, desc, "last_error", held);
+	}
+	row = apply_changes(row, desc, &changes);
+	record_change(rel, row, status, NULL);
+	if (strcmp(status, "pending") == 0)
+		moneroo_wake_worker_at_commit();
 	return row;
+}
+
+/*
+ * A caller's change to a payout that has not left: a new request is
+ * judged again like a new payout (an approval does not carry over to a
+ * request nobody approved), a new send_at reschedules it.
+ */
+static HeapTuple
+guard_change_before_sending(Relation rel, HeapTuple old_row, HeapTuple new_row,
+							const char *old_status)
+{
+	TupleDesc	desc = RelationGetDescr(rel);
+	bool		request_changed = column_changed(desc, old_row, new_row, "request");
+	bool		send_at_changed = column_changed(desc, old_row, new_row, "send_at");
+	RowChanges	changes = {0};
+
+	if (!request_changed && !send_at_changed)
+		return new_row;
+	if (strcmp(old_status, "pending") != 0 && strcmp(old_status, "held") != 0)
+		ereport(ERROR,
+				errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				errmsg("cannot change the %s of payout %lld: it is %s",
+					   request_changed ? "request" : "send_at",
+					   (long long) row_id(desc, old_row), old_status),
+				errdetail("Once a payout may have reached Moneroo, its request is the record of what was sent."),
+				errhint("Insert a new payout instead."));
+
+	if (request_changed)
+	{
+		char	   *held;
+
+		validate_row(rel, new_row);
+		held = hold_reason(rel, new_row);
+		change_text_column(&changes, desc, "status", held ? "held" : "pending");
+		change_text_column(&changes, desc, "last_error", held);
+	}
+	if (send_at_changed)
+	{
+		bool		isnull;
+		Datum		send_at = heap_getattr(new_row, column_number(desc, "send_at"), desc, &isnull);
+
+		change_column(&changes, desc, "next_attempt_at", send_at, isnull);
+	}
+	return apply_changes(new_row, desc, &changes);
 }
 
 static HeapTuple
@@ -207,39 +396,35 @@ guard_update(Relation rel, HeapTuple old_row, HeapTuple new_row)
 {
 	TupleDesc	desc = RelationGetDescr(rel);
 	char	   *old_status = text_column(desc, old_row, "status");
-	char	   *new_status = text_column(desc, new_row, "status");
-	int			updated_at = column_number(desc, "updated_at");
-	Datum		now = TimestampTzGetDatum(GetCurrentTransactionStartTimestamp());
-	bool		null = false;
+	char	   *new_status;
+	RowChanges	changes = {0};
 
 	for (int i = 0; i < lengthof(identity_columns); i++)
 		if (column_changed(desc, old_row, new_row, identity_columns[i]))
 			ereport(ERROR,
 					errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
 					errmsg("column \"%s\" of payouts cannot be changed", identity_columns[i]),
-					errdetail("It identifies the payout at Moneroo."));
-
-	if (column_changed(desc, old_row, new_row, "request"))
-	{
-		if (strcmp(old_status, "pending") != 0)
-			ereport(ERROR,
-					errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-					errmsg("cannot change the request of payout %lld: it is %s",
-						   (long long) row_id(desc, old_row), old_status),
-					errdetail("Once a payout may have reached Moneroo, its request is the record of what was sent."),
-					errhint("Insert a new payout instead."));
-		validate_row(rel, new_row);
-	}
+					errdetail("It identifies the payout and who queued it."));
 
 	if (!moneroo_internal_write)
+	{
 		for (int i = 0; i < lengthof(state_columns); i++)
 			if (column_changed(desc, old_row, new_row, state_columns[i]))
 				refuse_state_change(state_columns[i]);
+		new_row = guard_change_before_sending(rel, old_row, new_row, old_status);
+	}
+	else if (column_changed(desc, old_row, new_row, "request"))
+		elog(ERROR, "the moneroo extension never changes a request");
 
+	new_status = text_column(desc, new_row, "status");
+	if (strcmp(new_status, old_status) != 0)
+		record_change(rel, new_row, new_status, old_status);
 	if (strcmp(new_status, "pending") == 0)
 		moneroo_wake_worker_at_commit();
 
-	return heap_modify_tuple_by_cols(new_row, desc, 1, &updated_at, &now, &null);
+	change_column(&changes, desc, "updated_at",
+				  TimestampTzGetDatum(GetCurrentTransactionStartTimestamp()), false);
+	return apply_changes(new_row, desc, &changes);
 }
 
 static void
@@ -255,6 +440,8 @@ guard_delete(Relation rel, HeapTuple row)
 					   (long long) row_id(desc, row), status),
 				errdetail("A payout that may have moved money stays on record."),
 				errhint("Only pending and rejected payouts can be deleted."));
+	/* its history stays, and says who deleted it */
+	audit_record(rel, row_id(desc, row), "deleted", status, NULL);
 }
 
 Datum

@@ -13,4 +13,7 @@
  */
 extern void moneroo_refuse_foreign_triggers(Relation rel);
 
+/* Whether this statement is pg_restore's COPY, which brings rows back as they were. */
+extern bool moneroo_restoring_from_dump(void);
+
 #endif

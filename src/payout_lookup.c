@@ -62,6 +62,34 @@ payout_lookup_row_by_reference(const char *reference, Datum *row)
 	return fetch_row("reference = $1::uuid", TEXTOID, CStringGetTextDatum(reference), row);
 }
 
+bool
+payout_lookup_row_by_idempotency_key(const char *key, Jsonb *request, Datum *row,
+									 bool *same_request)
+{
+	Oid			types[2] = {TEXTOID, JSONBOID};
+	Datum		values[2] = {CStringGetTextDatum(key), JsonbPGetDatum(request)};
+	char		nulls[2] = {' ', request ? ' ' : 'n'};
+	bool		found;
+	bool		isnull;
+
+	SPI_connect();
+	payouts_execute(psprintf("SELECT p, p.request = $2 FROM %s p WHERE idempotency_key = $1",
+							 payouts_table_name()),
+					2, types, values, nulls, true, GetLatestSnapshot());
+	found = SPI_processed == 1;
+	if (found)
+	{
+		Datum		same = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull);
+
+		*same_request = !isnull && DatumGetBool(same);
+		*row = SPI_datumTransfer(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc,
+											   1, &isnull),
+								 false, -1);
+	}
+	SPI_finish();
+	return found;
+}
+
 /* Reads (id, status, reference, moneroo_id) rows; true when there was one. */
 static bool
 keys_from_row(MemoryContext caller, PayoutKeys *keys)
@@ -98,6 +126,34 @@ payout_lookup_keys(int64 id, bool for_update)
 		payout_not_found(id);
 	SPI_finish();
 	return keys;
+}
+
+HeldPayout
+payout_lookup_held(int64 id)
+{
+	Oid			types[1] = {INT8OID};
+	Datum		values[1] = {Int64GetDatum(id)};
+	MemoryContext caller = CurrentMemoryContext;
+	HeldPayout	held = {0};
+	HeapTuple	row;
+	TupleDesc	desc;
+	char	   *created_by;
+	bool		isnull;
+
+	SPI_connect();
+	payouts_execute(psprintf("SELECT created_by, currency, amount FROM %s WHERE id = $1",
+							 payouts_table_name()),
+					1, types, values, NULL, true, InvalidSnapshot);
+	if (SPI_processed != 1)
+		payout_not_found(id);
+	row = SPI_tuptable->vals[0];
+	desc = SPI_tuptable->tupdesc;
+	created_by = SPI_getvalue(row, desc, 1);
+	held.created_by = created_by ? MemoryContextStrdup(caller, created_by) : NULL;
+	held.currency = MemoryContextStrdup(caller, SPI_getvalue(row, desc, 2));
+	held.amount = DatumGetInt64(SPI_getbinval(row, desc, 3, &isnull));
+	SPI_finish();
+	return held;
 }
 
 /* The text form of a uuid, as gen_random_uuid() writes it; anything else is no reference of ours. */

@@ -7,21 +7,26 @@
  */
 #include "postgres.h"
 
+#include "lib/stringinfo.h"
+#include "utils/memutils.h"
+
 #include "payout_status.h"
 
 static const struct
 {
 	const char *name;
 	bool		is_final;
+	bool		uses_daily_limit;
 }			payout_statuses[] = {
-	[PAYOUT_PENDING] = {"pending", false},
-	[PAYOUT_SENDING] = {"sending", false},
-	[PAYOUT_SENT] = {"sent", false},
-	[PAYOUT_SUCCESS] = {"success", true},
-	[PAYOUT_FAILED] = {"failed", true},
-	[PAYOUT_REJECTED] = {"rejected", true},
-	[PAYOUT_UNKNOWN] = {"unknown", false},
-	[PAYOUT_CANCELLED] = {"cancelled", true},
+	[PAYOUT_PENDING] = {"pending", false, true},
+	[PAYOUT_SENDING] = {"sending", false, true},
+	[PAYOUT_SENT] = {"sent", false, true},
+	[PAYOUT_SUCCESS] = {"success", true, true},
+	[PAYOUT_FAILED] = {"failed", true, false},
+	[PAYOUT_REJECTED] = {"rejected", true, false},
+	[PAYOUT_UNKNOWN] = {"unknown", false, true},
+	[PAYOUT_CANCELLED] = {"cancelled", true, false},
+	[PAYOUT_HELD] = {"held", false, false},
 };
 
 static const struct
@@ -54,6 +59,36 @@ bool
 payout_status_is_final(PayoutStatus status)
 {
 	return payout_statuses[status].is_final;
+}
+
+bool
+payout_status_uses_daily_limit(PayoutStatus status)
+{
+	return payout_statuses[status].uses_daily_limit;
+}
+
+/*
+ * The statuses counted against a daily_limit, as a SQL list for the usage
+ * query: '(''pending'', ...)'.
+ */
+const char *
+payout_statuses_using_daily_limit_sql(void)
+{
+	static char *list = NULL;
+
+	if (list == NULL)
+	{
+		StringInfoData buf;
+
+		initStringInfo(&buf);
+		for (int i = 0; i < lengthof(payout_statuses); i++)
+			if (payout_statuses[i].uses_daily_limit)
+				appendStringInfo(&buf, "%s'%s'", buf.len ? ", " : "(", payout_statuses[i].name);
+		appendStringInfoChar(&buf, ')');
+		list = MemoryContextStrdup(TopMemoryContext, buf.data);
+		pfree(buf.data);
+	}
+	return list;
 }
 
 const char *

@@ -16,7 +16,8 @@ typedef enum PayoutStatus
 	PAYOUT_FAILED,				/* Moneroo's final word */
 	PAYOUT_REJECTED,			/* Moneroo refused it: no payout exists */
 	PAYOUT_UNKNOWN,				/* it may or may not exist */
-	PAYOUT_CANCELLED			/* never to be sent (or Moneroo never created it) */
+	PAYOUT_CANCELLED,			/* never to be sent (or Moneroo never created it) */
+	PAYOUT_HELD					/* valid, waiting for a second person's approval */
 } PayoutStatus;
 
 extern const char *payout_status_name(PayoutStatus status);
@@ -26,6 +27,15 @@ extern PayoutStatus payout_status_from_name(const char *name);
 
 /* Final: nothing the extension does moves the payout again. */
 extern bool payout_status_is_final(PayoutStatus status);
+
+/*
+ * Counted against a currency's daily_limit: the payout has moved money, or
+ * will, or may have.
+ */
+extern bool payout_status_uses_daily_limit(PayoutStatus status);
+
+/* Those statuses as a SQL list, "('pending', ...)", for a query. */
+extern const char *payout_statuses_using_daily_limit_sql(void);
 
 /* Moneroo's own status of a payout (payouts.moneroo_status). */
 typedef enum MonerooStatus

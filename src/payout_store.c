@@ -51,18 +51,23 @@ text_or_null(const char *value, char *null_flag)
 }
 
 PayoutWork *
-payout_store_insert_sending(Jsonb *request, const char *reference, MemoryContext parent)
+payout_store_insert_sending(Jsonb *request, const char *reference, const char *idempotency_key,
+							MemoryContext parent)
 {
-	Oid			types[2] = {JSONBOID, TEXTOID};
-	Datum		values[2] = {JsonbPGetDatum(request), CStringGetTextDatum(reference)};
+	Oid			types[3] = {JSONBOID, TEXTOID, TEXTOID};
+	Datum		values[3] = {JsonbPGetDatum(request), CStringGetTextDatum(reference),
+	idempotency_key ? CStringGetTextDatum(idempotency_key) : (Datum) 0};
 	PayoutWork *work = payout_work_new(parent);
 	bool		isnull;
 
 	SPI_connect();
-	payouts_execute(psprintf("INSERT INTO %s (request, reference, status, attempts) "
-							 "VALUES ($1, $2::uuid, 'sending', 1) RETURNING id",
-							 payouts_table_name()),
-					2, types, values, NULL, false, InvalidSnapshot);
+	/* the key's column is named only when there is a key: a 1.1 schema lacks it */
+	payouts_execute(psprintf("INSERT INTO %s (request, reference, status, attempts%s) "
+							 "VALUES ($1, $2::uuid, 'sending', 1%s) RETURNING id",
+							 payouts_table_name(),
+							 idempotency_key ? ", idempotency_key" : "",
+							 idempotency_key ? ", $3" : ""),
+					idempotency_key ? 3 : 2, types, values, NULL, false, InvalidSnapshot);
 	work->id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 	work->reference = MemoryContextStrdup(work->context, reference);
 	/* built in SPI's memory, which dies with SPI_finish: only the text is kept */
@@ -354,6 +359,24 @@ payout_store_schedule_verification(int64 id)
 							 payouts_table_name()),
 					1, types, values, NULL, false, InvalidSnapshot);
 	SPI_finish();
+}
+
+bool
+payout_store_approve(int64 id, const char *approver)
+{
+	Oid			types[2] = {INT8OID, TEXTOID};
+	Datum		values[2] = {Int64GetDatum(id), CStringGetTextDatum(approver)};
+	bool		done;
+
+	SPI_connect();
+	payouts_execute(psprintf("UPDATE %s SET status = 'pending', "
+							 "last_error = 'approved by ' || $2 || coalesce(' after: ' || last_error, '') "
+							 "WHERE id = $1 AND status = 'held'",
+							 payouts_table_name()),
+					2, types, values, NULL, false, InvalidSnapshot);
+	done = SPI_processed == 1;
+	SPI_finish();
+	return done;
 }
 
 bool

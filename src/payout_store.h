@@ -30,10 +30,11 @@ extern void payout_work_free(PayoutWork *work);
 
 /*
  * A new row for moneroo_transfer, already claimed (status sending,
- * attempts 1), under the reference the caller chose.  Its work is made
- * under parent.
+ * attempts 1), under the reference and idempotency key (or NULL) the
+ * caller chose.  Its work is made under parent.
  */
 extern PayoutWork *payout_store_insert_sending(Jsonb *request, const char *reference,
+											   const char *idempotency_key,
 											   MemoryContext parent);
 
 /*
@@ -72,6 +73,9 @@ extern void payout_store_schedule_verification(int64 id);
 
 /* unknown -> pending, for moneroo_retry */
 extern void payout_store_requeue(int64 id);
+
+/* held -> pending, by approver; false when the row was no longer held. */
+extern bool payout_store_approve(int64 id, const char *approver);
 
 /* from -> cancelled, by actor; false when the row was no longer in from. */
 extern bool payout_store_cancel(int64 id, PayoutStatus from, const char *actor);

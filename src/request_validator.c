@@ -22,9 +22,11 @@
 
 #include "jsonb_fields.h"
 #include "message_text.h"
+#include "payout_guard.h"
 #include "payouts_table.h"
 #include "request_validator.h"
 #include "run_as_owner.h"
+#include "spending_limits.h"
 
 PG_FUNCTION_INFO_V1(moneroo_validate_sql);
 
@@ -408,6 +410,34 @@ check_metadata(JsonbValue *metadata)
 	}
 }
 
+/*
+ * max_amount of moneroo_limits: the one limit that refuses a request
+ * rather than hold it, since no approval should make it payable.  A row
+ * pg_restore brings back was judged by the limits of its day.
+ */
+static void
+check_max_amount(JsonbValue *amount_value, const char *currency, Oid schema)
+{
+	CurrencyLimits limits;
+	int64		amount;
+
+	if (moneroo_restoring_from_dump())
+		return;
+	limits = limits_of_currency(schema, currency);
+	if (!limits.has_max_amount)
+		return;
+	amount = DatumGetInt64(DirectFunctionCall1(numeric_int8,
+											   NumericGetDatum(amount_value->val.numeric)));
+	if (amount > limits.max_amount)
+		ereport(ERROR,
+				errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				errmsg("invalid \"amount\" in payout request: %lld %s is above max_amount (%lld)",
+					   (long long) amount, currency, (long long) limits.max_amount),
+				errdetail("moneroo_limits allows payouts of at most %lld %s.",
+						  (long long) limits.max_amount, currency),
+				errhint("Split the payout, or have max_amount of %s raised in moneroo_limits.", currency));
+}
+
 static PayoutMethod *
 find_method(const char *code, Oid method_schema)
 {
@@ -539,6 +569,7 @@ moneroo_validate_request(Jsonb *request, Oid method_schema)
 		reject("currency",
 			   psprintf("Method %s pays in %s, not %s.", method_code, method->currency, currency),
 			   NULL);
+	check_max_amount(jsonb_field(root, "amount"), currency, method_schema);
 
 	check_customer(jsonb_field(root, "customer"));
 

@@ -21,6 +21,15 @@
 #include "plan_cache.h"
 #include "run_as_owner.h"
 
+/* The role that called the extension, while it runs as an owner. */
+static Oid	calling_role = InvalidOid;
+
+Oid
+moneroo_calling_role(void)
+{
+	return OidIsValid(calling_role) ? calling_role : GetUserId();
+}
+
 static Oid
 owner_of(Oid relid)
 {
@@ -43,6 +52,7 @@ moneroo_execute_as_owner(const char *sql, int nargs, Oid *types, Datum *values,
 	int			saved_context;
 	int			guc_level;
 	volatile int rc = 0;
+	Oid			outer_calling_role = calling_role;
 
 	/* checked before anything runs with the owner's rights, not from inside */
 	if (!read_only)
@@ -54,6 +64,9 @@ moneroo_execute_as_owner(const char *sql, int nargs, Oid *types, Datum *values,
 	}
 
 	GetUserIdAndSecContext(&saved_user, &saved_context);
+	/* a statement run from inside another keeps the first caller */
+	if (!OidIsValid(calling_role))
+		calling_role = saved_user;
 	SetUserIdAndSecContext(owner_of(relid), saved_context | SECURITY_LOCAL_USERID_CHANGE);
 
 	/*
@@ -73,6 +86,7 @@ moneroo_execute_as_owner(const char *sql, int nargs, Oid *types, Datum *values,
 	{
 		AtEOXact_GUC(false, guc_level);
 		SetUserIdAndSecContext(saved_user, saved_context);
+		calling_role = outer_calling_role;
 	}
 	PG_END_TRY();
 	return rc;

@@ -19,4 +19,10 @@ extern int	moneroo_execute_as_owner(const char *sql, int nargs, Oid *types,
 									 Datum *values, const char *nulls,
 									 bool read_only, Snapshot snapshot, Oid relid);
 
+/*
+ * The role that called the extension: current_user, or, while a statement
+ * runs as an owner, the role that was current_user before the switch.
+ */
+extern Oid	moneroo_calling_role(void);
+
 #endif

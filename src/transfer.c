@@ -30,6 +30,7 @@
 #include "request_validator.h"
 #include "settings.h"
 #include "shared_state.h"
+#include "spending_limits.h"
 #include "transfer_slots.h"
 
 PG_FUNCTION_INFO_V1(moneroo_transfer);
@@ -160,14 +161,37 @@ refusal_errcode(long http_status)
 	return ERRCODE_EXTERNAL_ROUTINE_EXCEPTION;
 }
 
+/*
+ * A call with an idempotency key that was used before answers with that
+ * payout, as it is now, and sends nothing.
+ */
+static bool
+earlier_payout_of_key(const char *key, Jsonb *request, Datum *row)
+{
+	bool		same_request;
+
+	if (key == NULL || !payout_lookup_row_by_idempotency_key(key, request, row, &same_request))
+		return false;
+	if (!same_request)
+		ereport(ERROR,
+				errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				errmsg("idempotency key \"%s\" was used for another payout request", key),
+				errdetail("A payout was queued with this key and a different request; nothing was sent."),
+				errhint("Use a new key for a new payout, or send the first request again to get its payout."));
+	return true;
+}
+
 /* Turns the worker's verdict into the caller's row, warning or error. */
 static Datum
-report_outcome(TransferSlot *slot, SendVerdict verdict)
+report_outcome(TransferSlot *slot, SendVerdict verdict, const char *key, Jsonb *request)
 {
 	Datum		row = (Datum) 0;
 	bool		recorded = payout_lookup_row_by_reference(slot->reference, &row);
 	const char *detail = slot->detail[0] ? slot->detail : slot->error;
 
+	/* a concurrent call with the same key recorded its payout first */
+	if (!recorded && earlier_payout_of_key(key, request, &row))
+		return row;
 	if (!recorded)
 		ereport(ERROR,
 				errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
@@ -215,7 +239,7 @@ report_outcome(TransferSlot *slot, SendVerdict verdict)
 
 /* Sends a validated request and returns its recorded payouts row. */
 static Datum
-transfer_now(Jsonb *request)
+transfer_now(Jsonb *request, const char *key)
 {
 	char	   *text = JsonbToCString(NULL, &request->root, VARSIZE(request));
 	char	   *reference;
@@ -232,13 +256,13 @@ transfer_now(Jsonb *request)
 				errhint("Shorten the metadata values, or queue the payout with INSERT INTO payouts."));
 
 	reference = new_reference();
-	slot = transfer_slot_submit(reference, text);
+	slot = transfer_slot_submit(reference, text, GetUserNameFromId(GetUserId(), false), key);
 	wait_for_worker(slot, reference);
 
 	/* the slot's contents stay ours to read until we leave it */
 	PG_TRY();
 	{
-		row = report_outcome(slot, slot->verdict);
+		row = report_outcome(slot, slot->verdict, key, request);
 	}
 	PG_FINALLY();
 	{
@@ -248,12 +272,53 @@ transfer_now(Jsonb *request)
 	return row;
 }
 
+static void
+check_idempotency_key(const char *key)
+{
+	size_t		len = strlen(key);
+
+	if (len == 0 || len >= IDEMPOTENCY_KEY_BYTES)
+		ereport(ERROR,
+				errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				errmsg("invalid idempotency key: %s", len == 0 ? "it is empty" : "it is too long"),
+				errdetail("An idempotency key has 1 to %d bytes; this one has %zu.",
+						  IDEMPOTENCY_KEY_BYTES - 1, len),
+				errhint("Use your own id for the payout, such as an order id or a salary line, or pass NULL for no key."));
+}
+
+/*
+ * A payout the limits would hold cannot be sent now: refused before
+ * anything is recorded.  The worker judges the row again, exactly, when it
+ * records it.
+ */
+static void
+check_not_held(Jsonb *request)
+{
+	char	   *held = limits_hold_reason(payouts_schema(), request, true);
+
+	if (held != NULL)
+		limits_refuse_to_send_held(held);
+}
+
+/*
+ * moneroo_transfer(request) and moneroo_transfer(request, idempotency_key):
+ * the key makes a repeated call answer with the first one's payout.
+ */
 Datum
 moneroo_transfer(PG_FUNCTION_ARGS)
 {
 	Jsonb	   *request = PG_ARGISNULL(0) ? NULL : PG_GETARG_JSONB_P(0);
+	char	   *key = PG_NARGS() > 1 && !PG_ARGISNULL(1) ? text_to_cstring(PG_GETARG_TEXT_PP(1)) : NULL;
+	Datum		row;
 
+	if (key != NULL)
+	{
+		check_idempotency_key(key);
+		if (earlier_payout_of_key(key, request, &row))
+			PG_RETURN_DATUM(row);
+	}
 	moneroo_validate_request(request, payouts_schema());
 	moneroo_check_configuration();
-	PG_RETURN_DATUM(transfer_now(request));
+	check_not_held(request);
+	PG_RETURN_DATUM(transfer_now(request, key));
 }

@@ -58,7 +58,8 @@ set_slot_state(TransferSlot *slot, TransferSlotState state)
 }
 
 TransferSlot *
-transfer_slot_submit(const char *reference, const char *request)
+transfer_slot_submit(const char *reference, const char *request, const char *created_by,
+					 const char *idempotency_key)
 {
 	static bool exit_callback_registered = false;
 	TransferSlot *slot;
@@ -80,6 +81,9 @@ transfer_slot_submit(const char *reference, const char *request)
 	slot->backend_latch = MyLatch;
 	strlcpy(slot->reference, reference, REFERENCE_BYTES);
 	strlcpy(slot->request, request, TRANSFER_REQUEST_BYTES);
+	strlcpy(slot->created_by, created_by, NAMEDATALEN);
+	slot->has_idempotency_key = idempotency_key != NULL;
+	strlcpy(slot->idempotency_key, idempotency_key ? idempotency_key : "", IDEMPOTENCY_KEY_BYTES);
 	slot->error[0] = '\0';
 	slot->detail[0] = '\0';
 	set_slot_state(slot, SLOT_SUBMITTED);

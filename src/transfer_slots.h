@@ -34,6 +34,8 @@
  */
 #define TRANSFER_REQUEST_BYTES 65536
 #define REFERENCE_BYTES 37
+/* payouts.idempotency_key has at most 255 bytes (its CHECK) */
+#define IDEMPOTENCY_KEY_BYTES 256
 
 typedef enum TransferSlotState
 {
@@ -52,6 +54,9 @@ typedef struct TransferSlot
 	TransferSlotState state;
 	Latch	   *backend_latch;
 	char		reference[REFERENCE_BYTES];	/* chosen by the backend */
+	char		created_by[NAMEDATALEN];	/* the calling role */
+	bool		has_idempotency_key;
+	char		idempotency_key[IDEMPOTENCY_KEY_BYTES];
 	SendVerdict verdict;		/* once done */
 	long		http_status;
 	bool		worker_lost;	/* the worker restarted while sending */
@@ -63,10 +68,12 @@ typedef struct TransferSlot
 /* ---- the backend's side ---- */
 
 /*
- * Waits, interruptibly, for a free slot, fills it with the request and
- * hands it to the worker.  The backend owns one slot at a time.
+ * Waits, interruptibly, for a free slot, fills it with the request, the
+ * calling role and the idempotency key (or NULL) and hands it to the worker.  The backend owns one slot at a time.
  */
-extern TransferSlot *transfer_slot_submit(const char *reference, const char *request);
+extern TransferSlot *transfer_slot_submit(const char *reference, const char *request,
+										  const char *created_by,
+										  const char *idempotency_key);
 
 extern TransferSlotState transfer_slot_state(TransferSlot *slot);
 

@@ -14,6 +14,7 @@
 #include "utils/wait_event.h"
 
 #include "account_health.h"
+#include "audit_trail.h"
 #include "http_client.h"
 #include "moneroo_api.h"
 #include "payout_lookup.h"
@@ -114,5 +115,10 @@ moneroo_verify_now(int64 id, bool may_wait)
 Datum
 moneroo_verify(PG_FUNCTION_ARGS)
 {
-	PG_RETURN_DATUM(moneroo_verify_now(PG_GETARG_INT64(0), true));
+	Datum		row;
+
+	audit_set_action("moneroo_verify");
+	row = moneroo_verify_now(PG_GETARG_INT64(0), true);
+	audit_set_action(NULL);
+	PG_RETURN_DATUM(row);
 }

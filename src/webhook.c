@@ -16,6 +16,7 @@
 #include "utils/builtins.h"
 #include "utils/jsonb.h"
 
+#include "audit_trail.h"
 #include "jsonb_fields.h"
 #include "message_text.h"
 #include "moneroo_api.h"
@@ -204,6 +205,7 @@ moneroo_webhook(PG_FUNCTION_ARGS)
 	char	   *moneroo_id;
 	int64		id;
 	PayoutStatus status;
+	Datum		row;
 
 	if (PG_ARGISNULL(0))
 		malformed("The body is null.");
@@ -212,14 +214,16 @@ moneroo_webhook(PG_FUNCTION_ARGS)
 
 	check_signature(VARDATA_ANY(body), VARSIZE_ANY_EXHDR(body), signature);
 	moneroo_id = payout_id_of(text_to_cstring(body), VARSIZE_ANY_EXHDR(body));
+	audit_set_action("webhook");
 
 	if (!payout_lookup_by_moneroo_id(moneroo_id, &id, &status))
-		PG_RETURN_DATUM(adopt_by_reference(moneroo_id));
-
+		row = adopt_by_reference(moneroo_id);
 	/* A duplicate delivery for a settled payout costs nothing. */
-	if (payout_status_is_final(status))
-		PG_RETURN_DATUM(payout_lookup_row(id));
-
+	else if (payout_status_is_final(status))
+		row = payout_lookup_row(id);
 	/* Moneroo waits 3 seconds for the answer: never sleep on the limiter. */
-	PG_RETURN_DATUM(moneroo_verify_now(id, false));
+	else
+		row = moneroo_verify_now(id, false);
+	audit_set_action(NULL);
+	PG_RETURN_DATUM(row);
 }

@@ -26,6 +26,7 @@
 #include "utils/wait_event.h"
 
 #include "account_health.h"
+#include "audit_trail.h"
 #include "dispatch.h"
 #include "payout_lookup.h"
 #include "payout_store.h"
@@ -289,6 +290,7 @@ moneroo_worker_main(Datum arg)
 
 	BackgroundWorkerInitializeConnection(moneroo_database, NULL, 0);
 	pin_session_settings();
+	(void) audit_set_actor(AUDIT_WORKER_ACTOR);
 
 	SpinLockAcquire(&moneroo_shared->mutex);
 	moneroo_shared->worker_pid = MyProcPid;

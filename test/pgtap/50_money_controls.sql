@@ -295,5 +295,16 @@ DELETE FROM moneroo_limits;
 ALTER SYSTEM RESET moneroo.rate_limit;
 ALTER SYSTEM RESET moneroo.verify_min_interval;
 SELECT pg_reload_conf() AS reloaded \gset
+-- the roles go; the payouts they queued keep their names in created_by
+DO $$
+DECLARE
+    r text;
+BEGIN
+    FOREACH r IN ARRAY ARRAY['t50_clerk', 't50_approver'] LOOP
+        EXECUTE format('DROP OWNED BY %I', r);
+        EXECUTE format('DROP ROLE %I', r);
+    END LOOP;
+END
+$$;
 
 SELECT * FROM finish();

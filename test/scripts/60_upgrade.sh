@@ -32,7 +32,9 @@ cluster_env
 DB_A=moneroo_upgrade          # part A: not served by the worker
 DB_FRESH=moneroo_upgrade_fresh # a fresh CREATE EXTENSION, to compare with
 DB_SCHEMA=moneroo_upgrade_schema # the extension in a schema of the user's choice
-PLAN=34
+PLAN=37
+# what pg_dump saves since 1.2
+CONFIG_1_2="moneroo_limits [], moneroo_payout_methods [WHERE NOT documented], payout_events [], payout_events_id_seq [], payouts [], payouts_id_seq []"
 
 # ---------------------------------------------------------------- TAP
 # shellcheck source=test/lib/tap.sh
@@ -182,7 +184,8 @@ SQL
 )
 is "$out" "11" "a 1.0 database holds payouts in every state and a user-added payout method"
 
-ROWS="SELECT p::text FROM payouts p ORDER BY id"
+# the columns 1.0 had: 1.2 adds send_at, created_by and idempotency_key
+ROWS="SELECT (to_jsonb(p) - 'send_at' - 'created_by' - 'idempotency_key')::text FROM payouts p ORDER BY id"
 METHODS="SELECT m::text FROM moneroo_payout_methods m ORDER BY code"
 rows_before=$(sql1 $DB_A "$ROWS")
 methods_before=$(sql1 $DB_A "$METHODS")
@@ -205,10 +208,14 @@ fi
 is "$(sql1 $DB_A "$METHODS")" "$methods_before" "the payout methods, the user's included, are unchanged"
 is "$(sql1 $DB_A "SELECT last_value || ' ' || is_called FROM payouts_id_seq")" "$seq_before" \
     "the payout id sequence is where it was"
-is "$(sql1 $DB_A "$EXTCONFIG")" "$config_before" \
-    "pg_dump still saves payouts, its id sequence and the user's payout methods (pg_extension_config_dump kept)"
+is "$(sql1 $DB_A "SELECT count(*) FROM payouts WHERE send_at IS NULL AND created_by IS NULL AND idempotency_key IS NULL")" \
+    "11" "the columns 1.2 adds are NULL for every payout that was there: nobody scheduled, keyed or can tell who queued them"
+is "$(sql1 $DB_A "SELECT count(*) FROM payout_events")" "0" \
+    "payout_events starts empty: the history of the payouts already there starts at the update"
 is "$config_before" "moneroo_payout_methods [WHERE NOT documented], payouts [], payouts_id_seq []" \
-    "those registrations are the three documented ones"
+    "1.0 registers the three documented tables for pg_dump"
+is "$(sql1 $DB_A "$EXTCONFIG")" "$CONFIG_1_2" \
+    "pg_dump still saves those, and since 1.2 the limits and the history too (pg_extension_config_dump)"
 
 is "$(sql1 $DB_A "SELECT pg_get_indexdef('payouts_created_at'::regclass)")" \
     "CREATE INDEX payouts_created_at ON public.payouts USING btree (created_at)" \
@@ -354,8 +361,11 @@ is "$(sql1 "$PGDATABASE" "SELECT count(*) FROM ($MINE) m JOIN (SELECT p ->> 'id'
 is "$(sql1 "$PGDATABASE" "SELECT (s -> 'creates')::text || ' ' || (s -> 'duplicate_references')::text FROM mock.stats() s") / $(sql1 "$PGDATABASE" "SELECT count(*) FROM mock.journal() j WHERE j ->> 'path' = '/v1/payouts/initialize'")" \
     "3 [] / 3" \
     "Moneroo received exactly one initialize per payout and created each once"
-is "$(sql1 "$PGDATABASE" "$EXTCONFIG")" "$config_before" \
-    "the pg_dump registrations of the worker's database are unchanged by the update"
+is "$(sql1 "$PGDATABASE" "$EXTCONFIG")" "$CONFIG_1_2" \
+    "the pg_dump registrations of the worker's database are those of 1.2 after the update"
+is "$(sql1 "$PGDATABASE" "SELECT count(*) FILTER (WHERE e.previous_status IS NULL) || ' ' || count(*) FILTER (WHERE e.status IN ('success', 'failed'))
+                          FROM payout_events e WHERE e.payout_id IN (SELECT id FROM ($MINE) m)")" "0 2" \
+    "the payouts that flew through the update have a history from the update on: no INSERT event, their settlement recorded"
 is "$(sql1 "$PGDATABASE" "SELECT worker_running FROM moneroo_status")" "t" "the worker still runs after the update"
 is "$(sql1 "$PGDATABASE" "SELECT extversion FROM pg_extension WHERE extname = 'moneroo'")" "$version_before" \
     "the worker's database is left at the version it had before the test"

@@ -35,7 +35,7 @@ SRC_B=moneroo_dump_src
 COPY_B=moneroo_dump_src_copy
 COPY_B2=moneroo_dump_src_copy2
 METHOD=regress_dump_gm
-PLAN=19
+PLAN=25
 D=$(mktemp -d /tmp/moneroo-dump.XXXXXX)
 
 # ---------------------------------------------------------------- TAP
@@ -71,6 +71,7 @@ restore() {
         -c "DROP DATABASE IF EXISTS $COPY_B WITH (FORCE)" \
         -c "DROP DATABASE IF EXISTS $COPY_B2 WITH (FORCE)" >/dev/null 2>&1
     cluster_psql -q -c "DELETE FROM moneroo_payout_methods WHERE code = '$METHOD'" \
+        -c "DELETE FROM moneroo_limits WHERE currency = 'GMD'" \
         -c 'ALTER SYSTEM RESET moneroo.verify_min_interval' -c 'SELECT pg_reload_conf()' >/dev/null 2>&1
     mock_ctl POST /__mock/reset '{}' >/dev/null 2>&1
     rm -rf "$D"
@@ -86,6 +87,8 @@ fi
 
 ROWS="SELECT p::text FROM payouts p ORDER BY id"          # every column, generated ones included
 METHODS="SELECT m::text FROM moneroo_payout_methods m ORDER BY code"
+LIMITS="SELECT l::text FROM moneroo_limits l ORDER BY currency"
+EVENTS="SELECT e::text FROM payout_events e ORDER BY id"
 # A valid sandbox request: req DESCRIPTION ACCOUNT_NUMBER
 req() {
     printf '{"amount": 2500, "currency": "USD", "description": "%s", "method": "moneroo_payout_demo",
@@ -130,6 +133,11 @@ MINE="SELECT string_agg(request ->> 'description' || '=' || status, ', ' ORDER B
 is "$(sql1 "$PGDATABASE" "$MINE")" \
     "dump: rejected=rejected, dump: unknown=unknown, dump: success=success, dump: failed=failed, dump: sent=sent" \
     "the worker's database holds payouts the worker took to rejected (422), unknown (500), success, failed and sent"
+# Since 1.2: the limits, an idempotency key and the history are dumped too.
+keyed=$(sql1 "$PGDATABASE" "DELETE FROM moneroo_limits WHERE currency = 'GMD';
+    INSERT INTO moneroo_limits (currency, max_amount, approval_above, daily_limit) VALUES ('GMD', 100000, 50000, 1000000);
+    SELECT (moneroo_transfer('$(req "dump: keyed" 4149518161)', 'dump-key-$mark')).status")
+is "$keyed" "sent" "a moneroo_transfer with an idempotency key is sent, and the limits of a currency are set"
 sql1 "$PGDATABASE" "SELECT mock.wait_for(\$\$ NOT EXISTS (SELECT FROM payouts WHERE status = 'sending') \$\$, 10)" >/dev/null
 
 # The dump and the saved rows share one snapshot, exported by a session that
@@ -143,7 +151,8 @@ for _ in $(seq 1 100); do [ -s "$D/snapshot" ] && break; sleep 0.1; done
 snapshot=$(head -n 1 "$D/snapshot")
 dump_rc=0
 pg pg_dump -Fc --snapshot="$snapshot" -f "$D/a.dump" "$PGDATABASE" 2>"$D/a.dump.err" || dump_rc=$?
-printf '%s\n' "\\o $D/a.rows" "$ROWS;" "\\o $D/a.methods" "$METHODS;" "\\o" \
+printf '%s\n' "\\o $D/a.rows" "$ROWS;" "\\o $D/a.methods" "$METHODS;" "\\o $D/a.limits" "$LIMITS;" \
+    "\\o $D/a.events" "$EVENTS;" "\\o" \
     "SELECT max(id) FROM payouts;" "COMMIT;" >&7
 exec 7>&-
 wait "$SNAP_PID"; SNAP_PID=""
@@ -167,6 +176,13 @@ is "$(sql1 "$COPY_A" "SELECT count(*) FROM moneroo_payout_methods WHERE code = '
 is "$(sql1 "$COPY_A" "SELECT extversion FROM pg_extension WHERE extname = 'moneroo'")" \
     "$(sql1 "$PGDATABASE" "SELECT extversion FROM pg_extension WHERE extname = 'moneroo'")" \
     "the copy runs the same extension version as the source"
+same "$(sql1 "$COPY_A" "$LIMITS")" "$(cat "$D/a.limits")" "moneroo_limits comes back"
+same "$(sql1 "$COPY_A" "$EVENTS")" "$(cat "$D/a.events")" \
+    "payout_events comes back, every event as dumped (pg_restore's COPY is the one insert its guard lets in besides the extension's)"
+is "$(sql1 "$COPY_A" "SELECT count(*) FROM payouts WHERE idempotency_key = 'dump-key-$mark' AND created_by = 'postgres'")" "1" \
+    "the idempotency key and created_by of a payout come back"
+is "$(sql1 "$COPY_A" "SELECT (moneroo_transfer('$(req "dump: keyed" 4149518161)', 'dump-key-$mark')).id = (SELECT id FROM payouts WHERE idempotency_key = 'dump-key-$mark')")" "t" \
+    "the key still answers in the copy: moneroo_transfer with it returns the restored payout and sends nothing"
 new_id=$(sql1 "$COPY_A" "INSERT INTO payouts (request) VALUES ('$(req "dump: after restore" 4149518161)') RETURNING id")
 if [[ $new_id =~ ^[0-9]+$ ]] && [[ $max_a =~ ^[0-9]+$ ]] && [ "$new_id" -gt "$max_a" ]; then
     pass "a payout queued in the copy gets an id after every restored one ($new_id > $max_a): the id sequence came back"
@@ -174,6 +190,8 @@ else
     fail "a payout queued in the copy gets an id after every restored one: the id sequence came back" \
         "new id: $new_id, highest restored id: $max_a"
 fi
+is "$(sql1 "$COPY_A" "SELECT count(*) FROM payout_events WHERE payout_id = ${new_id:-0} AND id > (SELECT max(id) FROM payout_events WHERE payout_id <> ${new_id:-0})")" "1" \
+    "its first event comes after every restored one: the events' sequence came back too"
 
 # ================================================================ B. pending and sending rows
 out=$(cluster_psql -q -d postgres -c "DROP DATABASE IF EXISTS $SRC_B WITH (FORCE)" -c "CREATE DATABASE $SRC_B" 2>&1) ||

@@ -188,6 +188,23 @@ apply_changes(HeapTuple row, TupleDesc desc, RowChanges *changes)
 									 changes->values, changes->nulls);
 }
 
+/*
+ * send_at, checked: the worker sleeps until the earliest due time, which
+ * an infinite one would not give it.
+ */
+static Datum
+send_at_of(TupleDesc desc, HeapTuple row, bool *isnull)
+{
+	Datum		send_at = heap_getattr(row, column_number(desc, "send_at"), desc, isnull);
+
+	if (!*isnull && TIMESTAMP_NOT_FINITE(DatumGetTimestampTz(send_at)))
+		ereport(ERROR,
+				errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				errmsg("send_at of a payout must be a finite time"),
+				errhint("Give the time it may be sent, or NULL to send it right after commit; moneroo_cancel() stops a payout for good."));
+	return send_at;
+}
+
 /* Why a valid request must be held (moneroo_limits), or NULL. */
 static char *
 hold_reason(Relation rel, HeapTuple row)
@@ -327,7 +344,7 @@ guard_insert(Relation rel, HeapTuple row)
 				  DirectFunctionCall1(namein, CStringGetDatum(audit_actor())), false);
 	if (column_number_if_any(desc, "send_at"))
 	{
-		send_at = heap_getattr(row, column_number(desc, "send_at"), desc, &isnull);
+		send_at = send_at_of(desc, row, &isnull);
 		change_column(&changes, desc, "next_attempt_at", send_at, isnull);
 	}
 
@@ -384,7 +401,7 @@ guard_change_before_sending(Relation rel, HeapTuple old_row, HeapTuple new_row,
 	if (send_at_changed)
 	{
 		bool		isnull;
-		Datum		send_at = heap_getattr(new_row, column_number(desc, "send_at"), desc, &isnull);
+		Datum		send_at = send_at_of(desc, new_row, &isnull);
 
 		change_column(&changes, desc, "next_attempt_at", send_at, isnull);
 	}

@@ -26,6 +26,15 @@
 #             (Moneroo's own 120/min sliding-window limiter), 429s counted
 #   scale     EXPLAIN ANALYZE of the worker's own statements with 10 thousand
 #             vs 1 million settled rows (a separate database, moneroo_scale)
+#   limits    what moneroo_limits costs an INSERT: the inserting backend's CPU
+#             for 1,000 payouts in one transaction with a daily_limit (the
+#             currency lock, one usage read) vs none; and 1,000 one-payout
+#             transactions from 16 pgbench clients at once, with vs without
+#             (with one, they take the currency's lock one after another)
+#   audit     what payout_events costs the worker: its CPU per payout in a
+#             drain of 2,000 (max_concurrency 32, latency 20 ms) with the
+#             extension at 1.2 vs the same drain at 1.1 (no history, no
+#             created_by), alternately, 3 rounds each
 #   idle      the worker's CPU while nothing is due, after rounds of 3 payouts
 #             sent and verified with the default rate_limit (120) and
 #             verify_min_interval (2s), against the python mock; last, since a
@@ -70,7 +79,7 @@ else
     PACING_N=300; SCALE_SMALL=10000; SCALE_BIG=1000000; TRANSFER_N=500; EXPLAIN_REPS=21
 fi
 LATENCY_MS=100
-FIGURES=${*:-ceiling floor drain latency transfer memory leaksize pacing scale idle}
+FIGURES=${*:-ceiling floor drain latency transfer memory leaksize pacing scale limits audit idle}
 BENCH_OUT=${BENCH_OUT:-$BENCH/out/$(date +%Y%m%d-%H%M%S)}
 mkdir -p "$BENCH_OUT"
 RESULTS=$BENCH_OUT/results.tsv
@@ -179,15 +188,16 @@ REQUEST_SQL="jsonb_build_object('amount', 100 + g % 900, 'currency', 'USD',
                                    'first_name', 'Bench', 'last_name', 'Payee ' || g),
     'recipient', jsonb_build_object('account_number', '4149518161'))"
 
-# insert_batch TABLE N: one transaction; prints "cpu_ns commit_us" of the
-# inserting backend (its CPU for the INSERT and the COMMIT, read from
-# /proc/self/schedstat by the backend itself; the epoch just before COMMIT)
+# insert_batch TABLE N [SEND_AT]: one transaction; prints "cpu_ns commit_us"
+# of the inserting backend (its CPU for the INSERT and the COMMIT, read from
+# /proc/self/schedstat by the backend itself; the epoch just before COMMIT).
+# SEND_AT, an SQL expression, schedules the payouts.
 insert_batch() {
     local out
     out=$(psqlb <<SQL
 SELECT split_part(pg_read_file('/proc/self/schedstat'), ' ', 1);
 BEGIN;
-INSERT INTO $1 (request) SELECT $REQUEST_SQL FROM generate_series(1, $2) g;
+INSERT INTO $1 (request${3:+, send_at}) SELECT $REQUEST_SQL${3:+, $3} FROM generate_series(1, $2) g;
 SELECT (extract(epoch FROM clock_timestamp()) * 1e6)::bigint;
 COMMIT;
 SELECT split_part(pg_read_file('/proc/self/schedstat'), ' ', 1);
@@ -413,6 +423,73 @@ fig_drain() {
             "$(calc "${ins% *} / ${plain_ins% *}" 2)" "(info)" -
     done
     psqlb -c "TRUNCATE bench_plain_payouts" >/dev/null
+}
+
+# ---------------------------------------------------------------- limits
+# A daily_limit that 1,000 payouts never reach, so that nothing is held: the
+# cost is the lock and the usage read, not the holding.
+LIMIT_ROW="INSERT INTO moneroo_limits (currency, approval_above, daily_limit) VALUES ('USD', 1000000000, 1000000000000)"
+TOMORROW="now() + interval '1 day'"
+
+fig_limits() {
+    local round a b with=0 without=0 tps_with tps_without script
+    step "limits: INSERT of 1,000 scheduled payouts in one transaction, without and with a daily_limit"
+    psqlb -c "DELETE FROM moneroo_limits" >/dev/null
+    for round in 1 2 3; do
+        a=$(insert_batch payouts 1000 "$TOMORROW"); psqlb -c "DELETE FROM payouts WHERE status = 'pending'" >/dev/null
+        psqlb -c "$LIMIT_ROW" >/dev/null
+        b=$(insert_batch payouts 1000 "$TOMORROW"); psqlb -c "DELETE FROM payouts WHERE status = 'pending'" >/dev/null
+        psqlb -c "DELETE FROM moneroo_limits" >/dev/null
+        say "round $round: inserting backend CPU ${a% *} ns without, ${b% *} ns with a daily_limit"
+        without=$((without + ${a% *})); with=$((with + ${b% *}))
+    done
+    result "INSERT of 1,000 payouts, backend us: daily_limit vs none (3 rounds)" \
+        "$(calc "$with / 3000")" "$(calc "$without / 3000")" "$(calc "$with / $without" 2)" "(info)" -
+    step "limits: 16 pgbench clients, 1,008 one-payout transactions, without and with a daily_limit"
+    script=$BENCH_OUT/limits_insert.sql
+    printf '%s\n' "INSERT INTO payouts (request, send_at) SELECT $(tr '\n' ' ' <<<"$REQUEST_SQL"), $TOMORROW FROM (SELECT (random() * 1e6)::int AS g) r;" >"$script"
+    chmod 644 "$script"
+    tps_without=$("$PGBIN/pgbench" -h "$PGHOST" -p "$PGPORT" -U postgres -n -c 16 -j 2 -t 63 -f "$script" "$PGDATABASE" 2>&1 |
+        sed -nE 's/^tps = ([0-9.]+).*/\1/p')
+    psqlb -c "DELETE FROM payouts WHERE status = 'pending'" -c "$LIMIT_ROW" >/dev/null
+    tps_with=$("$PGBIN/pgbench" -h "$PGHOST" -p "$PGPORT" -U postgres -n -c 16 -j 2 -t 63 -f "$script" "$PGDATABASE" 2>&1 |
+        sed -nE 's/^tps = ([0-9.]+).*/\1/p')
+    psqlb -c "DELETE FROM payouts WHERE status = 'pending'" -c "DELETE FROM moneroo_limits" >/dev/null
+    result "16 clients inserting one payout per transaction, tps: daily_limit vs none" \
+        "$tps_with" "$tps_without" "$(calc "$tps_with / $tps_without" 2)" "(info)" -
+}
+
+# ---------------------------------------------------------------- audit
+# drain_worker_us N: queue N payouts in one transaction and wait until all
+# are sent; prints the worker's CPU per payout, in us
+drain_worker_us() {
+    local wpid base w0 w1
+    bm POST /__mock/reset >/dev/null
+    wpid=$(worker_pid); base=$(max_id); w0=$(cpu_ns "$wpid")
+    insert_batch payouts "$1" >/dev/null
+    wait_mock_creates "$1" 300 || true
+    wait_settled "$base" "$1" 300 >/dev/null || true
+    w1=$(cpu_ns "$wpid")
+    calc "($w1 - $w0) / 1000 / $1"
+}
+
+fig_audit() {
+    local n=2000 round v us at_1_1=0 at_1_2=0
+    step "audit: worker CPU per payout, extension at 1.1 (no payout_events) vs 1.2, drains of $n"
+    set_guc moneroo.max_concurrency 32
+    bm POST /__mock/config '{"latency_ms": 20}' >/dev/null
+    for round in 1 2 3; do
+        for v in 1.1 1.2; do
+            psqlb -c "DROP EXTENSION moneroo" -c "CREATE EXTENSION moneroo VERSION '$v'" >/dev/null
+            sleep 1
+            us=$(drain_worker_us "$n")
+            say "round $round, extension $v: worker CPU $us us per payout"
+            if [ "$v" = 1.1 ]; then at_1_1=$(calc "$at_1_1 + $us"); else at_1_2=$(calc "$at_1_2 + $us"); fi
+        done
+    done
+    psqlb -c "DROP EXTENSION moneroo" -c "CREATE EXTENSION moneroo" >/dev/null
+    result "worker CPU us per payout: 1.2 (payout_events, created_by) vs 1.1, 3 drains of $n each" \
+        "$(calc "$at_1_2 / 3")" "$(calc "$at_1_1 / 3")" "$(calc "$at_1_2 / $at_1_1" 2)" "(info)" -
 }
 
 fig_latency() {

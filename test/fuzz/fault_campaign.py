@@ -54,7 +54,7 @@ sys.dont_write_bytecode = True     # no __pycache__ in the checkout
 import pgutil as pg  # noqa: E402
 
 RECIPIENTS = ["4149518161", "4149518162"]   # settle as success / failed
-DEFINITE = ("sent", "success", "failed", "unknown", "rejected")
+DEFINITE = ("sent", "success", "failed", "unknown", "rejected", "cancelled")
 
 
 class Campaign:
@@ -212,6 +212,26 @@ class Campaign:
             problems.append(f"{states['unknown']} unknown")
         t.ok(not problems, f"{name}: every row of the queue is accounted for, in a definite state "
                            f"({', '.join(f'{n} {s}' for s, n in sorted(states.items()))})", *problems[:10])
+
+        # payout_events: each row's history is one unbroken chain from its
+        # INSERT to the state it is in, whatever crashed or failed meanwhile
+        ids = [r["id"] for r in rows]
+        events = pg.rows("SELECT payout_id, status, previous_status FROM payout_events "
+                         f"WHERE payout_id = ANY('{{{','.join(map(str, ids))}}}'::bigint[]) "
+                         "ORDER BY payout_id, id", timeout=120) if ids else []
+        chains = {}
+        for e in events:
+            chains.setdefault(e["payout_id"], []).append(e)
+        bad = []
+        for r in rows:
+            chain = chains.get(r["id"], [])
+            if not chain or chain[0]["previous_status"] is not None or chain[-1]["status"] != r["status"]:
+                bad.append(f"row {r['id']} {r['status']}: history "
+                           f"{[(e['previous_status'], e['status']) for e in chain][:8]}")
+            elif any(b["previous_status"] != a["status"] for a, b in zip(chain, chain[1:])):
+                bad.append(f"row {r['id']}: broken history {[(e['previous_status'], e['status']) for e in chain][:8]}")
+        t.ok(not bad, f"{name}: every payout's history in payout_events runs unbroken from its INSERT "
+                      "to its state", *bad[:10])
 
         bad = []
         for p in created:

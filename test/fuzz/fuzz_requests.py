@@ -73,6 +73,11 @@ def big_stack(fn, *args):
     return result["v"]
 
 
+# moneroo_limits of the campaign (inserted in its transaction, rolled back):
+# requests above max_amount must be refused, naming "amount"
+MAX_AMOUNTS = {"XOF": 250000}
+
+
 def load_methods():
     ms = pg.rows("SELECT code, currency, country, recipient_field, dial_code "
                  "FROM moneroo_payout_methods ORDER BY code")
@@ -96,7 +101,7 @@ def judge(items, methods):
             v = model.Verdict()
             v.invalid("(null)", "SQL NULL")
         elif doc is not None or state == "ok":
-            v = model.verdict(doc, by_code)
+            v = model.verdict(doc, by_code, MAX_AMOUNTS)
         else:
             v = None
         out[i] = (state, why, v)
@@ -120,6 +125,7 @@ CREATE TEMP TABLE fz_in (i int PRIMARY KEY, doc text);
 CREATE TEMP TABLE fz_out (i int, stage text, state text, message text, detail text);
 INSERT INTO moneroo_payout_methods (code, name, currency, country, recipient_field, dial_code)
 VALUES ('fuzz_custom', 'Fuzz campaign method (rolled back)', 'EUR', 'FR', 'msisdn', '33');
+INSERT INTO moneroo_limits (currency, max_amount) VALUES ('XOF', 250000);
 
 CREATE FUNCTION pg_temp.fz_validate(lo int, hi int) RETURNS void LANGUAGE plpgsql AS $f$
 DECLARE r record; d jsonb; s text; m text; dt text;
@@ -483,7 +489,7 @@ def main():
         # rules allow must go out like any other (3 payouts to the mock).
         by_code = {m["code"]: m for m in methods}
         for name, req in maximal_requests():
-            v = model.verdict(model.parse(json.dumps(req)), by_code)
+            v = model.verdict(model.parse(json.dumps(req)), by_code, MAX_AMOUNTS)
             text = json.dumps(req).replace("'", "''")
             try:
                 out = pg.scalar(f"SELECT octet_length(r::text) || ' ' || status FROM "

@@ -288,8 +288,10 @@ def type_name(v):
     return type(v).__name__
 
 
-def verdict(doc, methods):
-    """methods: {code: {"code", "currency", "country", "recipient_field", "dial_code"}}"""
+def verdict(doc, methods, max_amounts=None):
+    """methods: {code: {"code", "currency", "country", "recipient_field", "dial_code"}};
+    max_amounts: {currency: max_amount} of moneroo_limits (since 1.2: a larger
+    amount is refused by validation, naming "amount")."""
     out = Verdict()
     if not isinstance(doc, dict):
         out.invalid("(root)", f"not an object ({type_name(doc)})")
@@ -313,6 +315,9 @@ def verdict(doc, methods):
                 out.invalid("amount", "not positive")
             elif len(digits) > AMOUNT_MAX_DIGITS:
                 out.invalid("amount", f"{len(digits)} digits")
+            elif (max_amounts and doc.get("currency") in max_amounts
+                  and int(digits) > max_amounts[doc["currency"]]):
+                out.invalid("amount", f"above max_amount {max_amounts[doc['currency']]}")
 
     method = None
     m = doc.get("method")

@@ -18,7 +18,7 @@
 -- metadata.case tags.  moneroo_limits and the settings are reset at the end.
 SET client_min_messages = warning;
 
-SELECT plan(55);
+SELECT plan(56);
 
 -- ---------------------------------------------------------------- helpers
 
@@ -103,6 +103,11 @@ INSERT INTO payouts (request, send_at)
 VALUES (pg_temp.req(10, :'run' || '-scheduled'), to_timestamp(:due));
 INSERT INTO payouts (request, send_at)
 VALUES (pg_temp.req(10, :'run' || '-scheduled-cancelled'), to_timestamp(:due));
+
+SELECT is(pg_temp.error_of(format('INSERT INTO payouts (request, send_at) VALUES (%L, %L)',
+                                  pg_temp.req(10, :'run' || '-infinity'), 'infinity')),
+          '22023: send_at of a payout must be a finite time',
+          'an infinite send_at is refused (22023): the worker sleeps until a due time');
 
 SELECT pg_sleep(1) AS slept \gset
 SELECT is(pg_temp.posts(:'run' || '-scheduled'), 0::bigint,

@@ -2,9 +2,11 @@
  * audit_trail.c
  *		payout_events, the history of every payout, and its guard.
  *
- * The payouts row guard calls audit_record for every state change, inside
- * the statement that makes it, so that the change and its event commit or
- * roll back together.  The event is written as the table's owner; its
+ * Statement triggers on payouts turn every state change into an event,
+ * inside the statement that makes it, so that the change and its event
+ * commit or roll back together; one INSERT per statement, reading the
+ * statement's rows from its transition tables, costs far less than one per
+ * row.  The event is written as the table's owner; its
  * actor is the role that called the extension, captured before the switch
  * (run_as_owner.c), or the worker.  The table's own trigger lets nothing
  * else in, and nothing out: no UPDATE, DELETE or TRUNCATE, for any role.
@@ -20,22 +22,20 @@
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/rel.h"
+#include "utils/tuplestore.h"
 
 #include "audit_trail.h"
-#include "message_text.h"
 #include "payout_guard.h"
 #include "run_as_owner.h"
 
 PG_FUNCTION_INFO_V1(moneroo_payout_events_guard);
-
-/* An event's detail says why in a few words, not the whole answer. */
-#define AUDIT_DETAIL_BYTES 300
+PG_FUNCTION_INFO_V1(moneroo_payouts_record_events);
 
 static const char *actor_override = NULL;
 static char *current_action = NULL;	/* in TopMemoryContext */
 static SubTransactionId action_subxact = InvalidSubTransactionId;
 
-/* True while audit_record inserts: the only inserts the guard lets in. */
+/* True while the history is written: the only inserts the guard lets in. */
 static bool writing_event = false;
 
 const char *
@@ -99,48 +99,89 @@ audit_register_callbacks(void)
 	RegisterSubXactCallback(forget_action_of_subxact, NULL);
 }
 
-void
-audit_record(Relation payouts, int64 payout_id, const char *status,
-			 const char *previous_status, const char *detail)
+/*
+ * The few words of payout_events.detail of a change from o.status to
+ * n.status, read from the row as written; $2 is the SQL function that
+ * caused it, if any.
+ */
+#define EVENT_DETAIL_SQL \
+	"left(CASE WHEN $2 IS NULL THEN d.why ELSE $2 || coalesce(': ' || d.why, '') END, 300)"
+#define EVENT_WHY_SQL \
+	"LATERAL (SELECT CASE" \
+	" WHEN o.status IS NULL AND n.status = 'sending' THEN 'moneroo_transfer'" \
+	" WHEN o.status IS NULL AND n.status = 'pending' THEN" \
+	"   'queued' || coalesce(', not to be sent before ' || n.send_at::text, '')" \
+	" WHEN n.status = 'sending' THEN 'claimed, attempt ' || n.attempts::text" \
+	" WHEN n.status = 'sent' AND o.status = 'sending' THEN 'accepted by Moneroo as ' || n.moneroo_id" \
+	" WHEN n.status IN ('success', 'failed') THEN 'Moneroo reports ' || n.moneroo_status" \
+	" ELSE n.last_error END AS why) d"
+
+/* The statement that turns one statement's rows into events, by its kind. */
+static char *
+events_sql(TriggerEvent event, const char *schema)
 {
-	Oid			events = get_relname_relid("payout_events", RelationGetNamespace(payouts));
-	Oid			types[5] = {INT8OID, TEXTOID, TEXTOID, TEXTOID, TEXTOID};
-	Datum		values[5];
-	char		nulls[5] = "     ";
-	char	   *why;
-	char		clipped[AUDIT_DETAIL_BYTES];
+	const char *insert = psprintf("INSERT INTO %s.payout_events "
+								  "(payout_id, status, previous_status, actor, detail) ",
+								  schema);
+
+	if (TRIGGER_FIRED_BY_INSERT(event))
+		return psprintf("%sSELECT n.id, n.status, NULL, $1, " EVENT_DETAIL_SQL
+						" FROM new_rows n CROSS JOIN LATERAL (SELECT NULL::text AS status) o, "
+						EVENT_WHY_SQL " ORDER BY n.id", insert);
+	if (TRIGGER_FIRED_BY_UPDATE(event))
+		return psprintf("%sSELECT n.id, n.status, o.status, $1, " EVENT_DETAIL_SQL
+						" FROM new_rows n JOIN old_rows o ON o.id = n.id, " EVENT_WHY_SQL
+						" WHERE n.status <> o.status ORDER BY n.id", insert);
+	/* a deleted payout (pending or rejected) keeps its history, ending here */
+	return psprintf("%sSELECT o.id, 'deleted', o.status, $1, $2 FROM old_rows o ORDER BY o.id",
+					insert);
+}
+
+/*
+ * AFTER INSERT, UPDATE and DELETE FOR EACH STATEMENT on payouts, with the
+ * statement's rows as transition tables: one INSERT into payout_events per
+ * statement, however many rows it changed, in the statement itself.
+ */
+Datum
+moneroo_payouts_record_events(PG_FUNCTION_ARGS)
+{
+	TriggerData *trigger = (TriggerData *) fcinfo->context;
+	Relation	payouts;
+	Tuplestorestate *rows;
+	Oid			events;
+	Oid			types[2] = {TEXTOID, TEXTOID};
+	Datum		values[2];
+	char		nulls[2] = "  ";
 	int			rc;
 
-	/* a database still at 1.1 has no history to keep */
+	if (!CALLED_AS_TRIGGER(fcinfo) || !TRIGGER_FIRED_AFTER(trigger->tg_event) ||
+		TRIGGER_FIRED_FOR_ROW(trigger->tg_event))
+		ereport(ERROR,
+				errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				errmsg("moneroo_payouts_record_events must be an AFTER STATEMENT trigger"));
+
+	/* pg_restore brings the history back from the dump of payout_events */
+	rows = TRIGGER_FIRED_BY_DELETE(trigger->tg_event) ? trigger->tg_oldtable : trigger->tg_newtable;
+	if (rows == NULL || tuplestore_tuple_count(rows) == 0 || moneroo_restoring_from_dump())
+		return PointerGetDatum(NULL);
+	payouts = trigger->tg_relation;
+	events = get_relname_relid("payout_events", RelationGetNamespace(payouts));
 	if (!OidIsValid(events))
-		return;
+		elog(ERROR, "payout_events is missing");
 
-	if (current_action != NULL)
-		why = detail ? psprintf("%s: %s", current_action, detail) : current_action;
-	else
-		why = (char *) detail;
-
-	values[0] = Int64GetDatum(payout_id);
-	values[1] = CStringGetTextDatum(status);
-	values[2] = previous_status ? CStringGetTextDatum(previous_status) : (Datum) 0;
-	nulls[2] = previous_status ? ' ' : 'n';
-	values[3] = CStringGetTextDatum(audit_actor());
-	if (why != NULL)
-	{
-		text_clip_copy(clipped, why, sizeof(clipped));
-		values[4] = CStringGetTextDatum(clipped);
-	}
-	nulls[4] = why ? ' ' : 'n';
+	values[0] = CStringGetTextDatum(audit_actor());
+	values[1] = current_action ? CStringGetTextDatum(current_action) : (Datum) 0;
+	nulls[1] = current_action ? ' ' : 'n';
 
 	SPI_connect();
+	if (SPI_register_trigger_data(trigger) != SPI_OK_TD_REGISTER)
+		elog(ERROR, "could not register the transition tables of payouts");
 	PG_TRY();
 	{
 		writing_event = true;
-		rc = moneroo_execute_as_owner(psprintf("INSERT INTO %s.payout_events "
-											   "(payout_id, status, previous_status, actor, detail) "
-											   "VALUES ($1, $2, $3, $4, $5)",
-											   quote_identifier(get_namespace_name(RelationGetNamespace(payouts)))),
-									  5, types, values, nulls, false, InvalidSnapshot, events);
+		rc = moneroo_execute_as_owner(events_sql(trigger->tg_event,
+												 quote_identifier(get_namespace_name(RelationGetNamespace(payouts)))),
+									  2, types, values, nulls, false, InvalidSnapshot, events);
 	}
 	PG_FINALLY();
 	{
@@ -148,9 +189,9 @@ audit_record(Relation payouts, int64 payout_id, const char *status,
 	}
 	PG_END_TRY();
 	if (rc != SPI_OK_INSERT)
-		elog(ERROR, "could not record the event of payout %lld: %s",
-			 (long long) payout_id, SPI_result_code_string(rc));
+		elog(ERROR, "could not record the history of payouts: %s", SPI_result_code_string(rc));
 	SPI_finish();
+	return PointerGetDatum(NULL);
 }
 
 static pg_attribute_noreturn() void

@@ -5,8 +5,6 @@
 #ifndef MONEROO_AUDIT_TRAIL_H
 #define MONEROO_AUDIT_TRAIL_H
 
-#include "utils/relcache.h"
-
 /* The actor of the worker's own changes. */
 #define AUDIT_WORKER_ACTOR "moneroo worker"
 
@@ -31,14 +29,6 @@ extern const char *audit_actor(void);
  * statement inherits it.
  */
 extern void audit_set_action(const char *action);
-
-/*
- * Records one change of the payout in payouts (rel): its new status, the
- * one before (NULL for an INSERT) and a few words of why.  Does nothing
- * where the extension's schema predates payout_events.
- */
-extern void audit_record(Relation payouts, int64 payout_id, const char *status,
-						 const char *previous_status, const char *detail);
 
 extern void audit_register_callbacks(void);
 

@@ -18,6 +18,7 @@
 #include "utils/builtins.h"
 #include "utils/jsonb.h"
 #include "utils/lsyscache.h"
+#include "utils/memutils.h"
 #include "utils/numeric.h"
 
 #include "jsonb_fields.h"
@@ -27,6 +28,7 @@
 #include "request_validator.h"
 #include "run_as_owner.h"
 #include "spending_limits.h"
+#include "statement_key.h"
 
 PG_FUNCTION_INFO_V1(moneroo_validate_sql);
 
@@ -439,13 +441,12 @@ check_max_amount(JsonbValue *amount_value, const char *currency, Oid schema)
 }
 
 static PayoutMethod *
-find_method(const char *code, Oid method_schema)
+read_method(const char *code, Oid method_schema, MemoryContext context)
 {
 	PayoutMethod *method = NULL;
 	char	   *query;
 	Oid			argtypes[1] = {TEXTOID};
 	Datum		args[1];
-	MemoryContext caller_context = CurrentMemoryContext;
 
 	query = psprintf("SELECT currency, country, recipient_field, dial_code "
 					 "FROM %s.moneroo_payout_methods WHERE code = $1",
@@ -464,17 +465,66 @@ find_method(const char *code, Oid method_schema)
 	{
 		HeapTuple	row = SPI_tuptable->vals[0];
 		TupleDesc	desc = SPI_tuptable->tupdesc;
-		MemoryContext spi_context = MemoryContextSwitchTo(caller_context);
+		MemoryContext spi_context = MemoryContextSwitchTo(context);
+		char	   *dial_code = SPI_getvalue(row, desc, 4);
 
 		method = palloc(sizeof(PayoutMethod));
-		method->currency = SPI_getvalue(row, desc, 1);
-		method->country = SPI_getvalue(row, desc, 2);
-		method->recipient_field = SPI_getvalue(row, desc, 3);
-		method->dial_code = SPI_getvalue(row, desc, 4);
+		method->currency = pstrdup(SPI_getvalue(row, desc, 1));
+		method->country = pstrdup(SPI_getvalue(row, desc, 2));
+		method->recipient_field = pstrdup(SPI_getvalue(row, desc, 3));
+		method->dial_code = dial_code ? pstrdup(dial_code) : NULL;
 		MemoryContextSwitchTo(spi_context);
 	}
 	SPI_finish();
 	return method;
+}
+
+/*
+ * The methods one statement looked up (found or not), since a statement
+ * that queues a payroll asks for the same few for every row
+ * (statement_key.h).
+ */
+typedef struct MethodSeen
+{
+	char	   *code;
+	Oid			schema;
+	PayoutMethod *method;		/* NULL: no such method */
+} MethodSeen;
+
+static StatementKey methods_key;
+static List *methods_seen = NIL;
+static MemoryContext methods_context = NULL;
+
+static PayoutMethod *
+find_method(const char *code, Oid method_schema)
+{
+	ListCell   *lc;
+	MethodSeen *seen;
+	MemoryContext old;
+
+	if (methods_context == NULL)
+		methods_context = AllocSetContextCreate(TopMemoryContext, "moneroo payout methods seen",
+												ALLOCSET_SMALL_SIZES);
+	if (!statement_key_is_current(&methods_key))
+	{
+		MemoryContextReset(methods_context);
+		methods_seen = NIL;
+	}
+	foreach(lc, methods_seen)
+	{
+		seen = lfirst(lc);
+		if (seen->schema == method_schema && strcmp(seen->code, code) == 0)
+			return seen->method;
+	}
+
+	seen = MemoryContextAlloc(methods_context, sizeof(MethodSeen));
+	seen->method = read_method(code, method_schema, methods_context);
+	seen->code = MemoryContextStrdup(methods_context, code);
+	seen->schema = method_schema;
+	old = MemoryContextSwitchTo(methods_context);
+	methods_seen = lappend(methods_seen, seen);
+	MemoryContextSwitchTo(old);
+	return seen->method;
 }
 
 static void

@@ -79,8 +79,9 @@ moneroo_execute_as_owner(const char *sql, int nargs, Oid *types, Datum *values,
 							 PGC_S_SESSION, GUC_ACTION_SAVE, true, 0, false);
 	PG_TRY();
 	{
+		/* AFTER triggers fire at the end of the statement: payouts' history does */
 		rc = SPI_execute_snapshot(plan_cache_get(sql, nargs, types), values, nulls, snapshot,
-								  InvalidSnapshot, read_only, false, 0);
+								  InvalidSnapshot, read_only, true, 0);
 	}
 	PG_FINALLY();
 	{

@@ -33,6 +33,7 @@
 #include "payout_status.h"
 #include "run_as_owner.h"
 #include "spending_limits.h"
+#include "statement_key.h"
 
 /* What this transaction knows of one currency's usage, under its lock. */
 typedef struct UsageAddition
@@ -58,40 +59,83 @@ limits_table(Oid schema)
 	return get_relname_relid("moneroo_limits", schema);
 }
 
-CurrencyLimits
-limits_of_currency(Oid schema, const char *currency)
+/*
+ * moneroo_limits as one statement sees it: the validator and the row guard
+ * both ask for every row a statement writes, and the table (a row per
+ * currency) is read once per statement (statement_key.h).
+ */
+typedef struct LimitsRow
 {
-	CurrencyLimits limits = {0};
-	Oid			relid = limits_table(schema);
-	Oid			types[1] = {TEXTOID};
-	Datum		values[1] = {CStringGetTextDatum(currency)};
+	char		currency[4];
+	CurrencyLimits limits;
+} LimitsRow;
 
-	if (!OidIsValid(relid))
-		return limits;
+static struct
+{
+	StatementKey key;
+	Oid			schema;
+	int			n;
+	LimitsRow  *rows;			/* in TopMemoryContext */
+}			limits_seen;
+
+static void
+read_limits(Oid schema, Oid relid)
+{
+	int			n;
 
 	SPI_connect();
-	if (moneroo_execute_as_owner(psprintf("SELECT max_amount, approval_above, daily_limit "
-										  "FROM %s.moneroo_limits WHERE currency = $1",
+	if (moneroo_execute_as_owner(psprintf("SELECT currency, max_amount, approval_above, daily_limit "
+										  "FROM %s.moneroo_limits",
 										  quote_identifier(get_namespace_name(schema))),
-								 1, types, values, NULL, true, InvalidSnapshot, relid) != SPI_OK_SELECT)
+								 0, NULL, NULL, NULL, true, InvalidSnapshot, relid) != SPI_OK_SELECT)
 		elog(ERROR, "could not read moneroo_limits");
-	if (SPI_processed == 1)
+	n = (int) SPI_processed;
+	if (limits_seen.rows != NULL)
+		pfree(limits_seen.rows);
+	limits_seen.rows = MemoryContextAllocZero(TopMemoryContext, sizeof(LimitsRow) * Max(n, 1));
+	for (int i = 0; i < n; i++)
 	{
+		HeapTuple	row = SPI_tuptable->vals[i];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
+		CurrencyLimits *limits = &limits_seen.rows[i].limits;
 		bool		isnull;
 		Datum		value;
 
-		value = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
-		limits.has_max_amount = !isnull;
-		limits.max_amount = isnull ? 0 : DatumGetInt64(value);
-		value = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull);
-		limits.has_approval_above = !isnull;
-		limits.approval_above = isnull ? 0 : DatumGetInt64(value);
-		value = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3, &isnull);
-		limits.has_daily_limit = !isnull;
-		limits.daily_limit = isnull ? 0 : DatumGetInt64(value);
+		strlcpy(limits_seen.rows[i].currency, SPI_getvalue(row, desc, 1), sizeof(limits_seen.rows[i].currency));
+		value = SPI_getbinval(row, desc, 2, &isnull);
+		limits->has_max_amount = !isnull;
+		limits->max_amount = isnull ? 0 : DatumGetInt64(value);
+		value = SPI_getbinval(row, desc, 3, &isnull);
+		limits->has_approval_above = !isnull;
+		limits->approval_above = isnull ? 0 : DatumGetInt64(value);
+		value = SPI_getbinval(row, desc, 4, &isnull);
+		limits->has_daily_limit = !isnull;
+		limits->daily_limit = isnull ? 0 : DatumGetInt64(value);
 	}
+	limits_seen.n = n;
 	SPI_finish();
-	return limits;
+}
+
+CurrencyLimits
+limits_of_currency(Oid schema, const char *currency)
+{
+	CurrencyLimits none = {0};
+	Oid			relid = limits_table(schema);
+
+	if (!OidIsValid(relid))
+		return none;
+	if (!statement_key_is_current(&limits_seen.key) || limits_seen.schema != schema)
+	{
+		/* a failed read leaves nothing to trust */
+		limits_seen.key.valid = false;
+		read_limits(schema, relid);
+		limits_seen.schema = schema;
+		limits_seen.key.valid = true;
+	}
+	for (int i = 0; i < limits_seen.n; i++)
+		if (strcmp(limits_seen.rows[i].currency, currency) == 0)
+			return limits_seen.rows[i].limits;
+	return none;
 }
 
 /*

@@ -214,6 +214,9 @@ hold_reason(Relation rel, HeapTuple row)
 	bool		isnull;
 	Datum		request = heap_getattr(row, column_number(desc, "request"), desc, &isnull);
 
+	/* a NULL request is left to the NOT NULL constraint, like validation */
+	if (isnull)
+		return NULL;
 	return limits_hold_reason(RelationGetNamespace(rel), DatumGetJsonbP(request), false);
 }
 

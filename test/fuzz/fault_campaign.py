@@ -215,21 +215,18 @@ class Campaign:
 
         # payout_events: each row's history is one unbroken chain from its
         # INSERT to the state it is in, whatever crashed or failed meanwhile
-        ids = [r["id"] for r in rows]
-        events = pg.rows("SELECT payout_id, status, previous_status FROM payout_events "
-                         f"WHERE payout_id = ANY('{{{','.join(map(str, ids))}}}'::bigint[]) "
-                         "ORDER BY payout_id, id", timeout=120) if ids else []
-        chains = {}
-        for e in events:
-            chains.setdefault(e["payout_id"], []).append(e)
+        # (rows and histories read in one statement: one snapshot)
+        histories = pg.rows("SELECT p.id, p.status, (SELECT coalesce(json_agg(json_build_array("
+                            "e.previous_status, e.status) ORDER BY e.id), '[]') FROM payout_events e "
+                            f"WHERE e.payout_id = p.id) AS chain FROM payouts p WHERE {self.mine(tag)}",
+                            timeout=120)
         bad = []
-        for r in rows:
-            chain = chains.get(r["id"], [])
-            if not chain or chain[0]["previous_status"] is not None or chain[-1]["status"] != r["status"]:
-                bad.append(f"row {r['id']} {r['status']}: history "
-                           f"{[(e['previous_status'], e['status']) for e in chain][:8]}")
-            elif any(b["previous_status"] != a["status"] for a, b in zip(chain, chain[1:])):
-                bad.append(f"row {r['id']}: broken history {[(e['previous_status'], e['status']) for e in chain][:8]}")
+        for h in histories:
+            chain = h["chain"]
+            if not chain or chain[0][0] is not None or chain[-1][1] != h["status"]:
+                bad.append(f"row {h['id']} {h['status']}: history {chain[:8]}")
+            elif any(b[0] != a[1] for a, b in zip(chain, chain[1:])):
+                bad.append(f"row {h['id']}: broken history {chain[:8]}")
         t.ok(not bad, f"{name}: every payout's history in payout_events runs unbroken from its INSERT "
                       "to its state", *bad[:10])
 

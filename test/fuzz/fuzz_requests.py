@@ -46,7 +46,8 @@ DEFAULT_SEED = 20261125
 CUSTOM_METHOD = {"code": "fuzz_custom", "currency": "EUR", "country": "FR",
                  "recipient_field": "msisdn", "dial_code": "33"}
 PARSE_STATES = {"22P02", "22P05", "54001", "22003", "22023"}
-FIELD_RE = [re.compile(r'^(?:invalid|missing) "(.*)" in payout request$', re.S),
+# (a refusal by a limit of moneroo_limits says which after a colon)
+FIELD_RE = [re.compile(r'^(?:invalid|missing) "(.*)" in payout request(?:: [^"]*)?$', re.S),
             re.compile(r'^unknown key "(.*)" in payout request$', re.S)]
 
 

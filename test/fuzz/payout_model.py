@@ -315,7 +315,7 @@ def verdict(doc, methods, max_amounts=None):
                 out.invalid("amount", "not positive")
             elif len(digits) > AMOUNT_MAX_DIGITS:
                 out.invalid("amount", f"{len(digits)} digits")
-            elif (max_amounts and doc.get("currency") in max_amounts
+            elif (max_amounts and isinstance(doc.get("currency"), str) and doc["currency"] in max_amounts
                   and int(digits) > max_amounts[doc["currency"]]):
                 out.invalid("amount", f"above max_amount {max_amounts[doc['currency']]}")
 

@@ -62,7 +62,7 @@ SELECT pg_catalog.pg_extension_config_dump('moneroo_limits', '');
 REVOKE ALL ON TABLE moneroo_limits FROM PUBLIC;
 
 -- One row per state change of a payout, written in the statement of the
--- change (the payouts_history_* triggers below).  A BEFORE trigger lets only the extension (and
+-- change (the payouts_history trigger below).  A BEFORE trigger lets only the extension (and
 -- pg_restore) insert, and refuses UPDATE, DELETE and TRUNCATE to every
 -- role, the owner included.  No foreign key: the history of a deleted
 -- pending payout stays, ending with its deletion.
@@ -94,18 +94,12 @@ CREATE TRIGGER payout_events_refuse_truncate
     FOR EACH STATEMENT EXECUTE FUNCTION moneroo_payout_events_guard();
 REVOKE ALL ON TABLE payout_events FROM PUBLIC;
 
--- The history is written once per statement on payouts, from the rows it
--- changed (transition tables), in the statement itself.
+-- The row guard notes every change of state; this trigger writes a
+-- statement's changes as events, in one INSERT, at the statement's end.
 CREATE FUNCTION moneroo_payouts_record_events() RETURNS trigger
     AS 'MODULE_PATHNAME', 'moneroo_payouts_record_events' LANGUAGE C;
-CREATE TRIGGER payouts_history_insert
-    AFTER INSERT ON @extschema@.payouts REFERENCING NEW TABLE AS new_rows
-    FOR EACH STATEMENT EXECUTE FUNCTION moneroo_payouts_record_events();
-CREATE TRIGGER payouts_history_update
-    AFTER UPDATE ON @extschema@.payouts REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows
-    FOR EACH STATEMENT EXECUTE FUNCTION moneroo_payouts_record_events();
-CREATE TRIGGER payouts_history_delete
-    AFTER DELETE ON @extschema@.payouts REFERENCING OLD TABLE AS old_rows
+CREATE TRIGGER payouts_history
+    AFTER INSERT OR UPDATE OR DELETE ON @extschema@.payouts
     FOR EACH STATEMENT EXECUTE FUNCTION moneroo_payouts_record_events();
 REVOKE ALL ON FUNCTION moneroo_payout_events_guard(), moneroo_payouts_record_events() FROM PUBLIC;
 

@@ -2,11 +2,11 @@
  * audit_trail.c
  *		payout_events, the history of every payout, and its guard.
  *
- * Statement triggers on payouts turn every state change into an event,
- * inside the statement that makes it, so that the change and its event
- * commit or roll back together; one INSERT per statement, reading the
- * statement's rows from its transition tables, costs far less than one per
- * row.  The event is written as the table's owner; its
+ * The payouts row guard notes every state change; a statement trigger on
+ * payouts writes the statement's changes as events in one INSERT, inside
+ * the statement, so that a change and its event commit or roll back
+ * together, and a payroll of 1,000 rows costs one INSERT of events, not
+ * 1,000.  The event is written as the table's owner; its
  * actor is the role that called the extension, captured before the switch
  * (run_as_owner.c), or the worker.  The table's own trigger lets nothing
  * else in, and nothing out: no UPDATE, DELETE or TRUNCATE, for any role.
@@ -22,9 +22,10 @@
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/rel.h"
-#include "utils/tuplestore.h"
+#include "utils/array.h"
 
 #include "audit_trail.h"
+#include "message_text.h"
 #include "payout_guard.h"
 #include "run_as_owner.h"
 
@@ -35,8 +36,31 @@ static const char *actor_override = NULL;
 static char *current_action = NULL;	/* in TopMemoryContext */
 static SubTransactionId action_subxact = InvalidSubTransactionId;
 
+/* An event's detail says why in a few words, not the whole answer. */
+#define AUDIT_DETAIL_BYTES 300
+
 /* True while the history is written: the only inserts the guard lets in. */
 static bool writing_event = false;
+
+/*
+ * The changes noted and not yet written.  Each carries the subtransaction
+ * it was noted in: a statement trigger writes those of its own
+ * subtransaction and of those nested in it (which have larger ids), so
+ * that a statement run inside another cannot write the outer one's events
+ * in a subtransaction that may yet roll back; a subtransaction that aborts
+ * drops its own.  In TopTransactionContext.
+ */
+typedef struct PendingEvent
+{
+	SubTransactionId subxact;
+	int64		payout_id;
+	char	   *status;
+	char	   *previous_status;
+	char	   *actor;
+	char	   *detail;
+} PendingEvent;
+
+static List *pending_events = NIL;
 
 const char *
 audit_set_actor(const char *actor)
@@ -74,22 +98,33 @@ audit_set_action(const char *action)
 	action_subxact = GetCurrentSubTransactionId();
 }
 
+/* The memory of the pending events went with TopTransactionContext. */
 static void
 forget_action_at_end(XactEvent event, void *arg)
 {
 	if (event == XACT_EVENT_COMMIT || event == XACT_EVENT_ABORT ||
 		event == XACT_EVENT_PARALLEL_COMMIT || event == XACT_EVENT_PARALLEL_ABORT ||
 		event == XACT_EVENT_PREPARE)
+	{
 		forget_action();
+		pending_events = NIL;
+	}
 }
 
+/* A subtransaction that began later is one nested in this one. */
 static void
 forget_action_of_subxact(SubXactEvent event, SubTransactionId subid,
 						 SubTransactionId parent, void *arg)
 {
-	/* a subtransaction that began later is one nested in this one */
-	if (event == SUBXACT_EVENT_ABORT_SUB && action_subxact >= subid)
+	ListCell   *lc;
+
+	if (event != SUBXACT_EVENT_ABORT_SUB)
+		return;
+	if (action_subxact >= subid)
 		forget_action();
+	foreach(lc, pending_events)
+		if (((PendingEvent *) lfirst(lc))->subxact >= subid)
+			pending_events = foreach_delete_current(pending_events, lc);
 }
 
 void
@@ -99,89 +134,103 @@ audit_register_callbacks(void)
 	RegisterSubXactCallback(forget_action_of_subxact, NULL);
 }
 
-/*
- * The few words of payout_events.detail of a change from o.status to
- * n.status, read from the row as written; $2 is the SQL function that
- * caused it, if any.
- */
-#define EVENT_DETAIL_SQL \
-	"left(CASE WHEN $2 IS NULL THEN d.why ELSE $2 || coalesce(': ' || d.why, '') END, 300)"
-#define EVENT_WHY_SQL \
-	"LATERAL (SELECT CASE" \
-	" WHEN o.status IS NULL AND n.status = 'sending' THEN 'moneroo_transfer'" \
-	" WHEN o.status IS NULL AND n.status = 'pending' THEN" \
-	"   'queued' || coalesce(', not to be sent before ' || n.send_at::text, '')" \
-	" WHEN n.status = 'sending' THEN 'claimed, attempt ' || n.attempts::text" \
-	" WHEN n.status = 'sent' AND o.status = 'sending' THEN 'accepted by Moneroo as ' || n.moneroo_id" \
-	" WHEN n.status IN ('success', 'failed') THEN 'Moneroo reports ' || n.moneroo_status" \
-	" ELSE n.last_error END AS why) d"
 
-/* The statement that turns one statement's rows into events, by its kind. */
-static char *
-events_sql(TriggerEvent event, const char *schema)
+void
+audit_note_change(Relation payouts, int64 payout_id, const char *status,
+				  const char *previous_status, const char *detail)
 {
-	const char *insert = psprintf("INSERT INTO %s.payout_events "
-								  "(payout_id, status, previous_status, actor, detail) ",
-								  schema);
+	MemoryContext old;
+	PendingEvent *event;
+	char	   *why = (char *) detail;
 
-	if (TRIGGER_FIRED_BY_INSERT(event))
-		return psprintf("%sSELECT n.id, n.status, NULL, $1, " EVENT_DETAIL_SQL
-						" FROM new_rows n CROSS JOIN LATERAL (SELECT NULL::text AS status) o, "
-						EVENT_WHY_SQL " ORDER BY n.id", insert);
-	if (TRIGGER_FIRED_BY_UPDATE(event))
-		return psprintf("%sSELECT n.id, n.status, o.status, $1, " EVENT_DETAIL_SQL
-						" FROM new_rows n JOIN old_rows o ON o.id = n.id, " EVENT_WHY_SQL
-						" WHERE n.status <> o.status ORDER BY n.id", insert);
-	/* a deleted payout (pending or rejected) keeps its history, ending here */
-	return psprintf("%sSELECT o.id, 'deleted', o.status, $1, $2 FROM old_rows o ORDER BY o.id",
-					insert);
+	/* a database still at 1.1 has no history to keep */
+	if (!OidIsValid(get_relname_relid("payout_events", RelationGetNamespace(payouts))))
+		return;
+	if (current_action != NULL)
+		why = detail ? psprintf("%s: %s", current_action, detail) : current_action;
+
+	old = MemoryContextSwitchTo(TopTransactionContext);
+	event = palloc(sizeof(PendingEvent));
+	event->subxact = GetCurrentSubTransactionId();
+	event->payout_id = payout_id;
+	event->status = pstrdup(status);
+	event->previous_status = previous_status ? pstrdup(previous_status) : NULL;
+	event->actor = pstrdup(audit_actor());
+	event->detail = NULL;
+	if (why != NULL)
+	{
+		event->detail = palloc(AUDIT_DETAIL_BYTES);
+		text_clip_copy(event->detail, why, AUDIT_DETAIL_BYTES);
+	}
+	pending_events = lappend(pending_events, event);
+	MemoryContextSwitchTo(old);
 }
 
-/*
- * AFTER INSERT, UPDATE and DELETE FOR EACH STATEMENT on payouts, with the
- * statement's rows as transition tables: one INSERT into payout_events per
- * statement, however many rows it changed, in the statement itself.
- */
-Datum
-moneroo_payouts_record_events(PG_FUNCTION_ARGS)
+static Datum
+text_array(Datum *values, bool *nulls, int n)
 {
-	TriggerData *trigger = (TriggerData *) fcinfo->context;
-	Relation	payouts;
-	Tuplestorestate *rows;
-	Oid			events;
-	Oid			types[2] = {TEXTOID, TEXTOID};
-	Datum		values[2];
-	char		nulls[2] = "  ";
+	int			dims[1] = {n};
+	int			lbs[1] = {1};
+
+	return PointerGetDatum(construct_md_array(values, nulls, 1, dims, lbs, TEXTOID, -1, false,
+											  TYPALIGN_INT));
+}
+
+/* Writes the events this subtransaction may write, in one INSERT. */
+static void
+write_pending_events(Relation payouts)
+{
+	SubTransactionId here = GetCurrentSubTransactionId();
+	int			n = 0;
+	int			max = list_length(pending_events);
+	Datum	   *ids = palloc(sizeof(Datum) * max);
+	Datum	   *columns[4];
+	bool	   *nulls[4];
+	Oid			types[5] = {INT8ARRAYOID, TEXTARRAYOID, TEXTARRAYOID, TEXTARRAYOID, TEXTARRAYOID};
+	Datum		values[5];
+	ListCell   *lc;
+	Oid			events = get_relname_relid("payout_events", RelationGetNamespace(payouts));
 	int			rc;
 
-	if (!CALLED_AS_TRIGGER(fcinfo) || !TRIGGER_FIRED_AFTER(trigger->tg_event) ||
-		TRIGGER_FIRED_FOR_ROW(trigger->tg_event))
-		ereport(ERROR,
-				errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
-				errmsg("moneroo_payouts_record_events must be an AFTER STATEMENT trigger"));
+	for (int c = 0; c < 4; c++)
+	{
+		columns[c] = palloc(sizeof(Datum) * max);
+		nulls[c] = palloc0(sizeof(bool) * max);
+	}
+	foreach(lc, pending_events)
+	{
+		PendingEvent *e = lfirst(lc);
+		const char *texts[4] = {e->status, e->previous_status, e->actor, e->detail};
 
-	/* pg_restore brings the history back from the dump of payout_events */
-	rows = TRIGGER_FIRED_BY_DELETE(trigger->tg_event) ? trigger->tg_oldtable : trigger->tg_newtable;
-	if (rows == NULL || tuplestore_tuple_count(rows) == 0 || moneroo_restoring_from_dump())
-		return PointerGetDatum(NULL);
-	payouts = trigger->tg_relation;
-	events = get_relname_relid("payout_events", RelationGetNamespace(payouts));
+		if (e->subxact < here)
+			continue;
+		ids[n] = Int64GetDatum(e->payout_id);
+		for (int c = 0; c < 4; c++)
+		{
+			nulls[c][n] = texts[c] == NULL;
+			columns[c][n] = texts[c] ? CStringGetTextDatum(texts[c]) : (Datum) 0;
+		}
+		n++;
+		pending_events = foreach_delete_current(pending_events, lc);
+	}
+	if (n == 0)
+		return;
 	if (!OidIsValid(events))
 		elog(ERROR, "payout_events is missing");
 
-	values[0] = CStringGetTextDatum(audit_actor());
-	values[1] = current_action ? CStringGetTextDatum(current_action) : (Datum) 0;
-	nulls[1] = current_action ? ' ' : 'n';
+	values[0] = PointerGetDatum(construct_array(ids, n, INT8OID, sizeof(int64), true, TYPALIGN_DOUBLE));
+	for (int c = 0; c < 4; c++)
+		values[c + 1] = text_array(columns[c], nulls[c], n);
 
 	SPI_connect();
-	if (SPI_register_trigger_data(trigger) != SPI_OK_TD_REGISTER)
-		elog(ERROR, "could not register the transition tables of payouts");
 	PG_TRY();
 	{
 		writing_event = true;
-		rc = moneroo_execute_as_owner(events_sql(trigger->tg_event,
-												 quote_identifier(get_namespace_name(RelationGetNamespace(payouts)))),
-									  2, types, values, nulls, false, InvalidSnapshot, events);
+		rc = moneroo_execute_as_owner(psprintf("INSERT INTO %s.payout_events "
+											   "(payout_id, status, previous_status, actor, detail) "
+											   "SELECT * FROM unnest($1, $2, $3, $4, $5)",
+											   quote_identifier(get_namespace_name(RelationGetNamespace(payouts)))),
+									  5, types, values, NULL, false, InvalidSnapshot, events);
 	}
 	PG_FINALLY();
 	{
@@ -191,6 +240,25 @@ moneroo_payouts_record_events(PG_FUNCTION_ARGS)
 	if (rc != SPI_OK_INSERT)
 		elog(ERROR, "could not record the history of payouts: %s", SPI_result_code_string(rc));
 	SPI_finish();
+}
+
+/*
+ * AFTER INSERT OR UPDATE OR DELETE FOR EACH STATEMENT on payouts: the
+ * changes the row guard noted during the statement become events in one
+ * INSERT, still inside the statement.
+ */
+Datum
+moneroo_payouts_record_events(PG_FUNCTION_ARGS)
+{
+	TriggerData *trigger = (TriggerData *) fcinfo->context;
+
+	if (!CALLED_AS_TRIGGER(fcinfo) || !TRIGGER_FIRED_AFTER(trigger->tg_event) ||
+		TRIGGER_FIRED_FOR_ROW(trigger->tg_event))
+		ereport(ERROR,
+				errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				errmsg("moneroo_payouts_record_events must be an AFTER STATEMENT trigger"));
+	if (pending_events != NIL)
+		write_pending_events(trigger->tg_relation);
 	return PointerGetDatum(NULL);
 }
 

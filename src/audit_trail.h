@@ -5,6 +5,8 @@
 #ifndef MONEROO_AUDIT_TRAIL_H
 #define MONEROO_AUDIT_TRAIL_H
 
+#include "utils/relcache.h"
+
 /* The actor of the worker's own changes. */
 #define AUDIT_WORKER_ACTOR "moneroo worker"
 
@@ -29,6 +31,15 @@ extern const char *audit_actor(void);
  * statement inherits it.
  */
 extern void audit_set_action(const char *action);
+
+/*
+ * Notes one change of the payout in payouts (rel) for payout_events: its
+ * new status, the one before (NULL for an INSERT) and a few words of why.
+ * The statement's trigger writes it.  Nothing where the extension's schema
+ * predates payout_events.
+ */
+extern void audit_note_change(Relation payouts, int64 payout_id, const char *status,
+							  const char *previous_status, const char *detail);
 
 extern void audit_register_callbacks(void);
 

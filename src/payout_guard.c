@@ -7,8 +7,8 @@
  * validated by the same code as moneroo_transfer, only the extension moves
  * a payout between states, a request is frozen once it may have been sent,
  * and no row that may have moved money can be deleted.  It also holds a
- * payout that a limit says needs a second person.  (The history of every
- * change is written once per statement: audit_trail.c.)
+ * payout that a limit says needs a second person, and notes every change
+ * of state for payout_events (audit_trail.c).
  */
 #include "postgres.h"
 
@@ -48,7 +48,7 @@ static const char *const identity_columns[] = {"id", "reference", "created_by", 
  */
 static const char *const own_triggers[] = {
 	"payouts_guard", "payouts_refuse_truncate",
-	"payouts_history_insert", "payouts_history_update", "payouts_history_delete",
+	"payouts_history",
 	"payout_events_guard", "payout_events_refuse_truncate",
 };
 
@@ -220,6 +220,37 @@ hold_reason(Relation rel, HeapTuple row)
 	return limits_hold_reason(RelationGetNamespace(rel), DatumGetJsonbP(request), false);
 }
 
+/*
+ * The few words of payout_events.detail for a change into status, read
+ * from the row as it will be written.
+ */
+static char *
+change_detail(TupleDesc desc, HeapTuple row, const char *status, const char *previous)
+{
+	char	   *send_at = text_column(desc, row, "send_at");
+
+	if (previous == NULL && strcmp(status, "sending") == 0)
+		return "moneroo_transfer";
+	if (previous == NULL && strcmp(status, "pending") == 0)
+		return send_at ? psprintf("queued, not to be sent before %s", send_at) : "queued";
+	if (strcmp(status, "sending") == 0)
+		return psprintf("claimed, attempt %s", text_column(desc, row, "attempts"));
+	if (strcmp(status, "sent") == 0 && strcmp(previous, "sending") == 0)
+		return psprintf("accepted by Moneroo as %s", text_column(desc, row, "moneroo_id"));
+	if (strcmp(status, "success") == 0 || strcmp(status, "failed") == 0)
+		return psprintf("Moneroo reports %s", text_column(desc, row, "moneroo_status"));
+	return text_column(desc, row, "last_error");
+}
+
+static void
+note_change(Relation rel, HeapTuple row, const char *status, const char *previous)
+{
+	TupleDesc	desc = RelationGetDescr(rel);
+
+	audit_note_change(rel, row_id(desc, row), status, previous,
+					  change_detail(desc, row, status, previous));
+}
+
 static pg_attribute_noreturn() void
 refuse_state_change(const char *column)
 {
@@ -331,6 +362,7 @@ guard_insert(Relation rel, HeapTuple row)
 		change_text_column(&changes, desc, "last_error", held);
 	}
 	row = apply_changes(row, desc, &changes);
+	note_change(rel, row, status, NULL);
 	if (strcmp(status, "pending") == 0)
 		moneroo_wake_worker_at_commit();
 	return row;
@@ -406,6 +438,8 @@ guard_update(Relation rel, HeapTuple old_row, HeapTuple new_row)
 		elog(ERROR, "the moneroo extension never changes a request");
 
 	new_status = text_column(desc, new_row, "status");
+	if (strcmp(new_status, old_status) != 0)
+		note_change(rel, new_row, new_status, old_status);
 	if (strcmp(new_status, "pending") == 0)
 		moneroo_wake_worker_at_commit();
 
@@ -427,6 +461,8 @@ guard_delete(Relation rel, HeapTuple row)
 					   (long long) row_id(desc, row), status),
 				errdetail("A payout that may have moved money stays on record."),
 				errhint("Only pending and rejected payouts can be deleted."));
+	/* its history stays, and ends with who deleted it */
+	audit_note_change(rel, row_id(desc, row), "deleted", status, NULL);
 }
 
 Datum

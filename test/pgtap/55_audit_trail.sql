@@ -10,7 +10,7 @@
 --     UPDATE, DELETE, TRUNCATE, nor an INSERT that the extension did not make.
 SET client_min_messages = warning;
 
-SELECT plan(29);
+SELECT plan(31);
 
 -- ---------------------------------------------------------------- helpers
 
@@ -187,6 +187,38 @@ RETURNING id AS rolled_back \gset
 ROLLBACK;
 SELECT is((SELECT count(*) FROM payout_events WHERE payout_id = :rolled_back), 0::bigint,
           'a rolled-back INSERT leaves no event: the change and its event commit together');
+
+-- a savepoint rolled back takes its events with it; the rest of the
+-- transaction keeps its own
+BEGIN;
+INSERT INTO payouts (request, send_at) VALUES (pg_temp.req(15, '4149518161', :'run' || '-kept'), now() + interval '1 hour')
+RETURNING id AS kept \gset
+SAVEPOINT s;
+INSERT INTO payouts (request, send_at) VALUES (pg_temp.req(15, '4149518161', :'run' || '-savepoint'), now() + interval '1 hour')
+RETURNING id AS savepoint \gset
+ROLLBACK TO s;
+COMMIT;
+SELECT is((SELECT count(*) FROM payout_events WHERE payout_id = :savepoint) || ' ' || pg_temp.history(:kept),
+          '0 pending<-- by postgres',
+          'a payout rolled back to a savepoint leaves no event; the one before it keeps its own');
+-- an error caught inside a function (a subtransaction) drops only its events
+DO $$
+BEGIN
+    INSERT INTO payouts (request, send_at) VALUES (pg_temp.req(15, '4149518161', 'a55-caught-outer'), now() + interval '1 hour');
+    BEGIN
+        INSERT INTO payouts (request, send_at) VALUES (pg_temp.req(15, '4149518161', 'a55-caught-inner'), now() + interval '1 hour');
+        RAISE EXCEPTION 'caught';
+    EXCEPTION WHEN OTHERS THEN
+        NULL;
+    END;
+END
+$$;
+SELECT is((SELECT string_agg(p.request -> 'metadata' ->> 'case' || ':' || e.status, ',')
+           FROM payout_events e JOIN payouts p ON p.id = e.payout_id
+           WHERE p.request -> 'metadata' ->> 'case' LIKE 'a55-caught-%'),
+          'a55-caught-outer:pending',
+          'inside a function, a caught error drops the events of what it undid, and only those');
+DELETE FROM payouts WHERE request -> 'metadata' ->> 'case' IN ('a55-caught-outer', :'run' || '-kept');
 
 INSERT INTO payouts (request, send_at) VALUES (pg_temp.req(16, '4149518161', :'run' || '-deleted'), now() + interval '1 hour')
 RETURNING id AS deleted \gset

@@ -28,7 +28,8 @@
 #             vs 1 million settled rows (a separate database, moneroo_scale)
 #   limits    what moneroo_limits costs an INSERT: the inserting backend's CPU
 #             for 1,000 payouts in one transaction with a daily_limit (the
-#             currency lock, one usage read) vs none; and 1,000 one-payout
+#             currency lock, one usage read) vs none, and without a limit vs
+#             a copy of payouts without the extension; and 1,000 one-payout
 #             transactions from 16 pgbench clients at once, with vs without
 #             (with one, they take the currency's lock one after another)
 #   audit     what payout_events costs the worker: its CPU per payout in a
@@ -432,7 +433,7 @@ LIMIT_ROW="INSERT INTO moneroo_limits (currency, approval_above, daily_limit) VA
 TOMORROW="now() + interval '1 day'"
 
 fig_limits() {
-    local round a b with=0 without=0 tps_with tps_without script
+    local round a b with=0 without=0 plain tps_with tps_without script
     step "limits: INSERT of 1,000 scheduled payouts in one transaction, without and with a daily_limit"
     psqlb -c "DELETE FROM moneroo_limits" >/dev/null
     for round in 1 2 3; do
@@ -445,6 +446,14 @@ fig_limits() {
     done
     result "INSERT of 1,000 payouts, backend us: daily_limit vs none (3 rounds)" \
         "$(calc "$with / 3000")" "$(calc "$without / 3000")" "$(calc "$with / $without" 2)" "(info)" -
+    psqlb -c "CREATE TABLE IF NOT EXISTS bench_plain_payouts (LIKE payouts INCLUDING ALL)" >/dev/null
+    plain=0
+    for round in 1 2 3; do
+        a=$(insert_batch bench_plain_payouts 1000 "$TOMORROW"); plain=$((plain + ${a% *}))
+    done
+    psqlb -c "TRUNCATE bench_plain_payouts" >/dev/null
+    result "INSERT of 1,000 payouts, backend us: no limit vs same INSERT into a copy without the extension" \
+        "$(calc "$without / 3000")" "$(calc "$plain / 3000")" "$(calc "$without / $plain" 2)" "(info)" -
     step "limits: 16 pgbench clients, 1,008 one-payout transactions, without and with a daily_limit"
     script=$BENCH_OUT/limits_insert.sql
     printf '%s\n' "INSERT INTO payouts (request, send_at) SELECT $(tr '\n' ' ' <<<"$REQUEST_SQL"), $TOMORROW FROM (SELECT (random() * 1e6)::int AS g) r;" >"$script"

@@ -485,6 +485,9 @@ drain_worker_us() {
 fig_audit() {
     local n=2000 round v us at_1_1=0 at_1_2=0
     step "audit: worker CPU per payout, extension at 1.1 (no payout_events) vs 1.2, drains of $n"
+    # a copy made with LIKE payouts INCLUDING ALL holds the constraint names a
+    # new payouts would take (payouts_status_check, which 1.2 replaces by name)
+    psqlb -c "DROP TABLE IF EXISTS bench_plain_payouts" >/dev/null
     set_guc moneroo.max_concurrency 32
     bm POST /__mock/config '{"latency_ms": 20}' >/dev/null
     for round in 1 2 3; do

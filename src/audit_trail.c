@@ -6,10 +6,10 @@
  * payouts writes the statement's changes as events in one INSERT, inside
  * the statement, so that a change and its event commit or roll back
  * together, and a payroll of 1,000 rows costs one INSERT of events, not
- * 1,000.  The event is written as the table's owner; its
- * actor is the role that called the extension, captured before the switch
- * (run_as_owner.c), or the worker.  The table's own trigger lets nothing
- * else in, and nothing out: no UPDATE, DELETE or TRUNCATE, for any role.
+ * 1,000.  The event is written as the table's owner; its actor is the role
+ * that called the extension, captured before the switch (run_as_owner.c),
+ * or the worker.  The table's own trigger lets nothing else in, and nothing
+ * out: no UPDATE, DELETE or TRUNCATE, for any role.
  */
 #include "postgres.h"
 
@@ -18,11 +18,11 @@
 #include "commands/trigger.h"
 #include "executor/spi.h"
 #include "miscadmin.h"
+#include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/rel.h"
-#include "utils/array.h"
 
 #include "audit_trail.h"
 #include "message_text.h"
@@ -48,7 +48,9 @@ static bool writing_event = false;
  * subtransaction and of those nested in it (which have larger ids), so
  * that a statement run inside another cannot write the outer one's events
  * in a subtransaction that may yet roll back; a subtransaction that aborts
- * drops its own.  In TopTransactionContext.
+ * drops its own.  In pending_context, under TopTransactionContext, emptied
+ * whenever nothing is pending, so that a long transaction does not keep
+ * what it already wrote.
  */
 typedef struct PendingEvent
 {
@@ -61,6 +63,7 @@ typedef struct PendingEvent
 } PendingEvent;
 
 static List *pending_events = NIL;
+static MemoryContext pending_context = NULL;
 
 const char *
 audit_set_actor(const char *actor)
@@ -108,6 +111,7 @@ forget_action_at_end(XactEvent event, void *arg)
 	{
 		forget_action();
 		pending_events = NIL;
+		pending_context = NULL;
 	}
 }
 
@@ -149,7 +153,10 @@ audit_note_change(Relation payouts, int64 payout_id, const char *status,
 	if (current_action != NULL)
 		why = detail ? psprintf("%s: %s", current_action, detail) : current_action;
 
-	old = MemoryContextSwitchTo(TopTransactionContext);
+	if (pending_context == NULL)
+		pending_context = AllocSetContextCreate(TopTransactionContext, "moneroo pending events",
+												ALLOCSET_DEFAULT_SIZES);
+	old = MemoryContextSwitchTo(pending_context);
 	event = palloc(sizeof(PendingEvent));
 	event->subxact = GetCurrentSubTransactionId();
 	event->payout_id = payout_id;
@@ -213,6 +220,9 @@ write_pending_events(Relation payouts)
 		n++;
 		pending_events = foreach_delete_current(pending_events, lc);
 	}
+	/* the texts are copied: what was written is let go */
+	if (pending_events == NIL)
+		MemoryContextReset(pending_context);
 	if (n == 0)
 		return;
 	if (!OidIsValid(events))

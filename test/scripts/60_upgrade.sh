@@ -11,11 +11,12 @@
 #      payouts an operator must look at.  The upgraded extension is the same,
 #      object for object, as a fresh CREATE EXTENSION moneroo.
 #   B. In the worker's database (moneroo_test): the extension is dropped and
-#      created again at 1.0, three sandbox payouts are queued, and the update
+#      created again at 1.1, three sandbox payouts are queued, and the update
 #      runs while they are on the wire to Moneroo (the mock answers slowly).
 #      They all reach their final states afterwards, none is sent twice, and
 #      the extension is left at the default version as the other tests expect.
-#      The update runs both scripts (1.0--1.1 and 1.1--1.2) while they fly.
+#      The update runs the script of 1.2 (1.1--1.2: new columns, limits,
+#      the history) while they fly; their history starts at the update.
 #
 # Run by test/run.sh (bash, TAP on stdout); needs the variables and cluster.sh
 # functions it exports.  Leaves the settings and the mock as it found them,
@@ -310,13 +311,13 @@ cluster_psql -q -c "ALTER SYSTEM SET moneroo.verify_min_interval = '200ms'" -c '
 version_before=$(sql1 "$PGDATABASE" "$VERSION")
 is "$version_before" "$DEFAULT_VERSION" "the worker's database runs the default version, $DEFAULT_VERSION"
 
-out=$(sql1 "$PGDATABASE" "DROP EXTENSION moneroo; CREATE EXTENSION moneroo VERSION '1.0'; $VERSION; $NEW_OBJECTS")
-if [ "$out" != $'1.0\nf' ]; then
-    fail "the worker's database goes back to 1.0 (DROP EXTENSION moneroo; CREATE EXTENSION moneroo VERSION '1.0')" "$out"
-    skip_rest "the worker's database could not be set back to 1.0"
+out=$(sql1 "$PGDATABASE" "DROP EXTENSION moneroo; CREATE EXTENSION moneroo VERSION '1.1'; $VERSION; $NEW_OBJECTS")
+if [ "$out" != $'1.1\nf' ]; then
+    fail "the worker's database goes back to 1.1 (DROP EXTENSION moneroo; CREATE EXTENSION moneroo VERSION '1.1')" "$out"
+    skip_rest "the worker's database could not be set back to 1.1"
     exit 0
 fi
-pass "the worker's database goes back to 1.0 (DROP EXTENSION moneroo; CREATE EXTENSION moneroo VERSION '1.0')"
+pass "the worker's database goes back to 1.1 (DROP EXTENSION moneroo; CREATE EXTENSION moneroo VERSION '1.1')"
 config_before=$(sql1 "$PGDATABASE" "$EXTCONFIG")
 
 # Moneroo answers each request 1 s after receiving it: the update runs while
@@ -330,13 +331,13 @@ ids=$(sql1 "$PGDATABASE" "INSERT INTO payouts (request)
     FROM generate_series(1, 3) AS n
     RETURNING id" | tr '\n' ',' | sed 's/,$//')
 case $ids in
-    *ERROR*|"") fail "three sandbox payouts are queued in the 1.0 table" "$ids"; skip_rest "nothing queued"; exit 0 ;;
+    *ERROR*|"") fail "three sandbox payouts are queued in the 1.1 table" "$ids"; skip_rest "nothing queued"; exit 0 ;;
 esac
 MINE="SELECT * FROM payouts WHERE id IN ($ids)"
 KEYS="SELECT id || ' ' || reference || ' ' || request::text FROM ($MINE) m ORDER BY id"
 keys_before=$(sql1 "$PGDATABASE" "$KEYS")
 is "$(sql1 "$PGDATABASE" "SELECT mock.wait_for(\$\$ EXISTS (SELECT FROM ($MINE) m WHERE status = 'sending') \$\$, 10)")" "t" \
-    "the worker on 1.0 claims the first payout and sends it"
+    "the worker on 1.1 claims the first payout and sends it"
 
 # The worker spaces its requests to keep within moneroo.rate_limit (120/min:
 # one every 0.5 s), so at this point one payout is on the wire and the others
@@ -345,7 +346,7 @@ during=$(sql1 "$PGDATABASE" "ALTER EXTENSION moneroo UPDATE;
     SELECT count(*) FILTER (WHERE status = 'sending') > 0 AND count(*) FILTER (WHERE status IN ('pending', 'sending')) = 3
     FROM ($MINE) m")
 is "$during" "t" \
-    "ALTER EXTENSION moneroo UPDATE (1.0 to 1.1 to 1.2) completes while the payouts are in flight or queued, none answered yet" \
+    "ALTER EXTENSION moneroo UPDATE (1.1 to 1.2) completes while the payouts are in flight or queued, none answered yet" \
     "states when the update committed: $(sql1 "$PGDATABASE" "SELECT string_agg(status, ' ' ORDER BY id) FROM ($MINE) m")"
 is "$(sql1 "$PGDATABASE" "$VERSION; $NEW_OBJECTS")" "$DEFAULT_VERSION"$'\nt' \
     "the worker's database is at $DEFAULT_VERSION, with the new index, views and functions"

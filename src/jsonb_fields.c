@@ -172,3 +172,9 @@ jsonb_parse_untrusted(const char *text, size_t len)
 	}
 	return parse_in_subtransaction(pnstrdup(text, len), len);
 }
+
+int64
+jsonb_int64_of(JsonbValue *value)
+{
+	return DatumGetInt64(DirectFunctionCall1(numeric_int8, NumericGetDatum(value->val.numeric)));
+}

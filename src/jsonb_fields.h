@@ -29,6 +29,9 @@ extern const char *jsonb_type_name(JsonbValue *value);
  */
 extern char *jsonb_digits_of(JsonbValue *value);
 
+/* A JSON number already known to be an integer that fits, as an int64. */
+extern int64 jsonb_int64_of(JsonbValue *value);
+
 /*
  * Parses JSON that came from outside (Moneroo's answers, webhook bodies)
  * without ever raising an error: NULL when it is not usable JSON.

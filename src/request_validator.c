@@ -428,8 +428,7 @@ check_max_amount(JsonbValue *amount_value, const char *currency, Oid schema)
 	limits = limits_of_currency(schema, currency);
 	if (!limits.has_max_amount)
 		return;
-	amount = DatumGetInt64(DirectFunctionCall1(numeric_int8,
-											   NumericGetDatum(amount_value->val.numeric)));
+	amount = jsonb_int64_of(amount_value);
 	if (amount > limits.max_amount)
 		ereport(ERROR,
 				errcode(ERRCODE_INVALID_PARAMETER_VALUE),

@@ -26,7 +26,6 @@
 #include "utils/builtins.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
-#include "utils/numeric.h"
 #include "utils/snapmgr.h"
 
 #include "jsonb_fields.h"
@@ -232,8 +231,7 @@ limits_hold_reason(Oid schema, Jsonb *request, bool peek)
 	JsonbValue *currency_value = jsonb_field(&request->root, "currency");
 	JsonbValue *amount_value = jsonb_field(&request->root, "amount");
 	char	   *currency = pnstrdup(currency_value->val.string.val, currency_value->val.string.len);
-	int64		amount = DatumGetInt64(DirectFunctionCall1(numeric_int8,
-														   NumericGetDatum(amount_value->val.numeric)));
+	int64		amount = jsonb_int64_of(amount_value);
 	CurrencyLimits limits = limits_of_currency(schema, currency);
 	CurrencyUsage *usage = NULL;
 	int64		used;

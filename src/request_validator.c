@@ -98,37 +98,136 @@ typedef struct PayoutMethod
 	char	   *dial_code;		/* NULL: exempt from the dial-code check */
 } PayoutMethod;
 
-static pg_attribute_noreturn() void
+/*
+ * What is wrong with a request.  Every check notes its problems rather than
+ * raising the first: the caller gets the first in errmsg and all of them in
+ * errdetail, so that one round trip fixes a request (as Moneroo's own 422
+ * lists its field errors).  A field with a problem is not checked further,
+ * and a check that needs a sound field (the recipient needs the method) is
+ * left out when that field has one.
+ */
+typedef enum ProblemKind
+{
+	PROBLEM_MISSING,
+	PROBLEM_INVALID,
+	PROBLEM_UNKNOWN_KEY,
+} ProblemKind;
+
+typedef struct Problem
+{
+	ProblemKind kind;
+	const char *field;			/* its path: customer.email, metadata.x */
+	const char *summary;		/* NULL, or a few words for errmsg */
+	const char *detail;			/* a full sentence */
+	const char *hint;			/* NULL: the default for its kind */
+} Problem;
+
+/* errdetail lists at most this many; a request of 10,000 stray keys stays readable */
+#define PROBLEMS_LISTED 20
+
+static List *problems = NIL;
+
+static void
+note_problem(ProblemKind kind, const char *field, const char *summary,
+			 const char *detail, const char *hint)
+{
+	Problem    *p = palloc(sizeof(Problem));
+
+	p->kind = kind;
+	p->field = field;
+	p->summary = summary;
+	p->detail = detail;
+	p->hint = hint;
+	problems = lappend(problems, p);
+}
+
+/* Always false, so that a check can "return reject(...)". */
+static bool
 reject(const char *field, const char *detail, const char *hint)
 {
-	ereport(ERROR,
-			errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-			errmsg("invalid \"%s\" in payout request", field),
-			errdetail_internal("%s", detail),
-			hint ? errhint("%s", hint) :
-			errhint("Correct \"%s\" and send the request again; the request format is in the moneroo README.", field));
+	note_problem(PROBLEM_INVALID, field, NULL, detail, hint);
+	return false;
 }
 
-static pg_attribute_noreturn() void
+static bool
 reject_missing(const char *field)
 {
-	ereport(ERROR,
-			errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-			errmsg("missing \"%s\" in payout request", field),
-			errhint("Add \"%s\"; the request format is in the moneroo README.", field));
+	note_problem(PROBLEM_MISSING, field, NULL, "The field is required.", NULL);
+	return false;
 }
 
-static pg_attribute_noreturn() void
+static bool
 reject_type(const char *field, const char *expected, JsonbValue *value)
 {
-	reject(field,
-		   psprintf("Expected %s, got %s.", expected, jsonb_type_name(value)),
-		   NULL);
+	return reject(field,
+				  psprintf("Expected %s, got %s.", expected, jsonb_type_name(value)),
+				  NULL);
+}
+
+static char *
+default_hint(const Problem *p)
+{
+	switch (p->kind)
+	{
+		case PROBLEM_MISSING:
+			return psprintf("Add \"%s\"; the request format is in the moneroo README.", p->field);
+		case PROBLEM_UNKNOWN_KEY:
+			return pstrdup("Remove the key or check its spelling.");
+		case PROBLEM_INVALID:
+			break;
+	}
+	return psprintf("Correct \"%s\" and send the request again; the request format is in the moneroo README.",
+					p->field);
 }
 
 /*
- * Refuses keys that no rule names: a misspelt optional field would
- * otherwise be dropped without anyone noticing.
+ * Raises the problems noted, if any: 22023, the first in errmsg (naming its
+ * field, as before problems were listed), every one in errdetail on a line
+ * of its own, "path: sentence".
+ */
+static void
+raise_problems(void)
+{
+	List	   *noted = problems;
+	Problem    *first;
+	StringInfoData detail;
+	int			n = list_length(noted);
+	ListCell   *lc;
+
+	problems = NIL;
+	if (n == 0)
+		return;
+	first = linitial(noted);
+	initStringInfo(&detail);
+	foreach(lc, noted)
+	{
+		Problem    *p = lfirst(lc);
+		int			i = foreach_current_index(lc);
+
+		if (i == PROBLEMS_LISTED)
+		{
+			appendStringInfo(&detail, "\n... and %d more problems.", n - i);
+			break;
+		}
+		appendStringInfo(&detail, "%s%s: %s", i ? "\n" : "", p->field, p->detail);
+	}
+	ereport(ERROR,
+			errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+			first->kind == PROBLEM_MISSING ?
+			errmsg("missing \"%s\" in payout request", first->field) :
+			first->kind == PROBLEM_UNKNOWN_KEY ?
+			errmsg("unknown key \"%s\" in payout request", first->field) :
+			first->summary ?
+			errmsg("invalid \"%s\" in payout request: %s", first->field, first->summary) :
+			errmsg("invalid \"%s\" in payout request", first->field),
+			errdetail_internal("%s", detail.data),
+			n == 1 ? errhint("%s", first->hint ? first->hint : default_hint(first)) :
+			errhint("Correct the %d problems found and send the request again; the request format is in the moneroo README.", n));
+}
+
+/*
+ * Notes keys that no rule names: a misspelt optional field would otherwise
+ * be dropped without anyone noticing.
  */
 static void
 reject_unknown_keys(JsonbContainer *object, const FieldRule *rules, int nrules,
@@ -137,6 +236,7 @@ reject_unknown_keys(JsonbContainer *object, const FieldRule *rules, int nrules,
 	JsonbIterator *it = JsonbIteratorInit(object);
 	JsonbValue	v;
 	JsonbIteratorToken tok;
+	char	   *allowed = NULL;
 
 	while ((tok = JsonbIteratorNext(&it, &v, true)) != WJB_DONE)
 	{
@@ -145,27 +245,28 @@ reject_unknown_keys(JsonbContainer *object, const FieldRule *rules, int nrules,
 
 		if (tok != WJB_KEY)
 			continue;
-		key = text_for_message(v.val.string.val, v.val.string.len,
-							   ECHO_MAX_BYTES, TEXT_KEEP_CONTROLS);
 		for (int i = 0; i < nrules && !known; i++)
 			known = strlen(rules[i].name) == v.val.string.len &&
 				memcmp(rules[i].name, v.val.string.val, v.val.string.len) == 0;
-		if (!known)
+		if (known)
+			continue;
+		if (allowed == NULL)
 		{
-			StringInfoData allowed;
+			StringInfoData names;
 
-			initStringInfo(&allowed);
+			initStringInfo(&names);
 			for (int i = 0; i < nrules; i++)
-				appendStringInfo(&allowed, "%s%s", i ? ", " : "", rules[i].name);
-			ereport(ERROR,
-					errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-					errmsg("unknown key \"%s%s\" in payout request", prefix, key),
-					errdetail("Allowed keys%s%s are: %s.",
+				appendStringInfo(&names, "%s%s", i ? ", " : "", rules[i].name);
+			allowed = names.data;
+		}
+		key = text_for_message(v.val.string.val, v.val.string.len,
+							   ECHO_MAX_BYTES, TEXT_KEEP_CONTROLS);
+		note_problem(PROBLEM_UNKNOWN_KEY, psprintf("%s%s", prefix, key), NULL,
+					 psprintf("Not an allowed key; the allowed keys%s%s are: %s.",
 							  prefix[0] ? " of " : "",
 							  prefix[0] ? pnstrdup(prefix, strlen(prefix) - 1) : "",
-							  allowed.data),
-					errhint("Remove the key or check its spelling."));
-		}
+							  allowed),
+					 NULL);
 	}
 }
 
@@ -173,7 +274,7 @@ reject_unknown_keys(JsonbContainer *object, const FieldRule *rules, int nrules,
  * A free-text field: a string of 1 to max_chars characters, not blank,
  * without control characters (they break receipts and SMS notifications).
  */
-static void
+static bool
 check_text(const char *field, JsonbValue *value, int max_chars)
 {
 	const char *s;
@@ -182,7 +283,7 @@ check_text(const char *field, JsonbValue *value, int max_chars)
 	bool		blank = true;
 
 	if (value->type != jbvString)
-		reject_type(field, "a string", value);
+		return reject_type(field, "a string", value);
 	s = value->val.string.val;
 	len = value->val.string.len;
 	for (int i = 0; i < len; i++)
@@ -190,18 +291,19 @@ check_text(const char *field, JsonbValue *value, int max_chars)
 		unsigned char c = (unsigned char) s[i];
 
 		if (c < 0x20 || c == 0x7f)
-			reject(field, "The text contains a control character.", NULL);
+			return reject(field, "The text contains a control character.", NULL);
 		if (c != ' ')
 			blank = false;
 	}
 	if (blank)
-		reject(field, "The text must not be empty or blank.", NULL);
+		return reject(field, "The text must not be empty or blank.", NULL);
 	nchars = pg_mbstrlen_with_len(s, len);
 	if (nchars > max_chars)
-		reject(field,
-			   psprintf("The text is %d characters long; at most %d are allowed.",
-						nchars, max_chars),
-			   NULL);
+		return reject(field,
+					  psprintf("The text is %d characters long; at most %d are allowed.",
+							   nchars, max_chars),
+					  NULL);
+	return true;
 }
 
 /* NULL unless value is a string of exactly n uppercase ASCII letters. */
@@ -225,29 +327,30 @@ is_assigned_country(const char *code)
 	return false;
 }
 
-static void
+static bool
 check_amount(JsonbValue *value)
 {
 	char	   *digits;
 
 	if (value->type != jbvNumeric)
-		reject("amount",
-			   psprintf("The amount must be a JSON integer, not %s.", jsonb_type_name(value)),
-			   "Give the amount as a whole number in the currency's main unit, for example 1000.");
+		return reject("amount",
+					  psprintf("The amount must be a JSON integer, not %s.", jsonb_type_name(value)),
+					  "Give the amount as a whole number in the currency's main unit, for example 1000.");
 	digits = jsonb_digits_of(value);
 	if (digits == NULL)
-		reject("amount",
-			   "The amount must be a positive whole number; fractions and negative amounts are refused.",
-			   "Moneroo takes amounts in the currency's main unit, without decimals.");
+		return reject("amount",
+					  "The amount must be a positive whole number; fractions and negative amounts are refused.",
+					  "Moneroo takes amounts in the currency's main unit, without decimals.");
 	if (strspn(digits, "0") == strlen(digits))
-		reject("amount", "The amount must be greater than zero.", NULL);
+		return reject("amount", "The amount must be greater than zero.", NULL);
 	while (*digits == '0')
 		digits++;
 	if (strlen(digits) > AMOUNT_MAX_DIGITS)
-		reject("amount",
-			   psprintf("The amount has %d digits; at most %d are allowed.",
-						(int) strlen(digits), AMOUNT_MAX_DIGITS),
-			   NULL);
+		return reject("amount",
+					  psprintf("The amount has %d digits; at most %d are allowed.",
+							   (int) strlen(digits), AMOUNT_MAX_DIGITS),
+					  NULL);
+	return true;
 }
 
 /*
@@ -300,6 +403,30 @@ email_is_plausible(const char *s, int len)
 	return has_dot && label_len >= 2 && domain[domain_len - 1] != '-';
 }
 
+/* customer.phone: E.164 digits, as an integer or a string */
+static bool
+check_phone(const char *field, JsonbValue *value)
+{
+	char	   *digits = jsonb_digits_of(value);
+	int			n;
+
+	if (digits == NULL)
+		return reject(field,
+					  "The phone number must be an integer or a string of digits, in international format without \"+\".",
+					  "Write +229 51 34 50 20 as 22951345020.");
+	if (digits[0] == '0')
+		return reject(field,
+					  "An E.164 phone number starts with its country code, never with 0.",
+					  "Write 00229 51 34 50 20 as 22951345020.");
+	n = strlen(digits);
+	if (n < PHONE_MIN_DIGITS || n > PHONE_MAX_DIGITS)
+		return reject(field,
+					  psprintf("An E.164 phone number has %d to %d digits and starts with a country code; got %d digits.",
+							   PHONE_MIN_DIGITS, PHONE_MAX_DIGITS, n),
+					  NULL);
+	return true;
+}
+
 static void
 check_customer(JsonbValue *customer)
 {
@@ -307,7 +434,10 @@ check_customer(JsonbValue *customer)
 	int			nfields = lengthof(customer_fields);
 
 	if (!jsonb_is_object(customer))
+	{
 		reject_type("customer", "an object", customer);
+		return;
+	}
 	object = customer->val.binary.data;
 	reject_unknown_keys(object, customer_fields, nfields, "customer.");
 
@@ -321,28 +451,9 @@ check_customer(JsonbValue *customer)
 		{
 			if (rule->required)
 				reject_missing(field);
-			continue;
 		}
-
-		if (strcmp(rule->name, "phone") == 0)
-		{
-			char	   *digits = jsonb_digits_of(value);
-			int			n = digits ? strlen(digits) : 0;
-
-			if (digits == NULL)
-				reject(field,
-					   "The phone number must be an integer or a string of digits, in international format without \"+\".",
-					   "Write +229 51 34 50 20 as 22951345020.");
-			if (digits[0] == '0')
-				reject(field,
-					   "An E.164 phone number starts with its country code, never with 0.",
-					   "Write 00229 51 34 50 20 as 22951345020.");
-			if (n < PHONE_MIN_DIGITS || n > PHONE_MAX_DIGITS)
-				reject(field,
-					   psprintf("An E.164 phone number has %d to %d digits and starts with a country code; got %d digits.",
-								PHONE_MIN_DIGITS, PHONE_MAX_DIGITS, n),
-					   NULL);
-		}
+		else if (strcmp(rule->name, "phone") == 0)
+			check_phone(field, value);
 		else if (strcmp(rule->name, "country") == 0)
 		{
 			char	   *code = uppercase_code(value, 2);
@@ -352,14 +463,11 @@ check_customer(JsonbValue *customer)
 					   "The country must be an assigned ISO 3166-1 alpha-2 code in capitals, such as \"BJ\".",
 					   NULL);
 		}
-		else
-		{
-			check_text(field, value, rule->max_chars);
-			if (strcmp(rule->name, "email") == 0 &&
-				!email_is_plausible(value->val.string.val, value->val.string.len))
-				reject(field, "The email address is not plausible.",
-					   "Give an address such as jane@example.com.");
-		}
+		else if (check_text(field, value, rule->max_chars) &&
+				 strcmp(rule->name, "email") == 0 &&
+				 !email_is_plausible(value->val.string.val, value->val.string.len))
+			reject(field, "The email address is not plausible.",
+				   "Give an address such as jane@example.com.");
 	}
 }
 
@@ -373,7 +481,10 @@ check_metadata(JsonbValue *metadata)
 	char	   *key = NULL;
 
 	if (!jsonb_is_object(metadata))
+	{
 		reject_type("metadata", "an object of string values", metadata);
+		return;
+	}
 
 	it = JsonbIteratorInit(metadata->val.binary.data);
 	while ((tok = JsonbIteratorNext(&it, &v, true)) != WJB_DONE)
@@ -382,7 +493,7 @@ check_metadata(JsonbValue *metadata)
 		{
 			key = text_for_message(v.val.string.val, v.val.string.len,
 							   ECHO_MAX_BYTES, TEXT_KEEP_CONTROLS);
-			if (++entries > METADATA_MAX_ENTRIES)
+			if (++entries == METADATA_MAX_ENTRIES + 1)
 				reject("metadata",
 					   psprintf("Metadata holds at most %d entries.", METADATA_MAX_ENTRIES),
 					   NULL);
@@ -390,8 +501,8 @@ check_metadata(JsonbValue *metadata)
 				reject("metadata.payout_reference",
 					   "The key payout_reference is reserved: the extension sends the payout's reference under it.",
 					   "Use another key name; the reference is in the payouts.reference column.");
-			if (v.val.string.len == 0 ||
-				pg_mbstrlen_with_len(v.val.string.val, v.val.string.len) > METADATA_KEY_MAX_CHARS)
+			else if (v.val.string.len == 0 ||
+					 pg_mbstrlen_with_len(v.val.string.val, v.val.string.len) > METADATA_KEY_MAX_CHARS)
 				reject("metadata",
 					   psprintf("Metadata keys have 1 to %d characters.", METADATA_KEY_MAX_CHARS),
 					   NULL);
@@ -404,7 +515,7 @@ check_metadata(JsonbValue *metadata)
 				reject(field,
 					   psprintf("Metadata values must be strings, not %s.", jsonb_type_name(&v)),
 					   "Quote the value, for example \"123\".");
-			if (pg_mbstrlen_with_len(v.val.string.val, v.val.string.len) > METADATA_VALUE_MAX_CHARS)
+			else if (pg_mbstrlen_with_len(v.val.string.val, v.val.string.len) > METADATA_VALUE_MAX_CHARS)
 				reject(field,
 					   psprintf("Metadata values have at most %d characters.", METADATA_VALUE_MAX_CHARS),
 					   NULL);
@@ -430,13 +541,12 @@ check_max_amount(JsonbValue *amount_value, const char *currency, Oid schema)
 		return;
 	amount = jsonb_int64_of(amount_value);
 	if (amount > limits.max_amount)
-		ereport(ERROR,
-				errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				errmsg("invalid \"amount\" in payout request: %lld %s is above max_amount (%lld)",
-					   (long long) amount, currency, (long long) limits.max_amount),
-				errdetail("moneroo_limits allows payouts of at most %lld %s.",
-						  (long long) limits.max_amount, currency),
-				errhint("Split the payout, or have max_amount of %s raised in moneroo_limits.", currency));
+		note_problem(PROBLEM_INVALID, "amount",
+					 psprintf("%lld %s is above max_amount (%lld)",
+							  (long long) amount, currency, (long long) limits.max_amount),
+					 psprintf("%lld %s is above max_amount: moneroo_limits allows payouts of at most %lld %s.",
+							  (long long) amount, currency, (long long) limits.max_amount, currency),
+					 psprintf("Split the payout, or have max_amount of %s raised in moneroo_limits.", currency));
 }
 
 static PayoutMethod *
@@ -535,31 +645,44 @@ check_recipient(JsonbValue *recipient, PayoutMethod *method, const char *method_
 	char	   *digits;
 	int			n;
 
-	if (!jsonb_is_object(recipient))
-		reject_type("recipient", "an object", recipient);
 	reject_unknown_keys(recipient->val.binary.data, &rule, 1, "recipient.");
 
 	value = jsonb_field(recipient->val.binary.data, method->recipient_field);
 	if (value == NULL || value->type == jbvNull)
+	{
 		reject_missing(field);
+		return;
+	}
 
 	digits = jsonb_digits_of(value);
 	if (digits == NULL)
+	{
 		reject(field,
 			   "The recipient number must be an integer or a string of digits, in international format without \"+\" or spaces.",
 			   "Write +229 51 34 50 20 as \"22951345020\".");
+		return;
+	}
 	n = strlen(digits);
 	if (n < PHONE_MIN_DIGITS || n > PHONE_MAX_DIGITS)
 		reject(field,
 			   psprintf("The recipient number has %d digits; an E.164 number has %d to %d.",
 						n, PHONE_MIN_DIGITS, PHONE_MAX_DIGITS),
 			   NULL);
-	if (method->dial_code != NULL &&
-		strncmp(digits, method->dial_code, strlen(method->dial_code)) != 0)
+	else if (method->dial_code != NULL &&
+			 strncmp(digits, method->dial_code, strlen(method->dial_code)) != 0)
 		reject(field,
 			   psprintf("Method %s pays numbers in %s, which start with the dial code %s.",
 						method_code, method->country, method->dial_code),
 			   "Write the number in international format, starting with the country code.");
+}
+
+/* The value of a top-level field, or NULL when it is absent or JSON null. */
+static JsonbValue *
+required_field(JsonbContainer *root, const char *name)
+{
+	JsonbValue *value = jsonb_field(root, name);
+
+	return value == NULL || value->type == jbvNull ? NULL : value;
 }
 
 void
@@ -567,10 +690,11 @@ moneroo_validate_request(Jsonb *request, Oid method_schema)
 {
 	JsonbContainer *root;
 	JsonbValue *value;
-	JsonbValue *recipient;
-	char	   *method_code;
-	char	   *currency;
-	PayoutMethod *method;
+	JsonbValue *amount;
+	char	   *method_code = NULL;
+	char	   *currency = NULL;
+	PayoutMethod *method = NULL;
+	bool		amount_ok = false;
 
 	if (request == NULL)
 		ereport(ERROR,
@@ -583,51 +707,68 @@ moneroo_validate_request(Jsonb *request, Oid method_schema)
 				errmsg("payout request must be a JSON object"),
 				errhint("Pass a JSON object with amount, currency, description, method, customer and recipient."));
 
+	/* a problem left by a check that raised another error is not ours */
+	problems = NIL;
 	root = &request->root;
 	reject_unknown_keys(root, top_level_fields, lengthof(top_level_fields), "");
 	for (int i = 0; i < lengthof(top_level_fields); i++)
-	{
-		value = jsonb_field(root, top_level_fields[i].name);
-		if (top_level_fields[i].required && (value == NULL || value->type == jbvNull))
+		if (top_level_fields[i].required && required_field(root, top_level_fields[i].name) == NULL)
 			reject_missing(top_level_fields[i].name);
-	}
 
-	check_amount(jsonb_field(root, "amount"));
+	amount = required_field(root, "amount");
+	if (amount)
+		amount_ok = check_amount(amount);
 
-	value = jsonb_field(root, "currency");
-	currency = uppercase_code(value, 3);
-	if (currency == NULL)
+	value = required_field(root, "currency");
+	if (value && (currency = uppercase_code(value, 3)) == NULL)
 		reject("currency",
 			   "The currency must be an ISO 4217 code of three capital letters, such as \"XOF\".",
 			   NULL);
 
-	check_text("description", jsonb_field(root, "description"), DESCRIPTION_MAX_CHARS);
+	value = required_field(root, "description");
+	if (value)
+		check_text("description", value, DESCRIPTION_MAX_CHARS);
 
-	value = jsonb_field(root, "method");
-	if (value->type != jbvString)
+	value = required_field(root, "method");
+	if (value && value->type != jbvString)
 		reject_type("method", "a string", value);
-	method_code = pnstrdup(value->val.string.val, value->val.string.len);
-	method = find_method(method_code, method_schema);
-	if (method == NULL)
-		reject("method",
-			   psprintf("\"%s\" is not a known payout method.",
-						text_for_message(value->val.string.val, value->val.string.len,
-										 ECHO_MAX_BYTES, TEXT_KEEP_CONTROLS)),
-			   "The known methods are listed in the moneroo_payout_methods table.");
-	if (strcmp(method->currency, currency) != 0)
-		reject("currency",
-			   psprintf("Method %s pays in %s, not %s.", method_code, method->currency, currency),
-			   NULL);
-	check_max_amount(jsonb_field(root, "amount"), currency, method_schema);
+	else if (value)
+	{
+		method_code = pnstrdup(value->val.string.val, value->val.string.len);
+		method = find_method(method_code, method_schema);
+		if (method == NULL)
+			reject("method",
+				   psprintf("\"%s\" is not a known payout method.",
+							text_for_message(value->val.string.val, value->val.string.len,
+											 ECHO_MAX_BYTES, TEXT_KEEP_CONTROLS)),
+				   "The known methods are listed in the moneroo_payout_methods table.");
+		else if (currency && strcmp(method->currency, currency) != 0)
+		{
+			reject("currency",
+				   psprintf("Method %s pays in %s, not %s.", method_code, method->currency, currency),
+				   NULL);
+			currency = NULL;
+		}
+	}
+	if (amount_ok && currency && method)
+		check_max_amount(amount, currency, method_schema);
 
-	check_customer(jsonb_field(root, "customer"));
+	value = required_field(root, "customer");
+	if (value)
+		check_customer(value);
 
 	value = jsonb_field(root, "metadata");
 	if (value != NULL && value->type != jbvNull)
 		check_metadata(value);
 
-	recipient = jsonb_field(root, "recipient");
-	check_recipient(recipient, method, method_code);
+	/* which recipient field to look for is the method's to say */
+	value = required_field(root, "recipient");
+	if (value && !jsonb_is_object(value))
+		reject_type("recipient", "an object", value);
+	else if (value && method)
+		check_recipient(value, method, method_code);
+
+	raise_problems();
 }
 
 /* moneroo_validate(request): the validator alone, raising what INSERT would */

@@ -293,6 +293,22 @@ def names_a_field(message, fields):
     return False
 
 
+def detail_fields(detail):
+    """The field paths of a refusal's detail: one problem per line, "path: sentence"
+    (paths echo the request's keys, so only plain ones are read; the last line may
+    count the problems left out)."""
+    paths = []
+    for line in (detail or "").split("\n"):
+        path, sep, _ = line.partition(": ")
+        if sep and re.fullmatch(r"[A-Za-z0-9_.]+", path):
+            paths.append(path)
+    return paths
+
+
+def blames_only_offending_fields(detail, fields):
+    return all(names_a_field(f'invalid "{p}" in payout request', fields) for p in detail_fields(detail))
+
+
 def short(text, n=160):
     if text is None:
         return "SQL NULL"
@@ -346,6 +362,9 @@ def compare(items, judged, results):
             elif not names_a_field(message, v.fields):
                 bad["refusal does not name an offending field"].append(
                     (i, f"{message} | model: {'; '.join(v.notes)}"))
+            elif not blames_only_offending_fields(detail, v.fields):
+                bad["refusal lists a sound field"].append(
+                    (i, f"{detail} | model: {'; '.join(v.notes)}"))
         else:
             outcome = "accepted" if state == "00000" else "refused"
             for note in sorted({n.split("(either) ", 1)[1] for n in v.notes if "(either) " in n}):
@@ -453,6 +472,8 @@ def main():
               "moneroo_validate raises nothing but 22023, whatever the input")
         check("refusal does not name an offending field",
               "each refusal's message names an offending field")
+        check("refusal lists a sound field",
+              "each problem a refusal lists in its detail (one per line, by field path) is an offending field")
         check("insert differs from moneroo_validate",
               f"INSERT (sample of {a.insert_sample}) stores valid requests as pending, unchanged, "
               "and refuses invalid ones exactly like moneroo_validate")

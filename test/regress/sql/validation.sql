@@ -513,6 +513,37 @@ SELECT label, pg_temp.try_transfer(r) AS result FROM (VALUES
 ) AS t(label, r);
 
 --
+-- Every problem at once (1.2): the first in the message, naming its field as
+-- before; every one in the detail, a line each, "field path: sentence", so
+-- that a caller fixes a request in one go.  A field with a problem is not
+-- checked further, and the recipient is checked only against a known method
+-- (the method says which recipient field it takes).
+--
+SELECT moneroo_validate('{"amount": 12.5, "currency": "USD"}');
+SELECT moneroo_validate('{"amount": "100", "currency": "usd", "description": "",
+    "method": "mtn_bj", "callback_url": "https://shop.example/cb",
+    "customer": {"email": "john.example.com", "first_name": "John", "last_name": " ",
+                 "country": "ZZ", "phone": "+229 51", "middle_name": "Q"},
+    "recipient": {"msisdn": "22751345020"},
+    "metadata": {"order": 1042, "payout_reference": "mine"}}');
+-- An unknown method: the recipient cannot be judged, its other fields are.
+SELECT moneroo_validate(pg_temp.req() || '{"method": "mtn_xx", "description": 7,
+    "customer": {"email": "a@b"}, "recipient": {"msisdn": "1"}}');
+-- A recipient that is not an object is refused whatever the method.
+SELECT moneroo_validate(pg_temp.req() || '{"method": "mtn_xx", "recipient": "22951345020"}');
+-- max_amount (moneroo_limits) is one more problem in the list, with its figures.
+INSERT INTO moneroo_limits (currency, max_amount) VALUES ('XOF', 1000);
+SELECT moneroo_validate(pg_temp.req() || '{"amount": 5000, "description": ""}');
+DELETE FROM moneroo_limits WHERE currency = 'XOF';
+-- A request of 30 unknown keys: the detail lists the first 20 problems and
+-- counts the rest, so a message stays readable.
+SELECT moneroo_validate(pg_temp.req() || (SELECT jsonb_object_agg('extra_' || lpad(i::text, 2, '0'), i)
+                                          FROM generate_series(1, 30) AS i));
+-- INSERT, UPDATE and moneroo_transfer raise the same list.
+SELECT pg_temp.try_insert('{"amount": 12.5, "currency": "USD"}') AS insert_every_problem;
+SELECT pg_temp.try_transfer('{"amount": 12.5, "currency": "USD"}') AS transfer_every_problem;
+
+--
 -- INSERT and UPDATE of payouts go through the same validator.
 --
 SELECT count(*) AS rows_before FROM payouts \gset

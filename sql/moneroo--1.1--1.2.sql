@@ -10,6 +10,7 @@
 --     held and moneroo_approve (four eyes);
 --   - payout_events, the append-only history of every payout.  The history
 --     of a payout that exists at the update starts at the update.
+--   - batch (a payroll run, a day of refunds) and the moneroo_batches view.
 -- Nothing here rewrites a row of payouts (the new columns have no default),
 -- and the views keep their grants (they are replaced, not dropped), so the
 -- update is safe while the worker sends.
@@ -196,3 +197,47 @@ FROM @extschema@.payouts p
 WHERE p.status IN ('unknown', 'rejected', 'held')
    OR (p.status = 'pending' AND p.attempts > 0 AND p.last_error IS NOT NULL)
    OR (p.status = 'sent' AND coalesce(p.sent_at, p.updated_at) < now() - interval '1 day');
+
+-- Batches: a payroll run, a day of refunds.  The caller's label, set on
+-- INSERT and changeable while the payout has not left (like request and
+-- send_at); moneroo_batches reads it through the partial index.
+ALTER TABLE @extschema@.payouts ADD COLUMN batch text
+    CONSTRAINT payouts_batch_check CHECK (batch <> '' AND octet_length(batch) <= 255);
+COMMENT ON COLUMN @extschema@.payouts.batch IS 'the run this payout belongs to (a payroll, a day of refunds); optional';
+CREATE INDEX payouts_batch ON @extschema@.payouts (batch) WHERE batch IS NOT NULL;
+
+-- The progress of every batch at a glance, one row per batch and currency
+-- (amounts of two currencies do not add up): counts by state, amounts by
+-- outcome, the share settled (final: success, failed, rejected, cancelled),
+-- when the first and the last payout left, and since when the oldest one
+-- still pending was queued.  A filter on batch uses the index.
+CREATE VIEW moneroo_batches AS
+SELECT p.batch,
+       p.currency,
+       count(*) AS payouts,
+       sum(p.amount) AS amount,
+       count(*) FILTER (WHERE p.status = 'held')      AS held,
+       count(*) FILTER (WHERE p.status = 'pending')   AS pending,
+       count(*) FILTER (WHERE p.status = 'sending')   AS sending,
+       count(*) FILTER (WHERE p.status = 'sent')      AS sent,
+       count(*) FILTER (WHERE p.status = 'unknown')   AS unknown,
+       count(*) FILTER (WHERE p.status = 'success')   AS success,
+       count(*) FILTER (WHERE p.status = 'failed')    AS failed,
+       count(*) FILTER (WHERE p.status = 'rejected')  AS rejected,
+       count(*) FILTER (WHERE p.status = 'cancelled') AS cancelled,
+       coalesce(sum(p.amount) FILTER (WHERE p.status = 'success'), 0) AS amount_paid,
+       coalesce(sum(p.amount) FILTER (WHERE p.status IN ('held', 'pending', 'sending', 'sent', 'unknown')), 0)
+           AS amount_open,
+       coalesce(sum(p.amount) FILTER (WHERE p.status IN ('failed', 'rejected', 'cancelled')), 0)
+           AS amount_not_paid,
+       round(100.0 * count(*) FILTER (WHERE p.status IN ('success', 'failed', 'rejected', 'cancelled'))
+             / count(*), 1) AS settled_percent,
+       min(p.sent_at) AS first_sent_at,
+       max(p.sent_at) AS last_sent_at,
+       min(p.created_at) FILTER (WHERE p.status = 'pending') AS oldest_pending
+FROM @extschema@.payouts p
+WHERE p.batch IS NOT NULL
+GROUP BY p.batch, p.currency;
+COMMENT ON VIEW moneroo_batches IS
+    'per batch and currency: counts by state, amounts paid/open/not paid, share settled, first and last sent, oldest pending';
+REVOKE ALL ON moneroo_batches FROM PUBLIC;

@@ -371,7 +371,10 @@ guard_insert(Relation rel, HeapTuple row)
 /*
  * A caller's change to a payout that has not left: a new request is
  * judged again like a new payout (an approval does not carry over to a
- * request nobody approved), a new send_at reschedules it.
+ * request nobody approved), a new send_at reschedules it, a new batch
+ * moves it to another run.  Once it may have reached Moneroo, none of the
+ * three changes: they are the record of what was sent, when and in which
+ * run (moneroo_batches reports a run as it went).
  */
 static HeapTuple
 guard_change_before_sending(Relation rel, HeapTuple old_row, HeapTuple new_row,
@@ -380,15 +383,16 @@ guard_change_before_sending(Relation rel, HeapTuple old_row, HeapTuple new_row,
 	TupleDesc	desc = RelationGetDescr(rel);
 	bool		request_changed = column_changed(desc, old_row, new_row, "request");
 	bool		send_at_changed = column_changed(desc, old_row, new_row, "send_at");
+	bool		batch_changed = column_changed(desc, old_row, new_row, "batch");
 	RowChanges	changes = {0};
 
-	if (!request_changed && !send_at_changed)
+	if (!request_changed && !send_at_changed && !batch_changed)
 		return new_row;
 	if (strcmp(old_status, "pending") != 0 && strcmp(old_status, "held") != 0)
 		ereport(ERROR,
 				errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				errmsg("cannot change the %s of payout %lld: it is %s",
-					   request_changed ? "request" : "send_at",
+					   request_changed ? "request" : send_at_changed ? "send_at" : "batch",
 					   (long long) row_id(desc, old_row), old_status),
 				errdetail("Once a payout may have reached Moneroo, its request is the record of what was sent."),
 				errhint("Insert a new payout instead."));

@@ -33,7 +33,7 @@ cluster_env
 DB_A=moneroo_upgrade          # part A: not served by the worker
 DB_FRESH=moneroo_upgrade_fresh # a fresh CREATE EXTENSION, to compare with
 DB_SCHEMA=moneroo_upgrade_schema # the extension in a schema of the user's choice
-PLAN=37
+PLAN=38
 # what pg_dump saves since 1.2
 CONFIG_1_2="moneroo_limits [], moneroo_payout_methods [WHERE NOT documented], payout_events [], payout_events_id_seq [], payouts [], payouts_id_seq []"
 
@@ -185,8 +185,8 @@ SQL
 )
 is "$out" "11" "a 1.0 database holds payouts in every state and a user-added payout method"
 
-# the columns 1.0 had: 1.2 adds send_at, created_by and idempotency_key
-ROWS="SELECT (to_jsonb(p) - 'send_at' - 'created_by' - 'idempotency_key')::text FROM payouts p ORDER BY id"
+# the columns 1.0 had: 1.2 adds send_at, created_by, idempotency_key and batch
+ROWS="SELECT (to_jsonb(p) - 'send_at' - 'created_by' - 'idempotency_key' - 'batch')::text FROM payouts p ORDER BY id"
 METHODS="SELECT m::text FROM moneroo_payout_methods m ORDER BY code"
 rows_before=$(sql1 $DB_A "$ROWS")
 methods_before=$(sql1 $DB_A "$METHODS")
@@ -209,8 +209,8 @@ fi
 is "$(sql1 $DB_A "$METHODS")" "$methods_before" "the payout methods, the user's included, are unchanged"
 is "$(sql1 $DB_A "SELECT last_value || ' ' || is_called FROM payouts_id_seq")" "$seq_before" \
     "the payout id sequence is where it was"
-is "$(sql1 $DB_A "SELECT count(*) FROM payouts WHERE send_at IS NULL AND created_by IS NULL AND idempotency_key IS NULL")" \
-    "11" "the columns 1.2 adds are NULL for every payout that was there: nobody scheduled, keyed or can tell who queued them"
+is "$(sql1 $DB_A "SELECT count(*) FROM payouts WHERE send_at IS NULL AND created_by IS NULL AND idempotency_key IS NULL AND batch IS NULL")" \
+    "11" "the columns 1.2 adds are NULL for every payout that was there: nobody scheduled, keyed or batched them, or can tell who queued them"
 is "$(sql1 $DB_A "SELECT count(*) FROM payout_events")" "0" \
     "payout_events starts empty: the history of the payouts already there starts at the update"
 is "$config_before" "moneroo_payout_methods [WHERE NOT documented], payouts [], payouts_id_seq []" \
@@ -235,6 +235,9 @@ is "$(sql1 $DB_A "SELECT count(*) FROM pg_depend WHERE classid = 'pg_class'::reg
 is "$(sql1 $DB_A "SELECT count(*) FROM pg_class c, aclexplode(coalesce(c.relacl, acldefault('r', c.relowner))) a
                   WHERE c.oid = 'moneroo_needs_attention'::regclass AND a.grantee <> c.relowner")" "0" \
     "nobody but its owner may read the view, even where default privileges grant new tables to PUBLIC"
+is "$(sql1 $DB_A "SELECT count(*) FROM pg_class c, aclexplode(coalesce(c.relacl, acldefault('r', c.relowner))) a
+                  WHERE c.oid = 'moneroo_batches'::regclass AND a.grantee <> c.relowner")" "0" \
+    "nor moneroo_batches of 1.2 (a payroll's amounts), under the same default privileges"
 
 # The view lists what an operator must act on, and nothing else.
 is "$(sql1 $DB_A "SELECT string_agg(p.request ->> 'description', ', ' ORDER BY p.id)

@@ -20,6 +20,9 @@
 --       in order (entries with "seq" > since)
 --   mock.payouts() -> SETOF jsonb   the payouts the mock holds
 --   mock.stats()   -> jsonb
+--   mock.error_of(statement text) -> text
+--       runs the statement (with the caller's rights, for any role): 'ok', or
+--       'SQLSTATE: message' when it raised an error.
 --   mock.wait_for(condition text, timeout_s float8 = 20) -> boolean
 --       evaluates SELECT (condition) every 50 ms, each time with a fresh
 --       snapshot, until it is true (returns true) or the time is up (false).
@@ -276,8 +279,23 @@ BEGIN
 END
 $fn$;
 
+CREATE OR REPLACE FUNCTION mock.error_of(statement text) RETURNS text
+LANGUAGE plpgsql AS $$
+BEGIN
+    EXECUTE statement;
+    RETURN 'ok';
+EXCEPTION WHEN OTHERS THEN
+    RETURN SQLSTATE || ': ' || SQLERRM;
+END
+$$;
+
 -- Test helpers are for superusers only.
 REVOKE ALL ON SCHEMA mock FROM PUBLIC;
 REVOKE ALL ON ALL FUNCTIONS IN SCHEMA mock FROM PUBLIC;
+-- ... but mock.error_of, which runs a statement with the caller's own rights:
+-- the tests check what a role may do under SET ROLE with it.
+GRANT USAGE ON SCHEMA mock TO PUBLIC;
+GRANT EXECUTE ON FUNCTION mock.error_of(text) TO PUBLIC;
 
 RESET client_min_messages;
+

@@ -55,17 +55,6 @@ LANGUAGE sql VOLATILE AS $$
       AND j -> 'body' -> 'metadata' ->> 'case' = tag
 $$;
 
--- Runs a statement; 'ok', or 'SQLSTATE: message' when it raised an error.
-CREATE FUNCTION pg_temp.error_of(sql text) RETURNS text
-LANGUAGE plpgsql AS $$
-BEGIN
-    EXECUTE sql;
-    RETURN 'ok';
-EXCEPTION WHEN OTHERS THEN
-    RETURN SQLSTATE || ': ' || SQLERRM;
-END
-$$;
-
 -- Waits (at most 10 s) until the worker has nothing queued and nothing due
 -- within 2 s, so that only a commit can wake it soon after.
 CREATE FUNCTION pg_temp.worker_idle() RETURNS boolean
@@ -242,13 +231,13 @@ SELECT is(
 -- ---------------------------------------------------------------- moneroo_retry refusals
 SELECT min(p.id) AS sent_id
 FROM payouts p JOIN batch b USING (id) WHERE p.status = 'sent' \gset
-SELECT pg_temp.error_of(format('SELECT moneroo_retry(%s)', :sent_id)) AS retry_sent \gset
+SELECT mock.error_of(format('SELECT moneroo_retry(%s)', :sent_id)) AS retry_sent \gset
 SELECT is(left(:'retry_sent', 5), '55000', 'moneroo_retry on a sent payout is refused with SQLSTATE 55000');
 SELECT matches(:'retry_sent'::text, '\msent\M', 'the refusal names the state the payout is in (sent)');
 SELECT is((SELECT status FROM payouts WHERE id = :sent_id), 'sent', 'the refused retry left the payout sent');
 
 SELECT (SELECT max(id) FROM payouts) + 1000000 AS missing_id \gset
-SELECT is(left(pg_temp.error_of(format('SELECT moneroo_retry(%s)', :missing_id)), 5), 'P0002',
+SELECT is(left(mock.error_of(format('SELECT moneroo_retry(%s)', :missing_id)), 5), 'P0002',
           'moneroo_retry on a missing id is refused with SQLSTATE P0002');
 
 -- ---------------------------------------------------------------- moneroo_verify
@@ -272,7 +261,7 @@ SELECT results_eq(
 -- this file keeps the worker busy (moneroo_verify, errors ignored).
 SELECT count(mock.set_status(p.moneroo_id, 'failed')) AS forced
 FROM payouts p JOIN batch b USING (id) WHERE p.status = 'sent' \gset
-SELECT count(pg_temp.error_of(format('SELECT moneroo_verify(%s)', p.id))) AS settled
+SELECT count(mock.error_of(format('SELECT moneroo_verify(%s)', p.id))) AS settled
 FROM payouts p JOIN batch b USING (id) WHERE p.status = 'sent' \gset
 
 -- ---------------------------------------------------------------- moneroo_retry of an unknown payout
@@ -391,7 +380,7 @@ SELECT results_eq(format('SELECT status, attempts FROM payouts WHERE id IN (%s, 
 
 -- Not waiting out the pause: both are still pending, so they may be deleted,
 -- and nothing of this file is sent after it ends.
-SELECT is(pg_temp.error_of(format('DELETE FROM payouts WHERE id IN (%s, %s)', :r_id, :a_id)), 'ok',
+SELECT is(mock.error_of(format('DELETE FROM payouts WHERE id IN (%s, %s)', :r_id, :a_id)), 'ok',
           'the two pending payouts can be deleted');
 
 -- ---------------------------------------------------------------- the end

@@ -80,17 +80,6 @@ LANGUAGE sql VOLATILE AS $$
                                     FROM payouts WHERE id = %s)$w$, payout), timeout_s)
 $$;
 
--- Runs a statement; 'ok', or 'SQLSTATE: message' when it raised an error.
-CREATE FUNCTION pg_temp.error_of(sql text) RETURNS text
-LANGUAGE plpgsql AS $$
-BEGIN
-    EXECUTE sql;
-    RETURN 'ok';
-EXCEPTION WHEN OTHERS THEN
-    RETURN SQLSTATE || ': ' || SQLERRM;
-END
-$$;
-
 -- No rate limit on either side; first verification 2 s after a send (the
 -- default), time enough to queue a verify fault for the payout's Moneroo id.
 ALTER SYSTEM SET moneroo.rate_limit = 0;
@@ -284,7 +273,7 @@ SELECT matches(pg_temp.last_error(:pw), 'weird', 'its last_error names the statu
 SELECT is((SELECT p ->> 'status' FROM mock.payouts() p WHERE p ->> 'id' = :'pw_mid'), 'success',
           '(the payout behind it has succeeded: only the verify answer was odd)');
 SELECT mock.clear_faults() AS cleared \gset
-SELECT is(pg_temp.error_of(format('SELECT moneroo_verify(%s)', :pw)), 'ok',
+SELECT is(mock.error_of(format('SELECT moneroo_verify(%s)', :pw)), 'ok',
           'once Moneroo answers properly, moneroo_verify settles it');
 SELECT is((SELECT status FROM payouts WHERE id = :pw), 'success', 'and it is success');
 

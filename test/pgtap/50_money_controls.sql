@@ -48,17 +48,6 @@ LANGUAGE sql VOLATILE AS $$
       AND j -> 'body' -> 'metadata' ->> 'case' = tag
 $$;
 
--- Runs a statement; 'ok', or 'SQLSTATE: message' when it raised an error.
-CREATE FUNCTION pg_temp.error_of(sql text) RETURNS text
-LANGUAGE plpgsql AS $$
-BEGIN
-    EXECUTE sql;
-    RETURN 'ok';
-EXCEPTION WHEN OTHERS THEN
-    RETURN SQLSTATE || ': ' || SQLERRM;
-END
-$$;
-
 -- The status of the payout tagged so (NULL when there is none).
 CREATE FUNCTION pg_temp.status_of(tag text) RETURNS text
 LANGUAGE sql VOLATILE AS $$
@@ -104,7 +93,7 @@ VALUES (pg_temp.req(10, :'run' || '-scheduled'), to_timestamp(:due));
 INSERT INTO payouts (request, send_at)
 VALUES (pg_temp.req(10, :'run' || '-scheduled-cancelled'), to_timestamp(:due));
 
-SELECT is(pg_temp.error_of(format('INSERT INTO payouts (request, send_at) VALUES (%L, %L)',
+SELECT is(mock.error_of(format('INSERT INTO payouts (request, send_at) VALUES (%L, %L)',
                                   pg_temp.req(10, :'run' || '-infinity'), 'infinity')),
           '22023: send_at of a payout must be a finite time',
           'an infinite send_at is refused (22023): the worker sleeps until a due time');
@@ -128,7 +117,7 @@ SELECT is(pg_temp.posts(:'run' || '-scheduled-cancelled'), 0::bigint,
           'the cancelled scheduled payout is never sent');
 SELECT ok(mock.wait_for(format($$pg_temp.status_of(%L) = 'success'$$, :'run' || '-scheduled'), 10),
           'the scheduled payout reaches success');
-SELECT is(pg_temp.error_of(format('SELECT moneroo_cancel(%s)',
+SELECT is(mock.error_of(format('SELECT moneroo_cancel(%s)',
                                   (SELECT id FROM payouts WHERE request -> 'metadata' ->> 'case' = :'run' || '-scheduled'))),
           format('55000: payout %s is success, not pending, held or unknown',
                  (SELECT id FROM payouts WHERE request -> 'metadata' ->> 'case' = :'run' || '-scheduled')),
@@ -138,18 +127,18 @@ SELECT is(pg_temp.error_of(format('SELECT moneroo_cancel(%s)',
 INSERT INTO moneroo_limits (currency, max_amount, approval_above)
 VALUES ('USD', 100000, 5000);
 
-SELECT is(pg_temp.error_of(format('INSERT INTO payouts (request) VALUES (%L)',
+SELECT is(mock.error_of(format('INSERT INTO payouts (request) VALUES (%L)',
                                   pg_temp.req(100001, :'run' || '-too-big'))),
           '22023: invalid "amount" in payout request: 100001 USD is above max_amount (100000)',
           'an INSERT above max_amount is refused (22023, naming amount and the limit)');
-SELECT is(pg_temp.error_of(format('SELECT moneroo_transfer(%L)',
+SELECT is(mock.error_of(format('SELECT moneroo_transfer(%L)',
                                   pg_temp.req(100001, :'run' || '-too-big'))),
           '22023: invalid "amount" in payout request: 100001 USD is above max_amount (100000)',
           'so is a moneroo_transfer');
 SELECT is((SELECT count(*) FROM payouts WHERE request -> 'metadata' ->> 'case' = :'run' || '-too-big'),
           0::bigint, 'neither left a row');
 SELECT is(pg_temp.posts(:'run' || '-too-big'), 0::bigint, 'nor a request to Moneroo');
-SELECT is(pg_temp.error_of(format('SELECT moneroo_validate(%L)', pg_temp.req(100000, 'x'))), 'ok',
+SELECT is(mock.error_of(format('SELECT moneroo_validate(%L)', pg_temp.req(100000, 'x'))), 'ok',
           'max_amount itself is allowed');
 
 -- ---------------------------------------------------------------- approval_above
@@ -176,7 +165,7 @@ SELECT pg_sleep(1) AS slept \gset
 SELECT is(pg_temp.posts(:'run' || '-big'), 0::bigint, 'a held payout is not sent');
 
 SET ROLE t50_clerk;
-SELECT is(pg_temp.error_of(format('SELECT moneroo_approve(%s)', :big_self)),
+SELECT is(mock.error_of(format('SELECT moneroo_approve(%s)', :big_self)),
           format('42501: payout %s cannot be approved by t50_clerk, who queued it', :big_self),
           'the role that queued a payout cannot approve it (42501: four eyes)');
 RESET ROLE;
@@ -185,7 +174,7 @@ SELECT is(pg_temp.status_of(:'run' || '-big-self'), 'held', 'it stays held');
 BEGIN;
 SET LOCAL ROLE t50_approver;
 SELECT is((moneroo_approve(:big)).status, 'pending', 'a second role approves it: pending');
-SELECT is(pg_temp.error_of(format('SELECT moneroo_approve(%s)', :big)),
+SELECT is(mock.error_of(format('SELECT moneroo_approve(%s)', :big)),
           format('55000: payout %s is pending, not held', :big),
           'approving it again is refused (55000, naming its state)');
 COMMIT;
@@ -196,7 +185,7 @@ SELECT is((SELECT last_error FROM payouts WHERE id = :big), NULL,
           'a settled payout carries no error');
 
 SELECT is((moneroo_cancel(:big_cancelled)).status, 'cancelled', 'a held payout can be cancelled');
-SELECT is(pg_temp.error_of(format('SELECT moneroo_approve(%s)', :big_cancelled)),
+SELECT is(mock.error_of(format('SELECT moneroo_approve(%s)', :big_cancelled)),
           format('55000: payout %s is cancelled, not held', :big_cancelled),
           'a cancelled payout cannot be approved');
 
@@ -210,7 +199,7 @@ SELECT ok(mock.wait_for(format($$pg_temp.status_of(%L) = 'success'$$, :'run' || 
           'and is sent');
 
 -- moneroo_transfer cannot wait for a second person.
-SELECT is(left(pg_temp.error_of(format('SELECT moneroo_transfer(%L)', pg_temp.req(6000, :'run' || '-transfer-held'))), 58),
+SELECT is(left(mock.error_of(format('SELECT moneroo_transfer(%L)', pg_temp.req(6000, :'run' || '-transfer-held'))), 58),
           '55000: payout was not sent: it would be held for approval',
           'moneroo_transfer of a payout that would be held raises 55000');
 SELECT is((SELECT count(*) FROM payouts WHERE request -> 'metadata' ->> 'case' = :'run' || '-transfer-held'),
@@ -234,7 +223,7 @@ SELECT is(pg_temp.status_of(:'run' || '-daily-3'), 'held',
 SELECT alike((SELECT last_error FROM payouts WHERE request -> 'metadata' ->> 'case' = :'run' || '-daily-3'),
             'held for approval: % USD in the last 24 hours and this 400 would pass daily_limit (%)',
             'its last_error names the daily limit');
-SELECT is(left(pg_temp.error_of(format('SELECT moneroo_transfer(%L)', pg_temp.req(300, :'run' || '-daily-transfer'))), 58),
+SELECT is(left(mock.error_of(format('SELECT moneroo_transfer(%L)', pg_temp.req(300, :'run' || '-daily-transfer'))), 58),
           '55000: payout was not sent: it would be held for approval',
           'a moneroo_transfer over the daily limit raises 55000');
 -- a rolled-back savepoint gives its payouts' room back
@@ -259,16 +248,16 @@ UPDATE moneroo_limits SET daily_limit = NULL WHERE currency = 'USD';
 
 -- ---------------------------------------------------------------- created_by
 SET ROLE t50_clerk;
-SELECT is(pg_temp.error_of(format('INSERT INTO payouts (request, created_by) VALUES (%L, %L)',
+SELECT is(mock.error_of(format('INSERT INTO payouts (request, created_by) VALUES (%L, %L)',
                                   pg_temp.req(10, :'run' || '-forged'), 't50_approver')),
           '42501: permission denied for table payouts',
           'a caller without the column privilege cannot set created_by');
 RESET ROLE;
-SELECT is(pg_temp.error_of(format('INSERT INTO payouts (request, created_by) VALUES (%L, %L)',
+SELECT is(mock.error_of(format('INSERT INTO payouts (request, created_by) VALUES (%L, %L)',
                                   pg_temp.req(10, :'run' || '-forged'), 't50_approver')),
           '42501: column "created_by" of payouts is maintained by the moneroo extension',
           'not even the owner sets created_by');
-SELECT is(pg_temp.error_of(format('UPDATE payouts SET created_by = %L WHERE id = %s', 'postgres', :big)),
+SELECT is(mock.error_of(format('UPDATE payouts SET created_by = %L WHERE id = %s', 'postgres', :big)),
           '42501: column "created_by" of payouts cannot be changed',
           'nor changes it');
 
@@ -279,16 +268,16 @@ SELECT is((moneroo_transfer(pg_temp.req(20, :'run' || '-key'), :'run' || '-key')
 SELECT is(pg_temp.posts(:'run' || '-key'), 1::bigint, 'and sends nothing: one POST in all');
 SELECT is((SELECT idempotency_key FROM payouts WHERE id = :key_id), :'run' || '-key',
           'the key is on the row');
-SELECT is(left(pg_temp.error_of(format('SELECT moneroo_transfer(%L, %L)', pg_temp.req(21, :'run' || '-key'), :'run' || '-key')), 20),
+SELECT is(left(mock.error_of(format('SELECT moneroo_transfer(%L, %L)', pg_temp.req(21, :'run' || '-key'), :'run' || '-key')), 20),
           '22023: idempotency k', 'the same key with another request is refused (22023)');
 SELECT is(pg_temp.posts(:'run' || '-key'), 1::bigint, 'still one POST');
-SELECT is(left(pg_temp.error_of(format('INSERT INTO payouts (request, idempotency_key) VALUES (%L, %L)',
+SELECT is(left(mock.error_of(format('INSERT INTO payouts (request, idempotency_key) VALUES (%L, %L)',
                                        pg_temp.req(20, :'run' || '-key-insert'), :'run' || '-key')), 5),
           '23505', 'an INSERT reusing a key fails with 23505');
 INSERT INTO payouts (request, idempotency_key) VALUES (pg_temp.req(20, :'run' || '-key-queued'), :'run' || '-key-queued');
 SELECT is((moneroo_transfer(pg_temp.req(20, :'run' || '-key-queued'), :'run' || '-key-queued')).request -> 'metadata' ->> 'case',
           :'run' || '-key-queued', 'a key used by an INSERT answers moneroo_transfer with that payout');
-SELECT is(left(pg_temp.error_of(format('SELECT moneroo_transfer(%L, %L)', pg_temp.req(20, 'x'), '')), 43),
+SELECT is(left(mock.error_of(format('SELECT moneroo_transfer(%L, %L)', pg_temp.req(20, 'x'), '')), 43),
           '22023: invalid idempotency key: it is empty', 'an empty key is refused (22023)');
 SELECT is((moneroo_transfer(pg_temp.req(20, :'run' || '-no-key'), NULL)).status, 'sent',
           'a NULL key is no key');

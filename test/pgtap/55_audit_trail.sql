@@ -25,16 +25,6 @@ LANGUAGE sql IMMUTABLE AS $$
         'metadata', jsonb_build_object('case', tag))
 $$;
 
-CREATE FUNCTION pg_temp.error_of(sql text) RETURNS text
-LANGUAGE plpgsql AS $$
-BEGIN
-    EXECUTE sql;
-    RETURN 'ok';
-EXCEPTION WHEN OTHERS THEN
-    RETURN SQLSTATE || ': ' || SQLERRM;
-END
-$$;
-
 -- A payout's history in one line: status<-previous by actor, in order.
 CREATE FUNCTION pg_temp.history(payout bigint) RETURNS text
 LANGUAGE sql VOLATILE AS $$
@@ -227,19 +217,19 @@ SELECT is(pg_temp.history(:deleted), 'pending<-- by postgres, deleted<-pending b
           'a deleted pending payout keeps its history, ending with the deletion');
 
 -- ---------------------------------------------------------------- immutable
-SELECT is(pg_temp.error_of(format('UPDATE payout_events SET actor = %L WHERE payout_id = %s', 'nobody', :queued))
-          || ' / ' || pg_temp.error_of(format('DELETE FROM payout_events WHERE payout_id = %s', :queued))
-          || ' / ' || pg_temp.error_of('TRUNCATE payout_events')
-          || ' / ' || pg_temp.error_of(format('INSERT INTO payout_events (payout_id, status, actor) VALUES (%s, %L, %L)',
+SELECT is(mock.error_of(format('UPDATE payout_events SET actor = %L WHERE payout_id = %s', 'nobody', :queued))
+          || ' / ' || mock.error_of(format('DELETE FROM payout_events WHERE payout_id = %s', :queued))
+          || ' / ' || mock.error_of('TRUNCATE payout_events')
+          || ' / ' || mock.error_of(format('INSERT INTO payout_events (payout_id, status, actor) VALUES (%s, %L, %L)',
                                               :queued, 'failed', 'postgres')),
           '42501: cannot update payout_events / 42501: cannot delete from payout_events / '
           || '42501: cannot truncate payout_events / 42501: cannot insert into payout_events',
           'the owner, a superuser, can neither update, delete, truncate nor forge an event');
 SET ROLE t55_auditor;
-SELECT is(pg_temp.error_of(format('UPDATE payout_events SET actor = %L WHERE payout_id = %s', 'nobody', :queued))
-          || ' / ' || pg_temp.error_of(format('DELETE FROM payout_events WHERE payout_id = %s', :queued))
-          || ' / ' || pg_temp.error_of('TRUNCATE payout_events')
-          || ' / ' || pg_temp.error_of(format('INSERT INTO payout_events (payout_id, status, actor) VALUES (%s, %L, %L)',
+SELECT is(mock.error_of(format('UPDATE payout_events SET actor = %L WHERE payout_id = %s', 'nobody', :queued))
+          || ' / ' || mock.error_of(format('DELETE FROM payout_events WHERE payout_id = %s', :queued))
+          || ' / ' || mock.error_of('TRUNCATE payout_events')
+          || ' / ' || mock.error_of(format('INSERT INTO payout_events (payout_id, status, actor) VALUES (%s, %L, %L)',
                                               :queued, 'failed', 't55_auditor')),
           '42501: cannot update payout_events / 42501: cannot delete from payout_events / '
           || '42501: cannot truncate payout_events / 42501: cannot insert into payout_events',

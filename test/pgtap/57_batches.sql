@@ -23,16 +23,6 @@ LANGUAGE sql IMMUTABLE AS $$
         'metadata', jsonb_build_object('case', tag))
 $$;
 
-CREATE FUNCTION pg_temp.error_of(sql text) RETURNS text
-LANGUAGE plpgsql AS $$
-BEGIN
-    EXECUTE sql;
-    RETURN 'ok';
-EXCEPTION WHEN OTHERS THEN
-    RETURN SQLSTATE || ': ' || SQLERRM;
-END
-$$;
-
 CREATE FUNCTION pg_temp.plan_of(query text) RETURNS text
 LANGUAGE plpgsql AS $$
 DECLARE
@@ -52,11 +42,11 @@ SELECT 't57-' || md5(random()::text) AS run \gset
 
 SELECT has_column('payouts', 'batch', 'payouts has a batch column');
 SELECT has_index('payouts', 'payouts_batch', 'and an index on it');
-SELECT is(pg_temp.error_of(format($$INSERT INTO payouts (request, batch) VALUES (%L, '')$$,
+SELECT is(mock.error_of(format($$INSERT INTO payouts (request, batch) VALUES (%L, '')$$,
                                   pg_temp.req(100, '4149518161', :'run' || '-empty'))),
           '23514: new row for relation "payouts" violates check constraint "payouts_batch_check"',
           'an empty batch label is refused');
-SELECT is(pg_temp.error_of(format($$INSERT INTO payouts (request, batch) VALUES (%L, %L)$$,
+SELECT is(mock.error_of(format($$INSERT INTO payouts (request, batch) VALUES (%L, %L)$$,
                                   pg_temp.req(100, '4149518161', :'run' || '-long'), repeat('b', 256))),
           '23514: new row for relation "payouts" violates check constraint "payouts_batch_check"',
           'a label over 255 bytes is refused');
@@ -119,22 +109,22 @@ SELECT is((SELECT count(*) FROM moneroo_batches WHERE batch IS NULL), 0::bigint,
 
 -- ---------------------------------------------------------------- changing the label
 
-SELECT is(pg_temp.error_of(format($$UPDATE payouts SET batch = %L WHERE request -> 'metadata' ->> 'case' = %L$$,
+SELECT is(mock.error_of(format($$UPDATE payouts SET batch = %L WHERE request -> 'metadata' ->> 'case' = %L$$,
                                   :'run' || '-next', :'run' || '-tomorrow')),
           'ok', 'a pending payout may move to another batch');
 SELECT is((SELECT payouts FROM moneroo_batches WHERE batch = :'run' || '-next'), 1::bigint,
           'and the view follows it');
-SELECT is(pg_temp.error_of(format($$UPDATE payouts SET batch = NULL WHERE request -> 'metadata' ->> 'case' = %L$$,
+SELECT is(mock.error_of(format($$UPDATE payouts SET batch = NULL WHERE request -> 'metadata' ->> 'case' = %L$$,
                                   :'run' || '-tomorrow')),
           'ok', 'or leave every batch');
-SELECT is(pg_temp.error_of(format($$UPDATE payouts SET batch = %L WHERE currency = 'XOF' AND batch = %L$$,
+SELECT is(mock.error_of(format($$UPDATE payouts SET batch = %L WHERE currency = 'XOF' AND batch = %L$$,
                                   :'run' || '-next', :'run')),
           'ok', 'a held payout may move too');
-SELECT matches(pg_temp.error_of(format($$UPDATE payouts SET batch = 'elsewhere' WHERE request -> 'metadata' ->> 'case' = %L$$,
+SELECT matches(mock.error_of(format($$UPDATE payouts SET batch = 'elsewhere' WHERE request -> 'metadata' ->> 'case' = %L$$,
                                        :'run' || '-a')),
                '^55000: cannot change the batch of payout [0-9]+: it is success$',
                'a paid payout stays in its batch (55000)');
-SELECT matches(pg_temp.error_of(format($$UPDATE payouts SET batch = NULL WHERE request -> 'metadata' ->> 'case' = %L$$,
+SELECT matches(mock.error_of(format($$UPDATE payouts SET batch = NULL WHERE request -> 'metadata' ->> 'case' = %L$$,
                                        :'run' || '-stays')),
                '^55000: cannot change the batch of payout [0-9]+: it is sent$',
                'so does one Moneroo has');

@@ -236,9 +236,16 @@ write_pending_events(Relation payouts)
 	PG_TRY();
 	{
 		writing_event = true;
-		rc = moneroo_execute_as_owner(psprintf("INSERT INTO %s.payout_events "
+		/*
+		 * The row guard runs before INSERT ... ON CONFLICT knows whether a
+		 * row goes in: a first event whose row is not there was skipped.
+		 */
+		rc = moneroo_execute_as_owner(psprintf("INSERT INTO %1$s.payout_events "
 											   "(payout_id, status, previous_status, actor, detail) "
-											   "SELECT * FROM unnest($1, $2, $3, $4, $5)",
+											   "SELECT e.* FROM unnest($1, $2, $3, $4, $5) "
+											   "  AS e(payout_id, status, previous_status, actor, detail) "
+											   "WHERE e.previous_status IS NOT NULL "
+											   "   OR EXISTS (SELECT FROM %1$s.payouts p WHERE p.id = e.payout_id)",
 											   quote_identifier(get_namespace_name(RelationGetNamespace(payouts)))),
 									  5, types, values, NULL, false, InvalidSnapshot, events);
 	}

@@ -10,7 +10,7 @@
 --     UPDATE, DELETE, TRUNCATE, nor an INSERT that the extension did not make.
 SET client_min_messages = warning;
 
-SELECT plan(31);
+SELECT plan(32);
 
 -- ---------------------------------------------------------------- helpers
 
@@ -178,6 +178,21 @@ ROLLBACK;
 SELECT is((SELECT count(*) FROM payout_events WHERE payout_id = :rolled_back), 0::bigint,
           'a rolled-back INSERT leaves no event: the change and its event commit together');
 
+-- INSERT ... ON CONFLICT DO NOTHING: the row guard has noted the payout
+-- before the conflict is found; a row that never went in has no history
+INSERT INTO payouts (request, send_at, idempotency_key)
+VALUES (pg_temp.req(15, '4149518161', :'run' || '-keyed'), now() + interval '1 hour', :'run' || '-key')
+RETURNING id AS keyed \gset
+SELECT max(id) AS events_before FROM payout_events \gset
+INSERT INTO payouts (request, send_at, idempotency_key)
+VALUES (pg_temp.req(15, '4149518161', :'run' || '-keyed-again'), now() + interval '1 hour', :'run' || '-key'),
+       (pg_temp.req(15, '4149518161', :'run' || '-keyed-new'), now() + interval '1 hour', :'run' || '-key-2')
+ON CONFLICT (idempotency_key) DO NOTHING;
+SELECT is((SELECT string_agg(coalesce(p.idempotency_key, '(no such payout)'), ', ' ORDER BY e.id) FROM payout_events e
+           LEFT JOIN payouts p ON p.id = e.payout_id WHERE e.id > :events_before),
+          :'run' || '-key-2',
+          'INSERT ... ON CONFLICT DO NOTHING: an event for the row that went in, none for the one skipped');
+
 -- a savepoint rolled back takes its events with it; the rest of the
 -- transaction keeps its own
 BEGIN;
@@ -208,7 +223,7 @@ SELECT is((SELECT string_agg(p.request -> 'metadata' ->> 'case' || ':' || e.stat
            WHERE p.request -> 'metadata' ->> 'case' LIKE 'a55-caught-%'),
           'a55-caught-outer:pending',
           'inside a function, a caught error drops the events of what it undid, and only those');
-DELETE FROM payouts WHERE request -> 'metadata' ->> 'case' IN ('a55-caught-outer', :'run' || '-kept');
+DELETE FROM payouts WHERE request -> 'metadata' ->> 'case' IN ('a55-caught-outer', :'run' || '-kept', :'run' || '-keyed', :'run' || '-keyed-new');
 
 INSERT INTO payouts (request, send_at) VALUES (pg_temp.req(16, '4149518161', :'run' || '-deleted'), now() + interval '1 hour')
 RETURNING id AS deleted \gset

@@ -62,6 +62,8 @@ cleanup() {
     fi
 }
 trap cleanup EXIT
+trap 'exit 143' TERM   # (the EXIT trap then runs: bash runs none for a signal it does not trap)
+trap 'exit 130' INT
 
 # The files of the checkout as they are now (changes not yet committed
 # included), without what .gitignore names: the objects and the library of

@@ -12,8 +12,9 @@ PGFILEDESC = "moneroo - Moneroo payouts from PostgreSQL"
 # The version has one home: default_version in moneroo.control.  The C code
 # gets it as MONEROO_VERSION (a string literal, e.g. in the User-Agent
 # "moneroo-postgresql/" MONEROO_VERSION), and META.json must announce the same
-# version in PGXN's semver form (1.1 -> 1.1.0): check-version below fails the
-# build when it does not.  (Checked rather than generated from a META.json.in:
+# version in PGXN's semver form (1.1 -> 1.1.0), and debian/changelog's newest
+# entry must package it: check-version below fails the build when either does
+# not.  (Checked rather than generated from a META.json.in:
 # PGXN and test/scripts/60_upgrade.sh read the committed META.json, which
 # stays a plain file that a generated copy could silently get out of step with.)
 EXTVERSION := $(shell sed -n "s/^[[:space:]]*default_version[[:space:]]*=[[:space:]]*'\([^']*\)'.*/\1/p" moneroo.control)
@@ -76,3 +77,20 @@ bad = [k + " is " + repr(v) for k, v in got if v != want]; \
 bad and sys.exit("META.json disagrees with moneroo.control (default_version = %r, so META.json must say %r): %s" % (sys.argv[3], want, "; ".join(bad)))' \
 			META.json '$(EXTVERSION_SEMVER)' '$(EXTVERSION)'; \
 	fi
+	@# debian/changelog's newest entry must package this version: "moneroo
+	@# (1.2) ...".  The package is native (debian/source/format), so its version
+	@# is default_version itself, without a Debian revision.  (Copies without
+	@# debian/, such as a PGXN archive, have nothing to check.)
+	@if [ -f debian/changelog ]; then \
+		got=$$(sed -n '1s/^moneroo (\([^)]*\)).*/\1/p' debian/changelog); \
+		if [ "$$got" != '$(EXTVERSION)' ]; then \
+			echo "debian/changelog disagrees with moneroo.control (default_version = '$(EXTVERSION)'): its newest entry packages '$${got:-?}' (its first line must be \"moneroo ($(EXTVERSION)) ...\")" >&2; \
+			exit 1; \
+		fi; \
+	fi
+
+# make deb [DEB_OUTDIR=folder]: the Debian package postgresql-15-moneroo, built
+# by test/package.sh (as root, from a copy of this checkout; see debian/rules).
+.PHONY: deb
+deb:
+	bash test/package.sh $(DEB_OUTDIR)

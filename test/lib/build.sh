@@ -3,14 +3,23 @@
 # install it.  Shared by test/run.sh (the tests) and test/demo.sh (the demo).
 # Reads SUDO (an array, empty for root) and PG_CONFIG; defines functions only.
 
+# What test/package.sh needs to build the Debian package: debian/control's
+# Build-Depends and build-essential (package.sh checks with
+# dpkg-checkbuilddeps that this list covers them).
+MONEROO_DEB_PACKAGES=(build-essential dpkg-dev debhelper postgresql-server-dev-all
+                      postgresql-server-dev-15 libcurl4-openssl-dev python3)
+# What the tests need, test/scripts/95_package.sh's package build included.
 MONEROO_PACKAGES=(postgresql-15 postgresql-server-dev-15 libcurl4-openssl-dev postgresql-15-pgtap
-                  libtap-parser-sourcehandler-pgtap-perl python3 curl openssl make gcc)
+                  libtap-parser-sourcehandler-pgtap-perl python3 curl openssl make gcc
+                  "${MONEROO_DEB_PACKAGES[@]}")
 
-# install_packages: apt-get install the packages that are missing (all of
-# them at once, after apt-get update), or nothing when every one is there.
+# install_packages [PACKAGE...]: apt-get install the PACKAGEs [MONEROO_PACKAGES]
+# that are missing (all of them at once, after apt-get update), or nothing
+# when every one is there.
 install_packages() {
-    local p missing=()
-    for p in "${MONEROO_PACKAGES[@]}"; do
+    local p missing=() wanted=("$@")
+    [ $# -gt 0 ] || wanted=("${MONEROO_PACKAGES[@]}")
+    for p in "${wanted[@]}"; do
         if [ "$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null || true)" != "install ok installed" ]; then
             missing+=("$p")
         fi
@@ -28,7 +37,7 @@ install_packages() {
         "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive timeout 900 apt-get update -q </dev/null ||
         { echo "apt-get update failed" >&2; return 1; }
     "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive timeout 1800 apt-get install -y -q \
-        --no-install-recommends "${MONEROO_PACKAGES[@]}" </dev/null ||
+        --no-install-recommends "${wanted[@]}" </dev/null ||
         { echo "apt-get install failed" >&2; return 1; }
 }
 

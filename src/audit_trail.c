@@ -6,7 +6,9 @@
  * payouts writes the statement's changes as events in one INSERT, inside
  * the statement, so that a change and its event commit or roll back
  * together, and a payroll of 1,000 rows costs one INSERT of events, not
- * 1,000.  The event is written as the table's owner; its actor is the role
+ * 1,000.  The same statement adds what the changes do to the number of
+ * payouts in each state to moneroo_state_counts (state_counts.h), which
+ * moneroo_status sums instead of counting payouts.  The event is written as the table's owner; its actor is the role
  * that called the extension, captured before the switch (run_as_owner.c),
  * or the worker.  The table's own trigger lets nothing else in, and nothing
  * out: no UPDATE, DELETE or TRUNCATE, for any role.
@@ -28,6 +30,7 @@
 #include "message_text.h"
 #include "payout_guard.h"
 #include "run_as_owner.h"
+#include "state_counts.h"
 
 PG_FUNCTION_INFO_V1(moneroo_payout_events_guard);
 PG_FUNCTION_INFO_V1(moneroo_payouts_record_events);
@@ -60,6 +63,7 @@ typedef struct PendingEvent
 	char	   *previous_status;
 	char	   *actor;
 	char	   *detail;
+	bool		count_only;		/* a restored row: counted, its history is restored too */
 } PendingEvent;
 
 static List *pending_events = NIL;
@@ -139,15 +143,15 @@ audit_register_callbacks(void)
 }
 
 
-void
-audit_note_change(Relation payouts, int64 payout_id, const char *status,
-				  const char *previous_status, const char *detail)
+static void
+note_pending(Relation payouts, int64 payout_id, const char *status,
+			 const char *previous_status, const char *detail, bool count_only)
 {
 	MemoryContext old;
 	PendingEvent *event;
 	char	   *why = (char *) detail;
 
-	/* a database still at 1.1 has no history to keep */
+	/* a database still at 1.1 has no history to keep, nor counts */
 	if (!OidIsValid(get_relname_relid("payout_events", RelationGetNamespace(payouts))))
 		return;
 	if (current_action != NULL)
@@ -163,6 +167,7 @@ audit_note_change(Relation payouts, int64 payout_id, const char *status,
 	event->status = pstrdup(status);
 	event->previous_status = previous_status ? pstrdup(previous_status) : NULL;
 	event->actor = pstrdup(audit_actor());
+	event->count_only = count_only;
 	event->detail = NULL;
 	if (why != NULL)
 	{
@@ -171,6 +176,19 @@ audit_note_change(Relation payouts, int64 payout_id, const char *status,
 	}
 	pending_events = lappend(pending_events, event);
 	MemoryContextSwitchTo(old);
+}
+
+void
+audit_note_change(Relation payouts, int64 payout_id, const char *status,
+				  const char *previous_status, const char *detail)
+{
+	note_pending(payouts, payout_id, status, previous_status, detail, false);
+}
+
+void
+audit_note_restored(Relation payouts, int64 payout_id, const char *status)
+{
+	note_pending(payouts, payout_id, status, NULL, NULL, true);
 }
 
 static Datum
@@ -191,10 +209,12 @@ write_pending_events(Relation payouts)
 	int			n = 0;
 	int			max = list_length(pending_events);
 	Datum	   *ids = palloc(sizeof(Datum) * max);
+	Datum	   *count_only = palloc(sizeof(Datum) * max);
 	Datum	   *columns[4];
 	bool	   *nulls[4];
-	Oid			types[5] = {INT8ARRAYOID, TEXTARRAYOID, TEXTARRAYOID, TEXTARRAYOID, TEXTARRAYOID};
-	Datum		values[5];
+	Oid			types[6] = {INT8ARRAYOID, TEXTARRAYOID, TEXTARRAYOID, TEXTARRAYOID, TEXTARRAYOID,
+	BOOLARRAYOID};
+	Datum		values[6];
 	ListCell   *lc;
 	Oid			events = get_relname_relid("payout_events", RelationGetNamespace(payouts));
 	int			rc;
@@ -212,6 +232,7 @@ write_pending_events(Relation payouts)
 		if (e->subxact < here)
 			continue;
 		ids[n] = Int64GetDatum(e->payout_id);
+		count_only[n] = BoolGetDatum(e->count_only);
 		for (int c = 0; c < 4; c++)
 		{
 			nulls[c][n] = texts[c] == NULL;
@@ -231,6 +252,7 @@ write_pending_events(Relation payouts)
 	values[0] = PointerGetDatum(construct_array(ids, n, INT8OID, sizeof(int64), true, TYPALIGN_DOUBLE));
 	for (int c = 0; c < 4; c++)
 		values[c + 1] = text_array(columns[c], nulls[c], n);
+	values[5] = PointerGetDatum(construct_array(count_only, n, BOOLOID, 1, true, TYPALIGN_CHAR));
 
 	SPI_connect();
 	PG_TRY();
@@ -239,15 +261,29 @@ write_pending_events(Relation payouts)
 		/*
 		 * The row guard runs before INSERT ... ON CONFLICT knows whether a
 		 * row goes in: a first event whose row is not there was skipped.
+		 * Each change counts one payout into its state and one out of the
+		 * state before (a deletion: out only).
 		 */
-		rc = moneroo_execute_as_owner(psprintf("INSERT INTO %1$s.payout_events "
-											   "(payout_id, status, previous_status, actor, detail) "
-											   "SELECT e.* FROM unnest($1, $2, $3, $4, $5) "
-											   "  AS e(payout_id, status, previous_status, actor, detail) "
-											   "WHERE e.previous_status IS NOT NULL "
-											   "   OR EXISTS (SELECT FROM %1$s.payouts p WHERE p.id = e.payout_id)",
-											   quote_identifier(get_namespace_name(RelationGetNamespace(payouts)))),
-									  5, types, values, NULL, false, InvalidSnapshot, events);
+		rc = moneroo_execute_as_owner(psprintf("WITH e AS ("
+											   "  SELECT * FROM unnest($1, $2, $3, $4, $5, $6) "
+											   "    AS e(payout_id, status, previous_status, actor, detail, count_only) "
+											   "  WHERE e.previous_status IS NOT NULL "
+											   "     OR EXISTS (SELECT FROM %1$s.payouts p WHERE p.id = e.payout_id)), "
+											   "history AS ("
+											   "  INSERT INTO %1$s.payout_events "
+											   "    (payout_id, status, previous_status, actor, detail) "
+											   "  SELECT payout_id, status, previous_status, actor, detail "
+											   "  FROM e WHERE NOT count_only) "
+											   "INSERT INTO %1$s.moneroo_state_counts (status, payouts) "
+											   "SELECT c.status, sum(c.delta) FROM ("
+											   "    SELECT status, 1 FROM e WHERE status <> '%2$s' "
+											   "    UNION ALL "
+											   "    SELECT previous_status, -1 FROM e WHERE previous_status IS NOT NULL"
+											   "  ) AS c(status, delta) "
+											   "GROUP BY c.status HAVING sum(c.delta) <> 0",
+											   quote_identifier(get_namespace_name(RelationGetNamespace(payouts))),
+											   AUDIT_DELETED),
+									  6, types, values, NULL, false, InvalidSnapshot, events);
 	}
 	PG_FINALLY();
 	{
@@ -260,9 +296,11 @@ write_pending_events(Relation payouts)
 }
 
 /*
- * AFTER INSERT OR UPDATE OR DELETE FOR EACH STATEMENT on payouts: the
- * changes the row guard noted during the statement become events in one
- * INSERT, still inside the statement.
+ * AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE FOR EACH STATEMENT on
+ * payouts: the changes the row guard noted during the statement become
+ * events and counts in one statement, still inside the statement.  A
+ * TRUNCATE (refused while any payout may have moved money) leaves nothing
+ * to count.
  */
 Datum
 moneroo_payouts_record_events(PG_FUNCTION_ARGS)
@@ -274,7 +312,9 @@ moneroo_payouts_record_events(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
 				errmsg("moneroo_payouts_record_events must be an AFTER STATEMENT trigger"));
-	if (pending_events != NIL)
+	if (TRIGGER_FIRED_BY_TRUNCATE(trigger->tg_event))
+		state_counts_forget_all(trigger->tg_relation);
+	else if (pending_events != NIL)
 		write_pending_events(trigger->tg_relation);
 	return PointerGetDatum(NULL);
 }

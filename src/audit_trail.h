@@ -41,6 +41,15 @@ extern void audit_set_action(const char *action);
 extern void audit_note_change(Relation payouts, int64 payout_id, const char *status,
 							  const char *previous_status, const char *detail);
 
+/* The status of a DELETE's note: the payout is gone from every state. */
+#define AUDIT_DELETED "deleted"
+
+/*
+ * Notes a row pg_restore brings back (with its history, from the dump of
+ * payout_events): counted in its state, no event.
+ */
+extern void audit_note_restored(Relation payouts, int64 payout_id, const char *status);
+
 extern void audit_register_callbacks(void);
 
 #endif

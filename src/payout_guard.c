@@ -291,13 +291,18 @@ restore_row(Relation rel, HeapTuple row)
 
 	if (status != NULL && strcmp(status, "pending") == 0)
 		moneroo_wake_worker_at_commit();
-	if (status == NULL || strcmp(status, "sending") != 0)
-		return row;
-	change_text_column(&changes, desc, "status", "unknown");
-	change_text_column(&changes, desc, "last_error",
-					   "restored from a dump taken while this payout was being sent; "
-					   "check Moneroo for its reference before retrying");
-	return apply_changes(row, desc, &changes);
+	if (status != NULL && strcmp(status, "sending") == 0)
+	{
+		status = "unknown";
+		change_text_column(&changes, desc, "status", status);
+		change_text_column(&changes, desc, "last_error",
+						   "restored from a dump taken while this payout was being sent; "
+						   "check Moneroo for its reference before retrying");
+		row = apply_changes(row, desc, &changes);
+	}
+	if (status != NULL)
+		audit_note_restored(rel, row_id(desc, row), status);
+	return row;
 }
 
 /* An application's INSERT: only a request, pending, maybe scheduled or keyed. */
@@ -466,7 +471,7 @@ guard_delete(Relation rel, HeapTuple row)
 				errdetail("A payout that may have moved money stays on record."),
 				errhint("Only pending and rejected payouts can be deleted."));
 	/* its history stays, and ends with who deleted it */
-	audit_note_change(rel, row_id(desc, row), "deleted", status, NULL);
+	audit_note_change(rel, row_id(desc, row), AUDIT_DELETED, status, NULL);
 }
 
 Datum

@@ -34,6 +34,7 @@
 #include "record.h"
 #include "settings.h"
 #include "shared_state.h"
+#include "state_counts.h"
 #include "worker.h"
 #include "worker_state.h"
 #include "worker_transaction.h"
@@ -87,6 +88,7 @@ settle_orphans(void *arg)
 	if (!moneroo_extension_locked())
 		return;
 	settled = payout_store_settle_orphans();
+	state_counts_recount();
 	if (settled > 0)
 		ereport(LOG,
 				errmsg("moneroo worker marked %llu payouts left in \"sending\" as unknown",
@@ -134,6 +136,28 @@ sleep_until_due(long sleep_ms)
 	else
 		state.locked_backoff_ms = LOCKED_BACKOFF_MIN_MS;
 	return Min(sleep_ms, Max(next_due, 1));
+}
+
+static void
+fold_counts(void *arg)
+{
+	if (moneroo_extension_locked())
+		state_counts_fold();
+}
+
+/*
+ * The rows of changes of moneroo_state_counts, folded every few seconds
+ * while the worker is awake: moneroo_status sums a handful of rows,
+ * whatever the traffic.  (New payouts wake the worker; an idle worker has
+ * nothing to fold.)
+ */
+static void
+fold_counts_when_due(TimestampTz now)
+{
+	if (now < state.next_counts_fold)
+		return;
+	state.next_counts_fold = TimestampTzPlusMilliseconds(now, STATE_COUNTS_FOLD_MS);
+	(void) worker_transaction(fold_counts, NULL, "fold moneroo_state_counts");
 }
 
 /* Verifications wait while sends are queued, but get one in every so many sends. */
@@ -240,6 +264,7 @@ work_once(void)
 	if (n > 0 && verification_due() && !dispatch_lease_verifications(&state, n))
 		return dispatch_pause_after_failure(&state);
 
+	fold_counts_when_due(now);
 	dispatch_publish_in_flight(&state);
 	return next_sleep_ms();
 }

@@ -49,6 +49,7 @@ typedef struct WorkerState
 	/* after a failed claim, lease or request start: no new work until then */
 	TimestampTz paused_until;
 	long		locked_backoff_ms;	/* due rows that others hold locked */
+	TimestampTz next_counts_fold;	/* state_counts.h */
 } WorkerState;
 
 #endif

@@ -20,6 +20,8 @@
 --       in order (entries with "seq" > since)
 --   mock.payouts() -> SETOF jsonb   the payouts the mock holds
 --   mock.stats()   -> jsonb
+--   mock.plan_of(query text) -> text
+--       the EXPLAIN of the query, one line per plan line.
 --   mock.error_of(statement text) -> text
 --       runs the statement (with the caller's rights, for any role): 'ok', or
 --       'SQLSTATE: message' when it raised an error.
@@ -278,6 +280,19 @@ BEGIN
     RETURN false;
 END
 $fn$;
+
+CREATE OR REPLACE FUNCTION mock.plan_of(query text) RETURNS text
+LANGUAGE plpgsql AS $$
+DECLARE
+    line text;
+    plan text := '';
+BEGIN
+    FOR line IN EXECUTE 'EXPLAIN ' || query LOOP
+        plan := plan || line || E'\n';
+    END LOOP;
+    RETURN plan;
+END
+$$;
 
 CREATE OR REPLACE FUNCTION mock.error_of(statement text) RETURNS text
 LANGUAGE plpgsql AS $$

@@ -23,19 +23,6 @@ LANGUAGE sql IMMUTABLE AS $$
         'metadata', jsonb_build_object('case', tag))
 $$;
 
-CREATE FUNCTION pg_temp.plan_of(query text) RETURNS text
-LANGUAGE plpgsql AS $$
-DECLARE
-    line text;
-    plan text := '';
-BEGIN
-    FOR line IN EXECUTE 'EXPLAIN ' || query LOOP
-        plan := plan || line || E'\n';
-    END LOOP;
-    RETURN plan;
-END
-$$;
-
 SELECT 't57-' || md5(random()::text) AS run \gset
 
 -- ---------------------------------------------------------------- the column
@@ -138,7 +125,7 @@ SELECT row_eq(format($$SELECT payouts, pending, settled_percent, oldest_pending 
 -- ---------------------------------------------------------------- reading it
 
 SET enable_seqscan = off;
-SELECT matches(pg_temp.plan_of(format('SELECT * FROM moneroo_batches WHERE batch = %L', :'run')),
+SELECT matches(mock.plan_of(format('SELECT * FROM moneroo_batches WHERE batch = %L', :'run')),
                'payouts_batch', 'a filter on batch reads the index');
 RESET enable_seqscan;
 

@@ -34,8 +34,9 @@ COPY_A=moneroo_dump_copy
 SRC_B=moneroo_dump_src
 COPY_B=moneroo_dump_src_copy
 COPY_B2=moneroo_dump_src_copy2
+TRUNC=moneroo_dump_truncate
 METHOD=regress_dump_gm
-PLAN=25
+PLAN=28
 D=$(mktemp -d /tmp/moneroo-dump.XXXXXX)
 
 # ---------------------------------------------------------------- TAP
@@ -69,7 +70,8 @@ restore() {
     cluster_psql -q -d postgres -c "DROP DATABASE IF EXISTS $COPY_A WITH (FORCE)" \
         -c "DROP DATABASE IF EXISTS $SRC_B WITH (FORCE)" \
         -c "DROP DATABASE IF EXISTS $COPY_B WITH (FORCE)" \
-        -c "DROP DATABASE IF EXISTS $COPY_B2 WITH (FORCE)" >/dev/null 2>&1
+        -c "DROP DATABASE IF EXISTS $COPY_B2 WITH (FORCE)" \
+        -c "DROP DATABASE IF EXISTS $TRUNC WITH (FORCE)" >/dev/null 2>&1
     cluster_psql -q -c "DELETE FROM moneroo_payout_methods WHERE code = '$METHOD'" \
         -c "DELETE FROM moneroo_limits WHERE currency = 'GMD'" \
         -c 'ALTER SYSTEM RESET moneroo.verify_min_interval' -c 'SELECT pg_reload_conf()' >/dev/null 2>&1
@@ -89,6 +91,11 @@ ROWS="SELECT p::text FROM payouts p ORDER BY id"          # every column, genera
 METHODS="SELECT m::text FROM moneroo_payout_methods m ORDER BY code"
 LIMITS="SELECT l::text FROM moneroo_limits l ORDER BY currency"
 EVENTS="SELECT e::text FROM payout_events e ORDER BY id"
+# moneroo_status's counts (sums of moneroo_state_counts) and a count of the rows, state by state
+COUNTED="SELECT coalesce(string_agg(status || '=' || n, ', ' ORDER BY status), 'none') FROM (
+           SELECT status, sum(payouts)::bigint AS n FROM moneroo_state_counts GROUP BY status HAVING sum(payouts) <> 0) c"
+COUNTS="SELECT coalesce(string_agg(status || '=' || n, ', ' ORDER BY status), 'none') FROM (
+          SELECT status, count(*) AS n FROM payouts GROUP BY status) c"
 # A valid sandbox request: req DESCRIPTION ACCOUNT_NUMBER
 req() {
     printf '{"amount": 2500, "currency": "USD", "description": "%s", "method": "moneroo_payout_demo",
@@ -169,6 +176,8 @@ same "$(sql1 "$COPY_A" "$ROWS")" "$(cat "$D/a.rows")" \
     "every payout comes back with every column as dumped (ids, references, requests, states, Moneroo ids, responses, times, generated amount/currency/method)"
 is "$(sql1 "$COPY_A" "$MINE")" "$(sql1 "$PGDATABASE" "$MINE")" \
     "the restored copy holds the payouts in their states: rejected, unknown, success, failed, sent"
+same "$(sql1 "$COPY_A" "$COUNTED")" "$(sql1 "$COPY_A" "$COUNTS")" \
+    "moneroo_status counts the restored payouts, state by state, exactly (pg_restore's COPY counts what it brings back)"
 same "$(sql1 "$COPY_A" "$METHODS")" "$(cat "$D/a.methods")" \
     "the payout methods come back: Moneroo's documented ones once, and the user's own"
 is "$(sql1 "$COPY_A" "SELECT count(*) FROM moneroo_payout_methods WHERE code = '$METHOD' AND NOT documented")" "1" \
@@ -230,6 +239,8 @@ KEEP_COLS="SELECT id, reference, request, attempts, moneroo_id, created_at, amou
            WHERE request ->> 'description' = 'dump: sending'"
 same "$(sql1 "$COPY_B" "$KEEP_COLS")" "$(sql1 "$SRC_B" "$KEEP_COLS")" \
     "it keeps its id, reference, request, attempts and creation time"
+same "$(sql1 "$COPY_B" "$COUNTED")" "$(sql1 "$COPY_B" "$COUNTS")" \
+    "and it is counted unknown, not sending"
 same "$(sql1 "$COPY_B" "$METHODS")" "$methods_b" "the payout methods come back, the user's own included"
 new_id=$(sql1 "$COPY_B" "INSERT INTO payouts (request) VALUES ('$(req "dump: after restore" 4149518161)') RETURNING id")
 if [[ $new_id =~ ^[0-9]+$ ]] && [[ $max_b =~ ^[0-9]+$ ]] && [ "$new_id" -gt "$max_b" ]; then
@@ -265,3 +276,10 @@ is "$rc" "0" "a dump holding pending payouts that were tried before (failed atte
 PENDING="SELECT p::text FROM payouts p WHERE status = 'pending' ORDER BY id"
 same "$(sql1 "$COPY_B2" "$PENDING")" "$(sql1 "$SRC_B" "$PENDING")" \
     "they come back pending with their attempts, last_error and next retry time, and every other pending payout with them"
+# TRUNCATE payouts (allowed while no payout may have moved money) leaves
+# nothing to count, in a database of its own.
+is "$(pg createdb "$TRUNC" 2>&1; sql1 "$TRUNC" "CREATE EXTENSION moneroo;
+        INSERT INTO payouts (request, send_at) SELECT '$(req "dump: truncated" 4149518161)', now() + interval '1 day'
+        FROM generate_series(1, 3);
+        SELECT pending FROM moneroo_status; TRUNCATE payouts; $COUNTED; SELECT pending FROM moneroo_status" | tr '\n' ' ')" \
+    "3 none 0" "after TRUNCATE payouts, moneroo_status counts no payout (3 pending before)"

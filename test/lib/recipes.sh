@@ -1,0 +1,69 @@
+# shellcheck shell=bash
+# test/lib/recipes.sh: what the recipe scripts (test/scripts/9*_recipe_*.sh)
+# share: the README's code blocks, a folder of their own owned by the
+# server's OS user, and programs they run in the background as that user
+# (needs cluster.sh's functions).
+#
+#   readme_block SECTION LANG [N]  the Nth (default 1st) ```LANG block of the
+#                                  README.md section whose heading is SECTION
+#                                  ("## Webhooks", "### ..."): the test runs the
+#                                  README's own text, so the two cannot drift
+#   recipe_dir NAME                makes $WORK/NAME, owned by PG_OS_USER, mode 700;
+#                                  prints its path
+#   daemon_start DIR NAME CMD...   runs CMD as PG_OS_USER in DIR, in the
+#                                  background, output to DIR/NAME.log, pid in
+#                                  DIR/NAME.pid
+#   daemon_stop DIR NAME           TERM, then KILL, the pid in DIR/NAME.pid
+#   wait_port PORT [SECONDS]       until something listens on 127.0.0.1:PORT
+#   sign BODY SECRET               X-Moneroo-Signature of BODY: lowercase hex HMAC-SHA256
+
+README=${REPO:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}/README.md
+
+readme_block() {
+    local section=$1 lang=$2 n=${3:-1}
+    awk -v section="$section" -v lang="$lang" -v n="$n" '
+        # the section: from its heading to the next heading of the same or a higher level
+        !in_section && $0 == section { in_section = 1; level = index(section, " "); next }
+        in_section && !in_block && /^#+ / && index($0, " ") <= level { exit }
+        in_section && !in_block && $0 == "```" lang { in_block = 1; count++; next }
+        in_section && in_block && /^```/ { in_block = 0; if (count == n) exit; next }
+        in_section && in_block && count == n { print }
+    ' "$README"
+}
+
+recipe_dir() {
+    local d=$WORK/$1
+    as_pg mkdir -p "$d" && as_pg chmod 700 "$d" && printf '%s' "$d"
+}
+
+daemon_start() {
+    local dir=$1 name=$2
+    shift 2
+    # the shell writes its own pid, then becomes CMD: the pid is CMD's
+    as_pg sh -c 'cd "$1" && echo $$ >"$2.pid" && shift 2 && exec "$@"' sh "$dir" "$name" "$@" \
+        </dev/null >>"$dir/$name.log" 2>&1 &
+    local _
+    for _ in $(seq 1 50); do [ -s "$dir/$name.pid" ] && return 0; sleep 0.1; done
+    return 1
+}
+
+daemon_stop() {
+    local pid _
+    pid=$(cat "$1/$2.pid" 2>/dev/null) || return 0
+    [ -n "$pid" ] || return 0
+    kill -TERM "$pid" 2>/dev/null || return 0
+    for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || return 0; sleep 0.1; done
+    kill -KILL "$pid" 2>/dev/null || true
+}
+
+wait_port() {
+    local deadline=$((SECONDS + ${2:-20}))
+    until (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; do
+        [ "$SECONDS" -lt "$deadline" ] || return 1
+        sleep 0.1
+    done
+}
+
+sign() {
+    printf '%s' "$1" | openssl dgst -sha256 -hmac "$2" -r | cut -d' ' -f1
+}

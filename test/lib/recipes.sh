@@ -5,9 +5,12 @@
 # (needs cluster.sh's functions).
 #
 #   readme_block SECTION LANG [N]  the Nth (default 1st) ```LANG block of the
-#                                  README.md section whose heading is SECTION
-#                                  ("## Webhooks", "### ..."): the test runs the
+#                                  README.md section whose heading (or bold
+#                                  paragraph title) starts with SECTION ("## Webhooks",
+#                                  "**The payroll as a pg_cron job**"): the test runs the
 #                                  README's own text, so the two cannot drift
+#   readme_role ROLE               the SQL of README.md's Security section that
+#                                  creates ROLE: its paragraph from CREATE ROLE ROLE
 #   recipe_dir NAME                makes $WORK/NAME, owned by PG_OS_USER, mode 700;
 #                                  prints its path
 #   daemon_start DIR NAME CMD...   runs CMD as PG_OS_USER in DIR, in the
@@ -22,13 +25,22 @@ README=${REPO:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}/README.md
 readme_block() {
     local section=$1 lang=$2 n=${3:-1}
     awk -v section="$section" -v lang="$lang" -v n="$n" '
-        # the section: from its heading to the next heading of the same or a higher level
-        !in_section && $0 == section { in_section = 1; level = index(section, " "); next }
-        in_section && !in_block && /^#+ / && index($0, " ") <= level { exit }
+        # a heading ("## Webhooks") runs to the next heading of its level or
+        # higher; a bold paragraph title ("**The payroll ...**") to the next
+        # bold title or heading
+        !in_section && index($0, section) == 1 {
+            in_section = 1; level = (section ~ /^#/) ? index(section, " ") : 0; next
+        }
+        in_section && !in_block && /^#+ / && (level == 0 || index($0, " ") <= level) { exit }
+        in_section && !in_block && level == 0 && /^\*\*/ { exit }
         in_section && !in_block && $0 == "```" lang { in_block = 1; count++; next }
         in_section && in_block && /^```/ { in_block = 0; if (count == n) exit; next }
         in_section && in_block && count == n { print }
     ' "$README"
+}
+
+readme_role() {
+    readme_block "## Security" sql | sed -n "/^CREATE ROLE $1[ ;]/,/^\$/p"
 }
 
 recipe_dir() {

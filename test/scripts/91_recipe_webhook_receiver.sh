@@ -73,7 +73,7 @@ answer_for() {
 
 # The role: the Security section's SQL from "CREATE ROLE webhooks" to the end
 # of its paragraph, and the login the Webhooks section gives it.
-role_sql=$(readme_block "## Security" sql | sed -n '/^CREATE ROLE webhooks/,/^$/p')
+role_sql=$(readme_role webhooks)
 login_sql=$(sed -n '/^## Webhooks/,/^## Security/p' "$README" | grep -o "ALTER ROLE webhooks LOGIN[^;]*;")
 out=$(printf '%s\n%s\n' "$role_sql" "$login_sql" | cluster_psql 2>&1)
 ok $? "the webhooks role, created as README.md's Security and Webhooks sections say" "$out" "$role_sql" "$login_sql"

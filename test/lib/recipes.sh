@@ -20,7 +20,22 @@
 #   wait_port PORT [SECONDS]       until something listens on 127.0.0.1:PORT
 #   sign BODY SECRET               X-Moneroo-Signature of BODY: lowercase hex HMAC-SHA256
 
-README=${REPO:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}/README.md
+#
+# Sourcing it also sources cluster.sh (unless test/run.sh exported its
+# functions), tap.sh and server.sh, and calls cluster_env.
+
+RECIPES_LIB=$(dirname "${BASH_SOURCE[0]}")
+if ! declare -F cluster_psql >/dev/null; then
+    # shellcheck source=test/lib/cluster.sh
+    . "${CLUSTER_LIB:-$RECIPES_LIB/cluster.sh}"
+fi
+cluster_env
+# shellcheck source=test/lib/tap.sh
+. "$RECIPES_LIB/tap.sh"
+# shellcheck source=test/lib/server.sh
+. "$RECIPES_LIB/server.sh"
+
+README=${REPO:-$(cd "$RECIPES_LIB/../.." && pwd)}/README.md
 
 readme_block() {
     local section=$1 lang=$2 n=${3:-1}

@@ -28,18 +28,8 @@
 # functions it exports.
 set -uo pipefail
 
-if ! declare -F cluster_psql >/dev/null; then
-    # shellcheck source=test/lib/cluster.sh
-    . "${CLUSTER_LIB:-$(dirname "$0")/../lib/cluster.sh}"
-fi
-cluster_env
-LIB=$(dirname "${BASH_SOURCE[0]}")/../lib
-# shellcheck source=test/lib/tap.sh
-. "$LIB/tap.sh"
-# shellcheck source=test/lib/server.sh
-. "$LIB/server.sh"
 # shellcheck source=test/lib/recipes.sh
-. "$LIB/recipes.sh"
+. "$(dirname "${BASH_SOURCE[0]}")/../lib/recipes.sh"
 
 tap_plan 17
 

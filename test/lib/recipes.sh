@@ -19,6 +19,10 @@
 #   daemon_stop DIR NAME           TERM, then KILL, the pid in DIR/NAME.pid
 #   wait_port PORT [SECONDS]       until something listens on 127.0.0.1:PORT
 #   sign BODY SECRET               X-Moneroo-Signature of BODY: lowercase hex HMAC-SHA256
+#   mock_sent_twice                how many payouts the mock created beyond one per reference
+#   webhook_stack NAME             sets WEBHOOK_SECRET (a random one, not exported)
+#                                  and restarts the server with it, for webhooks
+#                                  answered now (see below); NAME marks the lines
 
 #
 # Sourcing it also sources cluster.sh (unless test/run.sh exported its
@@ -93,4 +97,26 @@ wait_port() {
 
 sign() {
     printf '%s' "$1" | openssl dgst -sha256 -hmac "$2" -r | cut -d' ' -f1
+}
+
+# moneroo.webhook_secret is restart-only (test/run.sh restores postgresql.conf
+# after each script).  rate_limit 0, at the server and the mock: a webhook
+# that finds the rate limiter closed leaves the verify to the worker, and the
+# tests want it now; a long verify_min_interval: the worker itself must not
+# settle payouts before their webhooks do.
+webhook_stack() {
+    WEBHOOK_SECRET="whsec_$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')"
+    cluster_conf_append "" "# ---- $1 ----" \
+        "moneroo.webhook_secret = '$WEBHOOK_SECRET'" "moneroo.rate_limit = 0" \
+        "moneroo.verify_min_interval = '10min'" || bail "cannot append to postgresql.conf"
+    cluster_restart >&2 || bail "the server does not restart with moneroo.webhook_secret set"
+    wait_worker 20 >/dev/null || bail "the worker does not start"
+    mock_ctl POST /__mock/config '{"rate_limit": 0}' >/dev/null || bail "cannot configure the mock"
+}
+
+mock_sent_twice() {
+    mock_ctl GET /__mock/payouts | python3 -c '
+import json, sys
+refs = [p["reference"] for p in json.load(sys.stdin)]
+print(len(refs) - len(set(refs)))'
 }

@@ -26,8 +26,6 @@ set -uo pipefail
 
 tap_plan 16
 
-# Not exported: the server's environment must not carry it.
-WEBHOOK_SECRET="whsec_t91_$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')"
 D=$(recipe_dir recipe-webhook) || bail "cannot make the receiver's folder"
 
 cleanup() {
@@ -37,16 +35,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# moneroo.webhook_secret is restart-only (test/run.sh restores postgresql.conf
-# afterwards).  rate_limit 0: a webhook that finds the rate limiter closed
-# leaves the verify to the worker, and this test wants it now; the worker
-# itself must not settle the payouts before their webhooks do.
-cluster_conf_append "" "# ---- 91_recipe_webhook_receiver.sh ----" \
-    "moneroo.webhook_secret = '$WEBHOOK_SECRET'" "moneroo.rate_limit = 0" \
-    "moneroo.verify_min_interval = '10min'" || bail "cannot append to postgresql.conf"
-cluster_restart >&2 || bail "the server does not restart with moneroo.webhook_secret set"
-wait_worker 20 >/dev/null || bail "the worker does not start"
-mock_ctl POST /__mock/config '{"rate_limit": 0}' >/dev/null || bail "cannot configure the mock"
+webhook_stack 91_recipe_webhook_receiver.sh
 
 # ---------------------------------------------------------------- the README's text
 readme_block "## Webhooks" python | as_pg tee "$D/receiver.py" >/dev/null

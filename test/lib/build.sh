@@ -5,7 +5,7 @@
 
 MONEROO_PACKAGES=(postgresql-15 postgresql-server-dev-15 libcurl4-openssl-dev postgresql-15-pgtap
                   libtap-parser-sourcehandler-pgtap-perl python3 curl openssl make gcc
-                  python3-flask python3-psycopg postgresql-15-cron)   # the recipes: test/scripts/9*_recipe_*.sh
+                  python3-flask python3-psycopg postgresql-15-cron pgbouncer)   # the recipes: test/scripts/9*_recipe_*.sh
 
 # install_packages: apt-get install the packages that are missing (all of
 # them at once, after apt-get update), or nothing when every one is there.

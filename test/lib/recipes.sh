@@ -23,6 +23,8 @@
 #   webhook_stack NAME             sets WEBHOOK_SECRET (a random one, not exported)
 #                                  and restarts the server with it, for webhooks
 #                                  answered now (see below); NAME marks the lines
+#   quiet_stack                    before a restart: no rate limit at the mock, and
+#                                  earlier scripts' verifications an hour away
 
 #
 # Sourcing it also sources cluster.sh (unless test/run.sh exported its
@@ -109,9 +111,20 @@ webhook_stack() {
     cluster_conf_append "" "# ---- $1 ----" \
         "moneroo.webhook_secret = '$WEBHOOK_SECRET'" "moneroo.rate_limit = 0" \
         "moneroo.verify_min_interval = '10min'" || bail "cannot append to postgresql.conf"
+    quiet_stack
     cluster_restart >&2 || bail "the server does not restart with moneroo.webhook_secret set"
     wait_worker 20 >/dev/null || bail "the worker does not start"
+}
+
+# quiet_stack: before a restart, leave this script's journal and rate limit to
+# it.  The sent payouts of earlier scripts would all be verified at once by the
+# restarted worker: past the mock's 120 a minute that is a 429 and a 60 s
+# pause of every request, and in any case requests in this script's journal.
+quiet_stack() {
     mock_ctl POST /__mock/config '{"rate_limit": 0}' >/dev/null || bail "cannot configure the mock"
+    cluster_psql -q -c "SET session_replication_role = replica" \
+        -c "UPDATE payouts SET next_attempt_at = now() + interval '1 hour' WHERE status = 'sent'" >&2 ||
+        bail "cannot postpone earlier scripts' verifications"
 }
 
 mock_sent_twice() {

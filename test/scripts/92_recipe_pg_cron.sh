@@ -51,6 +51,7 @@ ok $? "README.md's pg_cron settings preload moneroo and pg_cron" "$conf"
 # shellcheck disable=SC2086
 cluster_conf_append "" "# ---- 92_recipe_pg_cron.sh: README.md's pg_cron settings ----" "$conf" ||
     bail "cannot append to postgresql.conf"
+quiet_stack
 cluster_restart >&2 || bail "the server does not restart with pg_cron preloaded"
 wait_worker 20 >/dev/null || bail "the moneroo worker does not start beside pg_cron"
 out=$(sql -c "CREATE EXTENSION pg_cron" 2>&1)

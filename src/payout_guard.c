@@ -13,6 +13,7 @@
 #include "postgres.h"
 
 #include "access/htup_details.h"
+#include "access/xact.h"
 #include "commands/trigger.h"
 #include "executor/spi.h"
 #include "miscadmin.h"
@@ -322,8 +323,21 @@ check_new_row_from_caller(TupleDesc desc, HeapTuple row)
 		const char *column = state_columns[i];
 		char	   *value = text_column(desc, row, column);
 
-		if (strcmp(column, "status") == 0 || strcmp(column, "created_at") == 0)
+		if (strcmp(column, "status") == 0)
 			continue;
+		if (strcmp(column, "created_at") == 0)
+		{
+			/*
+			 * Its default, now(): a payout queued "yesterday" would be
+			 * outside the daily limit's 24 hours, and out of the reports.
+			 */
+			bool		isnull;
+			Datum		created_at = heap_getattr(row, column_number(desc, column), desc, &isnull);
+
+			if (isnull || DatumGetTimestampTz(created_at) != GetCurrentTransactionStartTimestamp())
+				refuse_state_change(column);
+			continue;
+		}
 		if (value != NULL &&
 			!((strcmp(column, "attempts") == 0 || strcmp(column, "verifications") == 0) &&
 			  strcmp(value, "0") == 0))

@@ -18,7 +18,7 @@
 -- metadata.case tags.  moneroo_limits and the settings are reset at the end.
 SET client_min_messages = warning;
 
-SELECT plan(56);
+SELECT plan(58);
 
 -- ---------------------------------------------------------------- helpers
 
@@ -260,6 +260,15 @@ SELECT is(mock.error_of(format('INSERT INTO payouts (request, created_by) VALUES
 SELECT is(mock.error_of(format('UPDATE payouts SET created_by = %L WHERE id = %s', 'postgres', :big)),
           '42501: column "created_by" of payouts cannot be changed',
           'nor changes it');
+-- nor when: a payout queued "yesterday" would be outside the daily limit's 24 hours
+SELECT is(mock.error_of(format('INSERT INTO payouts (request, created_at) VALUES (%L, now() - interval ''1 day'')',
+                                  pg_temp.req(10, :'run' || '-backdated'))),
+          '42501: column "created_at" of payouts is maintained by the moneroo extension',
+          'nobody, the owner included, queues a payout in the past (created_at)');
+SELECT is(mock.error_of(format('INSERT INTO payouts (request, created_at, send_at) VALUES (%L, now(), now() + interval ''1 hour'') RETURNING id',
+                                  pg_temp.req(10, :'run' || '-now'))),
+          'ok', 'created_at given as now() (its default) is accepted');
+DELETE FROM payouts WHERE request -> 'metadata' ->> 'case' = :'run' || '-now';
 
 -- ---------------------------------------------------------------- idempotency
 SELECT (moneroo_transfer(pg_temp.req(20, :'run' || '-key'), :'run' || '-key')).id AS key_id \gset

@@ -32,7 +32,7 @@ set -uo pipefail
 # shellcheck source=test/lib/recipes.sh
 . "$(dirname "${BASH_SOURCE[0]}")/../lib/recipes.sh"
 
-tap_plan 18
+tap_plan 19
 
 cleanup() {
     sql -c "SET client_min_messages = warning" \
@@ -135,6 +135,9 @@ settled "$keys"
 ok $? "... each sent by the worker and settled" "$(sql1 "SELECT string_agg(status || ' ' || coalesce(last_error, ''), '; ') FROM payouts WHERE $keys")"
 is "$(mock_sent_twice) $(sql1 "SELECT count(*) FROM payouts WHERE $keys AND moneroo_id IS NOT NULL")" "0 3" \
     "... each created once at Moneroo (the mock), each with its Moneroo id"
+is "$(sql1 "SELECT payouts || ' payouts, ' || settled_percent || ' % settled' FROM moneroo_batches
+            WHERE batch = 'payroll-' || to_char(current_date, 'YYYY-MM')")" "3 payouts, 100.0 % settled" \
+    "... and moneroo_batches shows the month's run, settled"
 
 # Once the payroll's payouts are settled nothing moves them: a second run
 # that queued a line again, or left a trace of a skipped one in the audit

@@ -278,7 +278,8 @@ SELECT label, pg_temp.q(sql) AS result FROM (VALUES
     ('same reference again', 'INSERT INTO payouts (request, reference) VALUES ('
                                || pg_temp.req() || ', ''8d1c8a52-33a5-4a5e-9f00-5b5d7c2f0001'') RETURNING reference')
 ) AS t(label, sql);
--- created_at and updated_at are not refused on INSERT (though created_at is on UPDATE).
+-- created_at is the INSERT's time (1.2): a backdated payout is refused, since
+-- the daily limit counts the payouts of the last 24 hours by it.
 SELECT pg_temp.q('INSERT INTO payouts (request, created_at, updated_at) VALUES ('
                  || pg_temp.req() || ', ''2000-01-01 00:00+00'', ''2000-01-01 00:00+00'')'
                  || ' RETURNING created_at = ''2000-01-01 00:00+00'' AND updated_at = created_at')

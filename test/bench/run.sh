@@ -713,6 +713,11 @@ SQL
             echo "EXPLAIN (ANALYZE, BUFFERS) SELECT * FROM moneroo_status;"
             printf '%s\n' "\\echo -- label moneroo_needs_attention view"
             echo "EXPLAIN (ANALYZE, BUFFERS) SELECT * FROM moneroo_needs_attention;"
+            if [ "$i" -le 3 ]; then
+                # the baseline: how moneroo_status counted before moneroo_state_counts
+                printf '%s\n' "\\echo -- label counting payouts by state (moneroo_status before 1.2: a full scan)"
+                echo "EXPLAIN (ANALYZE, BUFFERS) SELECT count(*) FILTER (WHERE status = 'pending'), count(*) FILTER (WHERE status = 'success'), count(*) FILTER (WHERE status = 'failed'), min(created_at) FILTER (WHERE status = 'pending') FROM payouts;"
+            fi
         done
     } | psqlb -d moneroo_scale >"$1"
 }

@@ -17,6 +17,7 @@
 #include "payout_store.h"
 #include "payouts_table.h"
 #include "settings.h"
+#include "verify_schedule.h"
 
 PayoutWork *
 payout_work_new(MemoryContext parent)
@@ -269,7 +270,7 @@ payout_store_record_send(int64 id, const char *reference, SendVerdict verdict,
 	values[1] = text_or_null(verdict == SEND_ACCEPTED ? answer->moneroo_id : NULL, &nulls[1]);
 	values[2] = text_or_null(error, &nulls[2]);
 	values[3] = jsonb_or_null(answer->body, &nulls[3]);
-	values[4] = Int32GetDatum(verdict == SEND_ACCEPTED ? moneroo_verify_backoff_ms(0) : retry_after_ms);
+	values[4] = Int32GetDatum(verdict == SEND_ACCEPTED ? verify_delay_ms(0) : retry_after_ms);
 	/* the reference too: ids start again if the extension is recreated */
 	values[5] = CStringGetTextDatum(reference);
 	values[6] = CStringGetTextDatum(payout_status_name(status));
@@ -414,7 +415,7 @@ payout_store_adopt(int64 id, PayoutStatus from, const char *moneroo_id, MonerooA
 	values[3] = CStringGetTextDatum(moneroo_status_name(answer->moneroo_status));
 	values[4] = JsonbPGetDatum(answer->body);
 	values[5] = CStringGetTextDatum(payout_status_name(status));
-	values[6] = Int32GetDatum(moneroo_verify_backoff_ms(0));
+	values[6] = Int32GetDatum(verify_delay_ms(0));
 	values[7] = CStringGetTextDatum(why);
 
 	SPI_connect();

@@ -20,6 +20,7 @@
 #include "record.h"
 #include "settings.h"
 #include "shared_state.h"
+#include "verify_schedule.h"
 #include "worker_transaction.h"
 
 /* A payout that could not connect is retried after this long. */
@@ -58,7 +59,7 @@ record_verification(HttpCall *call, PayoutWork *work, MonerooAnswer *answer)
 
 	account_note_verify(call);
 	payout_store_record_verify(work->id, work->moneroo_id, ok, answer,
-							   moneroo_verify_backoff_ms(work->verifications + 1));
+							   verify_delay_ms(work->verifications + 1));
 	if (!ok)
 		moneroo_note_error(answer->error);
 }

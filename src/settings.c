@@ -219,7 +219,7 @@ moneroo_define_settings(void)
 
 	DefineCustomIntVariable("moneroo.verify_min_interval",
 							"Delay before the first verification of a sent payout; it doubles after each one.",
-							NULL,
+							"While signed webhooks arrive, polls wait moneroo.verify_max_interval instead: each webhook has its payout verified.",
 							&moneroo_verify_min_interval_ms,
 							2000, 100, 86400000,
 							PGC_SIGHUP, GUC_UNIT_MS,
@@ -227,7 +227,7 @@ moneroo_define_settings(void)
 
 	DefineCustomIntVariable("moneroo.verify_max_interval",
 							"Longest delay between two verifications of a sent payout.",
-							NULL,
+							"Also the safety-net poll of a payout while webhooks arrive.",
 							&moneroo_verify_max_interval_ms,
 							600000, 100, 86400000,
 							PGC_SIGHUP, GUC_UNIT_MS,
@@ -250,16 +250,6 @@ moneroo_define_settings(void)
 							NULL, NULL, NULL);
 
 	MarkGUCPrefixReserved("moneroo");
-}
-
-int
-moneroo_verify_backoff_ms(int verifications)
-{
-	int64		delay = moneroo_verify_min_interval_ms;
-
-	for (int i = 0; i < verifications && delay < moneroo_verify_max_interval_ms; i++)
-		delay *= 2;
-	return (int) Min(delay, (int64) moneroo_verify_max_interval_ms);
 }
 
 static pg_attribute_noreturn() void

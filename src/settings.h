@@ -22,12 +22,6 @@ extern int	moneroo_breaker_threshold;
 extern void moneroo_define_settings(void);
 
 /*
- * Delay before the next verification of a payout verified n times:
- * moneroo.verify_min_interval, doubling up to moneroo.verify_max_interval.
- */
-extern int	moneroo_verify_backoff_ms(int verifications);
-
-/*
  * The key to send, from moneroo.secret_key or moneroo.secret_key_file.
  * Raises a configuration error when neither gives one.
  */

@@ -27,6 +27,7 @@ typedef struct MonerooShared
 	int32		in_flight;		/* requests the worker has started or readied */
 	char		last_error[LAST_ERROR_BYTES];
 	TimestampTz last_error_at;
+	TimestampTz last_webhook_at;	/* see verify_schedule.c */
 
 	TransferSlot transfers[TRANSFER_SLOTS]; /* see transfer_slots.c */
 } MonerooShared;

@@ -23,6 +23,7 @@
 #include "settings.h"
 #include "shared_state.h"
 #include "verification.h"
+#include "verify_schedule.h"
 
 PG_FUNCTION_INFO_V1(moneroo_verify);
 
@@ -99,7 +100,7 @@ moneroo_verify_now(int64 id, bool may_wait)
 			break;
 		case ASK_ANSWERED:
 			payout_store_record_verify(id, keys.moneroo_id, true, &answer,
-									   moneroo_verify_backoff_ms(0));
+									   verify_delay_ms(0));
 			break;
 		case ASK_UNKNOWN_ID:
 		case ASK_FAILED:

@@ -24,6 +24,7 @@
 #include "payout_store.h"
 #include "settings.h"
 #include "verification.h"
+#include "verify_schedule.h"
 
 PG_FUNCTION_INFO_V1(moneroo_webhook);
 
@@ -213,6 +214,8 @@ moneroo_webhook(PG_FUNCTION_ARGS)
 	signature = PG_ARGISNULL(1) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(1));
 
 	check_signature(VARDATA_ANY(body), VARSIZE_ANY_EXHDR(body), signature);
+	/* Moneroo's webhooks reach us: from now on polls are the safety net */
+	verify_schedule_note_webhook();
 	moneroo_id = payout_id_of(text_to_cstring(body), VARSIZE_ANY_EXHDR(body));
 	audit_set_action("webhook");
 

@@ -13,6 +13,7 @@
 #include "utils/builtins.h"
 #include "utils/memutils.h"
 
+#include "jsonb_fields.h"
 #include "payout_status.h"
 #include "payout_store.h"
 #include "payouts_table.h"
@@ -59,6 +60,7 @@ payout_store_insert_sending(Jsonb *request, const char *reference, const char *i
 	Datum		values[3] = {JsonbPGetDatum(request), CStringGetTextDatum(reference),
 	idempotency_key ? CStringGetTextDatum(idempotency_key) : (Datum) 0};
 	PayoutWork *work = payout_work_new(parent);
+	JsonbValue *method;
 	bool		isnull;
 
 	SPI_connect();
@@ -71,6 +73,10 @@ payout_store_insert_sending(Jsonb *request, const char *reference, const char *i
 					idempotency_key ? 3 : 2, types, values, NULL, false, InvalidSnapshot);
 	work->id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 	work->reference = MemoryContextStrdup(work->context, reference);
+	/* validated: a string */
+	method = jsonb_field(&request->root, "method");
+	work->method = MemoryContextStrdup(work->context,
+									   pnstrdup(method->val.string.val, method->val.string.len));
 	/* built in SPI's memory, which dies with SPI_finish: only the text is kept */
 	work->request_body = MemoryContextStrdup(work->context,
 											 moneroo_initialize_body(request, reference));
@@ -80,8 +86,8 @@ payout_store_insert_sending(Jsonb *request, const char *reference, const char *i
 
 /*
  * The rows a claim or a lease returned, as PayoutWork under parent:
- * (id, reference, request) to send, or (id, moneroo_id, verifications) to
- * verify.  The initialize body is built in SPI's memory; only its text is
+ * (id, reference, request, method) to send, or (id, moneroo_id,
+ * verifications, method) to verify.  The initialize body is built in SPI's memory; only its text is
  * kept.  The list itself is in the caller's context.
  */
 static List *
@@ -99,6 +105,7 @@ work_from_rows(MemoryContext caller, MemoryContext parent, bool to_send)
 		MemoryContext spi;
 
 		work->id = DatumGetInt64(SPI_getbinval(row, desc, 1, &isnull));
+		work->method = MemoryContextStrdup(work->context, SPI_getvalue(row, desc, 4));
 		if (to_send)
 		{
 			work->reference = MemoryContextStrdup(work->context, text);
@@ -140,7 +147,7 @@ payout_store_claim(int n, MemoryContext parent)
 							 "  ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED) "
 							 "UPDATE %1$s p SET status = 'sending', attempts = p.attempts + 1 "
 							 "FROM due WHERE p.id = due.id "
-							 "RETURNING p.id, p.reference::text, p.request",
+							 "RETURNING p.id, p.reference::text, p.request, p.method",
 							 payouts_table_name()),
 					1, types, values, NULL, false, InvalidSnapshot);
 	claimed = work_from_rows(caller, parent, true);
@@ -163,7 +170,7 @@ payout_store_lease_verifications(int n, int lease_ms, MemoryContext parent)
 							 "  ORDER BY next_attempt_at LIMIT $1 FOR UPDATE SKIP LOCKED) "
 							 "UPDATE %1$s p SET next_attempt_at = now() + $2 * interval '1 millisecond' "
 							 "FROM due WHERE p.id = due.id "
-							 "RETURNING p.id, p.moneroo_id, p.verifications",
+							 "RETURNING p.id, p.moneroo_id, p.verifications, p.method",
 							 payouts_table_name()),
 					2, types, values, NULL, false, InvalidSnapshot);
 	leased = work_from_rows(caller, parent, false);
@@ -244,7 +251,7 @@ columns_after_send(PayoutStatus status)
 
 SendVerdict
 payout_store_record_send(int64 id, const char *reference, SendVerdict verdict,
-						 MonerooAnswer *answer, int retry_after_ms, bool requeue)
+						 MonerooAnswer *answer, int next_attempt_ms, bool requeue)
 {
 	Oid			types[7] = {INT8OID, TEXTOID, TEXTOID, JSONBOID, INT4OID, TEXTOID, TEXTOID};
 	Datum		values[7];
@@ -270,7 +277,7 @@ payout_store_record_send(int64 id, const char *reference, SendVerdict verdict,
 	values[1] = text_or_null(verdict == SEND_ACCEPTED ? answer->moneroo_id : NULL, &nulls[1]);
 	values[2] = text_or_null(error, &nulls[2]);
 	values[3] = jsonb_or_null(answer->body, &nulls[3]);
-	values[4] = Int32GetDatum(verdict == SEND_ACCEPTED ? verify_delay_ms(0) : retry_after_ms);
+	values[4] = Int32GetDatum(next_attempt_ms);
 	/* the reference too: ids start again if the extension is recreated */
 	values[5] = CStringGetTextDatum(reference);
 	values[6] = CStringGetTextDatum(payout_status_name(status));
@@ -415,7 +422,7 @@ payout_store_adopt(int64 id, PayoutStatus from, const char *moneroo_id, MonerooA
 	values[3] = CStringGetTextDatum(moneroo_status_name(answer->moneroo_status));
 	values[4] = JsonbPGetDatum(answer->body);
 	values[5] = CStringGetTextDatum(payout_status_name(status));
-	values[6] = Int32GetDatum(verify_delay_ms(0));
+	values[6] = Int32GetDatum(verify_delay_ms(NULL, 0));
 	values[7] = CStringGetTextDatum(why);
 
 	SPI_connect();

@@ -21,6 +21,7 @@ typedef struct PayoutWork
 	char	   *reference;
 	char	   *request_body;	/* the initialize body, for a send */
 	char	   *moneroo_id;		/* for a verification */
+	char	   *method;			/* its payout method: the verification schedule learns per method */
 	int			verifications;
 	int			transfer_slot;	/* moneroo_transfer's slot, or -1 for the queue */
 } PayoutWork;
@@ -54,15 +55,15 @@ extern uint64 payout_store_settle_orphans(void);
 
 /*
  * Records an initialize exchange.  A payout that provably never reached
- * Moneroo goes back to pending, retried after retry_after_ms, when requeue
+ * Moneroo goes back to pending, retried after next_attempt_ms, when requeue
  * is true (the queue), and to rejected otherwise (moneroo_transfer raised
  * an error: nothing may be sent behind the caller's back).  A sent payout
- * is scheduled for its first verification.  Returns the verdict recorded:
+ * is first verified after next_attempt_ms.  Returns the verdict recorded:
  * an "accepted" whose Moneroo id another payout carries is recorded unknown.
  */
 extern SendVerdict payout_store_record_send(int64 id, const char *reference,
 											SendVerdict verdict, MonerooAnswer *answer,
-											int retry_after_ms, bool requeue);
+											int next_attempt_ms, bool requeue);
 
 /* Records a verification of a sent payout; final payouts stay as they are. */
 extern void payout_store_record_verify(int64 id, const char *moneroo_id, bool ok,

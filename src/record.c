@@ -44,7 +44,9 @@ record_send(HttpCall *call, PayoutWork *work, MonerooAnswer *answer)
 
 	account_note_send(call, verdict);
 	verdict = payout_store_record_send(work->id, work->reference, verdict, answer,
-									   retry_delay_ms(answer), work->transfer_slot < 0);
+									   verdict == SEND_ACCEPTED ? verify_delay_ms(work->method, 0) :
+									   retry_delay_ms(answer),
+									   work->transfer_slot < 0);
 	if (verdict != SEND_ACCEPTED)
 		moneroo_note_error(answer->error);
 	if (work->transfer_slot >= 0)
@@ -59,7 +61,7 @@ record_verification(HttpCall *call, PayoutWork *work, MonerooAnswer *answer)
 
 	account_note_verify(call);
 	payout_store_record_verify(work->id, work->moneroo_id, ok, answer,
-							   verify_delay_ms(work->verifications + 1));
+							   verify_delay_ms(work->method, work->verifications + 1));
 	if (!ok)
 		moneroo_note_error(answer->error);
 }

@@ -8,9 +8,6 @@
 
 #include "utils/relcache.h"
 
-/* The worker folds the rows of changes into one per state this often. */
-#define STATE_COUNTS_FOLD_MS (10 * 1000)
-
 /* After TRUNCATE payouts: no payout is left in any state. */
 extern void state_counts_forget_all(Relation payouts);
 

@@ -100,7 +100,7 @@ moneroo_verify_now(int64 id, bool may_wait)
 			break;
 		case ASK_ANSWERED:
 			payout_store_record_verify(id, keys.moneroo_id, true, &answer,
-									   verify_delay_ms(0));
+									   verify_delay_ms(NULL, 0));
 			break;
 		case ASK_UNKNOWN_ID:
 		case ASK_FAILED:

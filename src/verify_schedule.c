@@ -9,12 +9,22 @@
  * arriving, each one has its payout verified at once (webhook.c), so polls
  * become the safety net Moneroo's documentation asks for ("never rely on
  * webhooks alone"): one late poll, moneroo.verify_max_interval after the
- * last, for the payout whose webhook never comes.
+ * last, for the payout whose webhook never comes.  Without webhooks, the
+ * worker learns from recent settled payouts how long each method takes
+ * (bank rails minutes, mobile money seconds) and polls when an answer is
+ * likely, instead of from 2 seconds on: by Moneroo's own success_at /
+ * failed_at, since when the worker happened to look would only teach it
+ * its own schedule.
  */
 #include "postgres.h"
 
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
 #include "utils/timestamp.h"
 
+#include "payouts_table.h"
 #include "settings.h"
 #include "shared_state.h"
 #include "verify_schedule.h"
@@ -53,14 +63,122 @@ webhooks_arriving(void)
 		!TimestampDifferenceExceeds(last, GetCurrentTimestamp(), WEBHOOKS_RECENT_MS);
 }
 
-int
-verify_delay_ms(int verifications)
+/* ---- what the worker learned ---- */
+
+/* Settled payouts the worker learns from, the newest first. */
+#define LEARN_FROM_PAYOUTS 500
+/* Fewer settled payouts of a method than this teach nothing about it. */
+#define LEARN_MIN_SAMPLES 5
+/* The polls of a learned method, at these shares of its payouts settled. */
+#define LEARNED_POLLS 3
+static const double learned_shares[LEARNED_POLLS] = {0.75, 0.95, 1.0};
+/* Moneroo's clock and ours differ a little: a poll waits this much longer. */
+#define LEARNED_MARGIN_PERCENT 5
+#define LEARNED_MARGIN_MS 250
+#define LEARNED_METHODS 64
+
+typedef struct LearnedMethod
 {
+	char		method[NAMEDATALEN];
+	int64		settled_ms[LEARNED_POLLS];	/* from sent_at, at each share */
+} LearnedMethod;
+
+/* The worker's own: backends (moneroo_verify) schedule as if nothing was learned. */
+static LearnedMethod learned[LEARNED_METHODS];
+static int	n_learned = 0;
+
+void
+verify_schedule_learn(void)
+{
+	int			n = 0;
+
+	/*
+	 * Newest first through the primary key, final ones only: a few hundred
+	 * rows whatever the table's size.  Moneroo's timestamps come from its
+	 * answer; one that is not an ISO time is left out, not cast.
+	 */
+	SPI_connect();
+	payouts_execute(psprintf("SELECT method, percentile_disc($1::float8[]) WITHIN GROUP (ORDER BY ms) "
+							 "FROM (SELECT method, (1000 * extract(epoch FROM settled_at - sent_at))::float8 AS ms "
+							 "      FROM (SELECT method, sent_at, "
+							 "                   coalesce(response #>> '{data,success_at}', "
+							 "                            response #>> '{data,failed_at}') AS at "
+							 "            FROM %s WHERE status IN ('success', 'failed') AND sent_at IS NOT NULL "
+							 "            ORDER BY id DESC LIMIT %d) r "
+							 "      CROSS JOIN LATERAL (SELECT CASE WHEN r.at ~ '^[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]' "
+							 "                                 THEN r.at::timestamptz END AS settled_at) t "
+							 "      WHERE t.settled_at >= r.sent_at) s "
+							 "GROUP BY method HAVING count(*) >= %d",
+							 payouts_table_name(), LEARN_FROM_PAYOUTS, LEARN_MIN_SAMPLES),
+					1, (Oid[]) {FLOAT8ARRAYOID},
+					(Datum[]) {PointerGetDatum(construct_array((Datum[]) {
+						Float8GetDatum(learned_shares[0]), Float8GetDatum(learned_shares[1]),
+						Float8GetDatum(learned_shares[2])}, LEARNED_POLLS, FLOAT8OID,
+																sizeof(float8), FLOAT8PASSBYVAL, TYPALIGN_DOUBLE))},
+					NULL, true, InvalidSnapshot);
+	for (uint64 i = 0; i < SPI_processed && n < LEARNED_METHODS; i++)
+	{
+		HeapTuple	row = SPI_tuptable->vals[i];
+		bool		isnull;
+		Datum		settled = SPI_getbinval(row, SPI_tuptable->tupdesc, 2, &isnull);
+		ArrayType  *ms;
+		Datum	   *values;
+		int			count;
+
+		if (isnull)
+			continue;
+		ms = DatumGetArrayTypeP(settled);
+		if (ARR_ELEMTYPE(ms) != FLOAT8OID)
+			elog(ERROR, "unexpected settle times of payout method %s",
+				 SPI_getvalue(row, SPI_tuptable->tupdesc, 1));
+		deconstruct_array(ms, FLOAT8OID, sizeof(float8), FLOAT8PASSBYVAL, TYPALIGN_DOUBLE,
+						  &values, NULL, &count);
+		if (count != LEARNED_POLLS)
+			continue;
+		strlcpy(learned[n].method, SPI_getvalue(row, SPI_tuptable->tupdesc, 1), NAMEDATALEN);
+		for (int k = 0; k < LEARNED_POLLS; k++)
+			learned[n].settled_ms[k] = (int64) DatumGetFloat8(values[k]);
+		n++;
+	}
+	n_learned = n;
+	SPI_finish();
+}
+
+static const LearnedMethod *
+learned_method(const char *method)
+{
+	if (method == NULL)
+		return NULL;
+	for (int i = 0; i < n_learned; i++)
+		if (strcmp(learned[i].method, method) == 0)
+			return &learned[i];
+	return NULL;
+}
+
+static int64
+poll_time_ms(const LearnedMethod *m, int k)
+{
+	return m->settled_ms[k] * (100 + LEARNED_MARGIN_PERCENT) / 100 + LEARNED_MARGIN_MS;
+}
+
+int
+verify_delay_ms(const char *method, int verifications)
+{
+	const LearnedMethod *m = learned_method(method);
 	int64		delay = moneroo_verify_min_interval_ms;
+	int			doublings = verifications;
 
 	if (webhooks_arriving())
 		return moneroo_verify_max_interval_ms;
-	for (int i = 0; i < verifications && delay < moneroo_verify_max_interval_ms; i++)
-		delay *= 2;
-	return (int) Min(delay, (int64) moneroo_verify_max_interval_ms);
+	if (m != NULL && verifications < LEARNED_POLLS)
+		delay = poll_time_ms(m, verifications) - (verifications > 0 ? poll_time_ms(m, verifications - 1) : 0);
+	else
+	{
+		/* past the learned polls, the short backoff starts again */
+		if (m != NULL)
+			doublings = verifications - LEARNED_POLLS;
+		for (int i = 0; i < doublings && delay < moneroo_verify_max_interval_ms; i++)
+			delay *= 2;
+	}
+	return (int) Max(moneroo_verify_min_interval_ms, Min(delay, (int64) moneroo_verify_max_interval_ms));
 }

@@ -35,6 +35,7 @@
 #include "settings.h"
 #include "shared_state.h"
 #include "state_counts.h"
+#include "verify_schedule.h"
 #include "worker.h"
 #include "worker_state.h"
 #include "worker_transaction.h"
@@ -89,6 +90,7 @@ settle_orphans(void *arg)
 		return;
 	settled = payout_store_settle_orphans();
 	state_counts_recount();
+	verify_schedule_learn();
 	if (settled > 0)
 		ereport(LOG,
 				errmsg("moneroo worker marked %llu payouts left in \"sending\" as unknown",
@@ -139,25 +141,28 @@ sleep_until_due(long sleep_ms)
 }
 
 static void
-fold_counts(void *arg)
+keep_up(void *arg)
 {
-	if (moneroo_extension_locked())
-		state_counts_fold();
+	if (!moneroo_extension_locked())
+		return;
+	state_counts_fold();
+	verify_schedule_learn();
 }
 
 /*
- * The rows of changes of moneroo_state_counts, folded every few seconds
- * while the worker is awake: moneroo_status sums a handful of rows,
- * whatever the traffic.  (New payouts wake the worker; an idle worker has
- * nothing to fold.)
+ * Every few seconds while the worker is awake: the rows of changes of
+ * moneroo_state_counts folded (moneroo_status sums a handful of rows,
+ * whatever the traffic), and what the recent settled payouts teach the
+ * verification schedule.  (New payouts wake the worker; an idle worker has
+ * nothing new to fold or learn.)
  */
 static void
-fold_counts_when_due(TimestampTz now)
+keep_up_when_due(TimestampTz now)
 {
-	if (now < state.next_counts_fold)
+	if (now < state.next_upkeep)
 		return;
-	state.next_counts_fold = TimestampTzPlusMilliseconds(now, STATE_COUNTS_FOLD_MS);
-	(void) worker_transaction(fold_counts, NULL, "fold moneroo_state_counts");
+	state.next_upkeep = TimestampTzPlusMilliseconds(now, WORKER_UPKEEP_MS);
+	(void) worker_transaction(keep_up, NULL, "fold moneroo_state_counts and learn settle times");
 }
 
 /* Verifications wait while sends are queued, but get one in every so many sends. */
@@ -264,7 +269,7 @@ work_once(void)
 	if (n > 0 && verification_due() && !dispatch_lease_verifications(&state, n))
 		return dispatch_pause_after_failure(&state);
 
-	fold_counts_when_due(now);
+	keep_up_when_due(now);
 	dispatch_publish_in_flight(&state);
 	return next_sleep_ms();
 }

@@ -19,6 +19,9 @@
  */
 #define WORKER_FAILURE_PAUSE_MS (5 * 1000)
 
+/* How often the worker folds moneroo_state_counts and learns settle times. */
+#define WORKER_UPKEEP_MS (10 * 1000)
+
 /* What a request in the pool is for (HttpCall.purpose). */
 typedef enum CallPurpose
 {
@@ -49,7 +52,7 @@ typedef struct WorkerState
 	/* after a failed claim, lease or request start: no new work until then */
 	TimestampTz paused_until;
 	long		locked_backoff_ms;	/* due rows that others hold locked */
-	TimestampTz next_counts_fold;	/* state_counts.h */
+	TimestampTz next_upkeep;	/* counts folded, settle times learned */
 } WorkerState;
 
 #endif

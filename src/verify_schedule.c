@@ -72,9 +72,13 @@ webhooks_arriving(void)
 /* The polls of a learned method, at these shares of its payouts settled. */
 #define LEARNED_POLLS 3
 static const double learned_shares[LEARNED_POLLS] = {0.75, 0.95, 1.0};
-/* Moneroo's clock and ours differ a little: a poll waits this much longer. */
+/*
+ * A poll waits this much longer: Moneroo's timestamps are whole seconds
+ * (always ".000000Z"), so a settle time read from them is up to a second
+ * short, and its clock and ours differ a little.
+ */
 #define LEARNED_MARGIN_PERCENT 5
-#define LEARNED_MARGIN_MS 250
+#define LEARNED_MARGIN_MS 1000
 #define LEARNED_METHODS 64
 
 typedef struct LearnedMethod
@@ -165,20 +169,35 @@ int
 verify_delay_ms(const char *method, int verifications)
 {
 	const LearnedMethod *m = learned_method(method);
-	int64		delay = moneroo_verify_min_interval_ms;
+	int64		min = moneroo_verify_min_interval_ms;
+	int64		delay = min;
+	int64		polls[LEARNED_POLLS];
+	int			n_polls = 0;
 	int			doublings = verifications;
 
 	if (webhooks_arriving())
 		return moneroo_verify_max_interval_ms;
-	if (m != NULL && verifications < LEARNED_POLLS)
-		delay = poll_time_ms(m, verifications) - (verifications > 0 ? poll_time_ms(m, verifications - 1) : 0);
-	else
+	if (m != NULL)
 	{
-		/* past the learned polls, the short backoff starts again */
-		if (m != NULL)
-			doublings = verifications - LEARNED_POLLS;
+		/* the learned times, less those within verify_min_interval of the one before */
+		for (int k = 0; k < LEARNED_POLLS; k++)
+		{
+			int64		at = poll_time_ms(m, k);
+
+			if (n_polls == 0 || at - polls[n_polls - 1] >= min)
+				polls[n_polls++] = at;
+		}
+		if (verifications < n_polls)
+			delay = polls[verifications] - (verifications > 0 ? polls[verifications - 1] : 0);
+		else
+		{
+			/* later than every payout settled: back off on the method's own scale */
+			delay = Max(min, polls[n_polls - 1]);
+			doublings = verifications - n_polls;
+		}
+	}
+	if (m == NULL || verifications >= n_polls)
 		for (int i = 0; i < doublings && delay < moneroo_verify_max_interval_ms; i++)
 			delay *= 2;
-	}
-	return (int) Max(moneroo_verify_min_interval_ms, Min(delay, (int64) moneroo_verify_max_interval_ms));
+	return (int) Max(min, Min(delay, (int64) moneroo_verify_max_interval_ms));
 }

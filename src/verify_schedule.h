@@ -19,8 +19,9 @@
  * payout's verification, and polls are only the safety net:
  * moneroo.verify_max_interval.  Otherwise, where the worker has learned how
  * long the method's payouts take to settle, at the times by which 75 %,
- * 95 % and all of them had settled, then moneroo.verify_min_interval
- * doubling; where it has not, verify_min_interval doubling from the start.
+ * 95 % and all of them had settled (those closer than verify_min_interval
+ * to the one before left out), then at intervals doubling from the last of
+ * them; where it has not, verify_min_interval doubling from the start.
  * Always within verify_min_interval and verify_max_interval.
  */
 extern int	verify_delay_ms(const char *method, int verifications);

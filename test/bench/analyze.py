@@ -158,6 +158,24 @@ def explain(path):
                      len(scan_t[label]), median(scan_b.get(label, [0]))))
 
 
+def payroll(journal_path, payouts_path, commit_us):
+    """The payroll figures from the mock's journal and the payouts' rows
+    (moneroo_id, completed_at in us): when the last initialize of these
+    payouts arrived and when the last became final, in s from the commit;
+    their requests (initialize + verify) per payout."""
+    entries = json.load(open(journal_path))
+    rows = [line.split("|") for line in open(payouts_path).read().split("\n") if line]
+    ids = {r[0] for r in rows}
+    t0 = int(commit_us) / 1e6
+    inits = [e for e in entries if e.get("path") == "/v1/payouts/initialize" and e.get("created_id") in ids]
+    verifies = [e for e in entries if e.get("path", "").endswith("/verify")
+                and e["path"].split("/")[3] in ids]
+    sent_s = max(e["time"] for e in inits) - t0 if inits else float("nan")
+    final_s = max(int(r[1]) for r in rows) / 1e6 - t0
+    print("n=%d sent_s=%.2f final_s=%.2f initializes=%d verifies=%d per_payout=%.2f"
+          % (len(rows), sent_s, final_s, len(inits), len(verifies), (len(inits) + len(verifies)) / len(rows)))
+
+
 def main(argv):
     cmd = argv[1]
     if cmd == "latency":
@@ -177,6 +195,8 @@ def main(argv):
         print("%.3f" % median([float(x) for x in argv[2:]]))
     elif cmd == "explain":
         explain(argv[2])
+    elif cmd == "payroll":
+        payroll(argv[2], argv[3], argv[4])
     else:
         sys.exit(__doc__)
 

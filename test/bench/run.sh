@@ -37,6 +37,13 @@
 #             drain of 2,000 (max_concurrency 32, latency 20 ms) with the
 #             extension at 1.2 vs the same drain at 1.1 (no history, no
 #             created_by), alternately, 3 rounds each
+#   payroll   the rate budget: PAYROLL_N [40] payouts queued at once, rate_limit
+#             PAYROLL_RATE [300], the python mock settling each PAYROLL_SETTLE
+#             [15] s after it created it, after a warm-up of 10 of the same
+#             method: time until the last left vs N/R, until all final vs
+#             settle + 1.5 N/R, requests per payout vs 2, 429s
+#   payroll_webhooks  the same with the benchmark playing Moneroo's webhook
+#             sender (signed payout.success/failed through moneroo_webhook)
 #   idle      the worker's CPU while nothing is due, after rounds of 3 payouts
 #             sent and verified with the default rate_limit (120) and
 #             verify_min_interval (2s), against the python mock; last, since a
@@ -73,15 +80,18 @@ if [ "$(id -u)" = 0 ]; then SUDO=(); else SUDO=(sudo -n); fi
 PY=/usr/bin/python3
 [ -x "$PY" ] || PY=python3
 
+PAYROLL_RATE=${PAYROLL_RATE:-300}; PAYROLL_SETTLE=${PAYROLL_SETTLE:-15}
 if [ "${BENCH_SMALL:-0}" = 1 ]; then
     DRAIN_N=${DRAIN_N:-200}; DRAIN_CONC=${DRAIN_CONC:-"8 32 128"}; TRIALS=40; MEM_BATCH=1000; MEM_BATCHES=3
+    PAYROLL_N=${PAYROLL_N:-10}; PAYROLL_WARMUP=6
     PACING_N=16; SCALE_SMALL=2000; SCALE_MID=6000; SCALE_BIG=20000; TRANSFER_N=100; EXPLAIN_REPS=5
 else
     DRAIN_N=${DRAIN_N:-5000}; DRAIN_CONC=${DRAIN_CONC:-"8 32 128"}; TRIALS=200; MEM_BATCH=10000; MEM_BATCHES=10
+    PAYROLL_N=${PAYROLL_N:-40}; PAYROLL_WARMUP=10
     PACING_N=300; SCALE_SMALL=10000; SCALE_MID=300000; SCALE_BIG=1000000; TRANSFER_N=500; EXPLAIN_REPS=21
 fi
 LATENCY_MS=100
-FIGURES=${*:-ceiling floor drain latency transfer memory leaksize pacing scale limits audit idle}
+FIGURES=${*:-ceiling floor drain latency transfer memory leaksize pacing scale limits audit idle payroll payroll_webhooks}
 BENCH_OUT=${BENCH_OUT:-$BENCH/out/$(date +%Y%m%d-%H%M%S)}
 mkdir -p "$BENCH_OUT"
 RESULTS=$BENCH_OUT/results.tsv
@@ -138,6 +148,8 @@ cleanup() {
     [ -n "${WORK:-}" ] && [ -f "${SERVER_LOG:-/nonexistent}" ] && cp "$SERVER_LOG" "$BENCH_OUT/server.log"
     stack_down
 }
+# the payroll_webhooks figure plays Moneroo's webhook sender with it
+BENCH_WEBHOOK_SECRET="whsec_bench_$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')"
 work_create "$REPO" moneroo-bench
 trap cleanup EXIT
 stack_up "moneroo.rate_limit = 0" \
@@ -145,6 +157,7 @@ stack_up "moneroo.rate_limit = 0" \
          "moneroo.request_timeout = '10s'" \
          "moneroo.verify_min_interval = '1h'" \
          "moneroo.verify_max_interval = '1h'" \
+         "moneroo.webhook_secret = '$BENCH_WEBHOOK_SECRET'" \
          "log_min_messages = warning" >/dev/null
 CONNINFO="host=$PGHOST port=$PGPORT user=postgres dbname=$PGDATABASE"
 
@@ -818,6 +831,104 @@ fig_idle() {
         -c "ALTER SYSTEM SET moneroo.verify_max_interval = '1h'" >/dev/null
     set_guc moneroo.rate_limit 0
 }
+
+# ---- payroll: the rate budget (issue 13)
+# Moneroo's webhook sender, played against the python mock: every 0.25 s,
+# each payout the mock has settled and this loop has not delivered yet gets
+# a signed payout.success / payout.failed through moneroo_webhook, as the
+# README's receiver would hand it over.  Runs until killed.
+webhook_sender() {
+    local delivered=$1 id st body sig
+    : >"$delivered"
+    while :; do
+        mock_ctl GET /__mock/payouts | "$PY" -c '
+import json, sys
+for p in json.load(sys.stdin):
+    if p["status"] in ("success", "failed"):
+        print(p["id"], p["status"])' >"$delivered.now" 2>/dev/null
+        while read -r id st; do
+            grep -qxF "$id" "$delivered" && continue
+            body="{\"event\": \"payout.$st\", \"data\": {\"id\": \"$id\"}}"
+            sig=$(printf '%s' "$body" | openssl dgst -sha256 -hmac "$BENCH_WEBHOOK_SECRET" -r | cut -d' ' -f1)
+            printf "SELECT 1 FROM moneroo_webhook(:'body', :'sig');\n" |
+                cluster_psql -At -v body="$body" -v sig="$sig" >/dev/null 2>&1
+            echo "$id" >>"$delivered"
+        done <"$delivered.now"
+        sleep 0.25
+    done
+}
+
+# payroll_round N: N payouts queued in one transaction; waits until all are
+# final; prints "commit_us base"
+payroll_round() {
+    local base ins
+    base=$(max_id)
+    ins=$(insert_batch payouts "$1")
+    for _ in $(seq 1 $((PAYROLL_SETTLE * 5 + 600))); do
+        [ "$(psqlb -c "SELECT count(*) FROM payouts WHERE id > $base AND status IN ('success', 'failed')")" -ge "$1" ] && break
+        sleep 0.2
+    done
+    echo "${ins#* } $base"
+}
+
+# fig_payroll_run NAME WEBHOOKS(0/1): PAYROLL_N payouts at rate_limit
+# PAYROLL_RATE against the python mock (its sliding-window limiter), each
+# settling PAYROLL_SETTLE s after Moneroo created it; the default schedule
+# (verify_min_interval 2 s, max 10 min).  The earlier figures' payouts are
+# removed; then a warm-up run of the same method, as a production account has
+# settled payouts behind it (the schedule learns from them; with webhooks,
+# they are arriving), then the measured run.
+fig_payroll_run() {
+    local name=$1 hooks=$2 sender="" floor_s out line stats
+    step "$name: $PAYROLL_N payouts at rate_limit $PAYROLL_RATE, settling ${PAYROLL_SETTLE} s after creation, webhooks $hooks"
+    psqlb -c "ALTER SYSTEM SET moneroo.api_url = '$MOCK_URL'" -c "ALTER SYSTEM RESET moneroo.verify_min_interval" \
+        -c "ALTER SYSTEM RESET moneroo.verify_max_interval" >/dev/null
+    set_guc moneroo.rate_limit "$PAYROLL_RATE"
+    set_guc moneroo.max_concurrency 8
+    # an account whose history is this rail's: the earlier figures' payouts
+    # (settled at once by other mocks) go, triggers off, as in a scratch database
+    psqlb -c "SET session_replication_role = replica" -c "DELETE FROM payouts" >/dev/null
+    mock_ctl POST /__mock/reset >/dev/null
+    mock_ctl POST /__mock/config "{\"rate_limit\": $PAYROLL_RATE, \"latency_ms\": 20, \"pending_after\": 1,
+                                  \"final_after\": $PAYROLL_SETTLE, \"journal_limit\": 100000}" >/dev/null
+    if [ "$hooks" = 1 ]; then
+        webhook_sender "$BENCH_OUT/${name}_delivered" &
+        sender=$!
+    fi
+    out=$(payroll_round "$PAYROLL_WARMUP")
+    say "warm-up: $PAYROLL_WARMUP payouts final; the worker learns within 10 s"
+    sleep 11
+    mock_ctl POST /__mock/reset >/dev/null
+    mock_ctl POST /__mock/config "{\"rate_limit\": $PAYROLL_RATE, \"latency_ms\": 20, \"pending_after\": 1,
+                                  \"final_after\": $PAYROLL_SETTLE, \"journal_limit\": 100000}" >/dev/null
+    out=$(payroll_round "$PAYROLL_N")
+    [ -n "$sender" ] && { kill "$sender" 2>/dev/null; wait "$sender" 2>/dev/null; }
+    mock_ctl GET /__mock/journal >"$BENCH_OUT/${name}_journal.json"
+    stats=$(mock_ctl GET /__mock/stats); echo "$stats" >"$BENCH_OUT/${name}_stats.json"
+    psqlb -c "SELECT moneroo_id, (extract(epoch FROM completed_at) * 1e6)::bigint FROM payouts
+              WHERE id > ${out#* } ORDER BY id" >"$BENCH_OUT/${name}_payouts.txt"
+    line=$("$PY" "$BENCH/analyze.py" payroll "$BENCH_OUT/${name}_journal.json" "$BENCH_OUT/${name}_payouts.txt" "${out% *}")
+    say "$name: $line; 429s: $(field rate_limited <<<"$stats")"
+    floor_s=$(calc "$PAYROLL_N * 60 / $PAYROLL_RATE" 2)
+    result "$name: s until the last payout left vs the floor N/R" "$(kv sent_s <<<"$line")" "$floor_s" \
+        "$(calc "$(kv sent_s <<<"$line") / $floor_s" 2)" "<= 1.25" "$(met "$(kv sent_s <<<"$line") / $floor_s <= 1.25")"
+    result "$name: s until all final vs settle + 1.5 x floor" "$(kv final_s <<<"$line")" \
+        "$(calc "$PAYROLL_SETTLE + 1.5 * $floor_s" 2)" "$(calc "$(kv final_s <<<"$line") / ($PAYROLL_SETTLE + 1.5 * $floor_s)" 2)" \
+        "<= 1" "$(met "$(kv final_s <<<"$line") <= $PAYROLL_SETTLE + 1.5 * $floor_s")"
+    result "$name: requests per final payout (initialize + verify) vs 2" "$(kv per_payout <<<"$line")" 2 \
+        "$(calc "$(kv per_payout <<<"$line") / 2" 2)" "<= $( [ "$hooks" = 1 ] && echo 2.2 || echo 2.5)" \
+        "$(met "$(kv per_payout <<<"$line") <= $( [ "$hooks" = 1 ] && echo 2.2 || echo 2.5)")"
+    result "$name: 429s from the mock's sliding window" "$(field rate_limited <<<"$stats")" 0 - "0" \
+        "$(met "$(field rate_limited <<<"$stats") == 0")"
+    psqlb -c "ALTER SYSTEM SET moneroo.api_url = '$BENCH_URL'" -c "ALTER SYSTEM SET moneroo.verify_min_interval = '1h'" \
+        -c "ALTER SYSTEM SET moneroo.verify_max_interval = '1h'" >/dev/null
+    set_guc moneroo.rate_limit 0
+    # webhooks "arriving" would leave polls to the safety net for 15 minutes
+    [ "$hooks" = 1 ] && cluster_restart >/dev/null
+    return 0
+}
+fig_payroll() { fig_payroll_run payroll 0; }
+fig_payroll_webhooks() { fig_payroll_run payroll_webhooks 1; }
 
 for f in $FIGURES; do
     "fig_$f"

@@ -868,6 +868,8 @@ payroll_round() {
         [ "$(psqlb -c "SELECT count(*) FROM payouts WHERE id > $base AND status IN ('success', 'failed')")" -ge "$1" ] && break
         sleep 0.2
     done
+    [ "$(psqlb -c "SELECT count(*) FROM payouts WHERE id > $base AND status IN ('success', 'failed')")" -ge "$1" ] ||
+        say "TIMEOUT: not every payout of the round is final"
     echo "${ins#* } $base"
 }
 
@@ -881,8 +883,9 @@ payroll_round() {
 fig_payroll_run() {
     local name=$1 hooks=$2 sender="" floor_s out line stats
     step "$name: $PAYROLL_N payouts at rate_limit $PAYROLL_RATE, settling ${PAYROLL_SETTLE} s after creation, webhooks $hooks"
-    psqlb -c "ALTER SYSTEM SET moneroo.api_url = '$MOCK_URL'" -c "ALTER SYSTEM RESET moneroo.verify_min_interval" \
-        -c "ALTER SYSTEM RESET moneroo.verify_max_interval" >/dev/null
+    # the defaults (the stack's postgresql.conf says 1h for the other figures)
+    psqlb -c "ALTER SYSTEM SET moneroo.api_url = '$MOCK_URL'" -c "ALTER SYSTEM SET moneroo.verify_min_interval = '2s'" \
+        -c "ALTER SYSTEM SET moneroo.verify_max_interval = '10min'" >/dev/null
     set_guc moneroo.rate_limit "$PAYROLL_RATE"
     set_guc moneroo.max_concurrency 8
     # an account whose history is this rail's: the earlier figures' payouts
@@ -896,7 +899,7 @@ fig_payroll_run() {
         sender=$!
     fi
     out=$(payroll_round "$PAYROLL_WARMUP")
-    say "warm-up: $PAYROLL_WARMUP payouts final; the worker learns within 10 s"
+    say "warm-up: $PAYROLL_WARMUP payouts; the worker learns within 10 s"
     sleep 11
     mock_ctl POST /__mock/reset >/dev/null
     mock_ctl POST /__mock/config "{\"rate_limit\": $PAYROLL_RATE, \"latency_ms\": 20, \"pending_after\": 1,

@@ -74,7 +74,7 @@ echo "1..$((count + $(printf '%s\n' "$sources" | grep -c .) + 1))"
 T=0
 while read -r file; do
     T=$((T + 1))
-    if printf '%s\n' "$mapped" | grep -qxF -- "$file"; then
+    if grep -qxF -- "$file" <<<"$mapped"; then
         echo "ok $T - README.md's source map has a row for src/$file"
     else
         echo "not ok $T - README.md's source map has a row for src/$file"

@@ -47,7 +47,7 @@ trap cleanup EXIT
 conf=$(readme_block "**Scheduled jobs with pg_cron**" ini)
 # the test database, not the README's 'shop'
 conf=$(printf '%s\n' "$conf" | sed "s/^cron.database_name = '[a-z]*'/cron.database_name = '$PGDATABASE'/")
-printf '%s\n' "$conf" | grep -q "^shared_preload_libraries = 'moneroo,pg_cron'"
+grep -q "^shared_preload_libraries = 'moneroo,pg_cron'" <<<"$conf"
 ok $? "README.md's pg_cron settings preload moneroo and pg_cron" "$conf"
 # shellcheck disable=SC2086
 cluster_conf_append "" "# ---- 92_recipe_pg_cron.sh: README.md's pg_cron settings ----" "$conf" ||

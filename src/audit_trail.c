@@ -8,9 +8,9 @@
  * together, and a payroll of 1,000 rows costs one INSERT of events, not
  * 1,000.  The same statement adds what the changes do to the number of
  * payouts in each state to moneroo_state_counts (state_counts.h), which
- * moneroo_status sums instead of counting payouts.  The event is written as the table's owner; its actor is the role
- * that called the extension, captured before the switch (run_as_owner.c),
- * or the worker.  The table's own trigger lets nothing else in, and nothing
+ * moneroo_status sums instead of counting payouts.  The event is written
+ * as the table's owner; its actor is the role that called the extension,
+ * captured before the switch (run_as_owner.c), or the worker.  The table's own trigger lets nothing else in, and nothing
  * out: no UPDATE, DELETE or TRUNCATE, for any role.
  */
 #include "postgres.h"

@@ -75,8 +75,8 @@ payout_store_insert_sending(Jsonb *request, const char *reference, const char *i
 	work->reference = MemoryContextStrdup(work->context, reference);
 	/* validated: a string */
 	method = jsonb_field(&request->root, "method");
-	work->method = MemoryContextStrdup(work->context,
-									   pnstrdup(method->val.string.val, method->val.string.len));
+	work->method = MemoryContextAllocZero(work->context, method->val.string.len + 1);
+	memcpy(work->method, method->val.string.val, method->val.string.len);
 	/* built in SPI's memory, which dies with SPI_finish: only the text is kept */
 	work->request_body = MemoryContextStrdup(work->context,
 											 moneroo_initialize_body(request, reference));
@@ -87,8 +87,9 @@ payout_store_insert_sending(Jsonb *request, const char *reference, const char *i
 /*
  * The rows a claim or a lease returned, as PayoutWork under parent:
  * (id, reference, request, method) to send, or (id, moneroo_id,
- * verifications, method) to verify.  The initialize body is built in SPI's memory; only its text is
- * kept.  The list itself is in the caller's context.
+ * verifications, method) to verify.  The initialize body is built in SPI's
+ * memory; only its text is kept.  The list itself is in the caller's
+ * context.
  */
 static List *
 work_from_rows(MemoryContext caller, MemoryContext parent, bool to_send)

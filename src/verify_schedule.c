@@ -41,8 +41,9 @@ verify_schedule_note_webhook(void)
 	SpinLockRelease(&moneroo_shared->mutex);
 }
 
-TimestampTz
-verify_schedule_last_webhook(void)
+/* When the last signed webhook came in (0: none since the server started). */
+static TimestampTz
+last_webhook(void)
 {
 	TimestampTz at;
 
@@ -57,7 +58,7 @@ verify_schedule_last_webhook(void)
 static bool
 webhooks_arriving(void)
 {
-	TimestampTz last = verify_schedule_last_webhook();
+	TimestampTz last = last_webhook();
 
 	return last != 0 &&
 		!TimestampDifferenceExceeds(last, GetCurrentTimestamp(), WEBHOOKS_RECENT_MS);

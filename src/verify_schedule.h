@@ -36,7 +36,4 @@ extern void verify_schedule_learn(void);
 /* moneroo_webhook: a delivery with a valid signature came in. */
 extern void verify_schedule_note_webhook(void);
 
-/* When the last signed webhook came in (0: none since the server started). */
-extern TimestampTz verify_schedule_last_webhook(void);
-
 #endif

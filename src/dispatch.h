@@ -27,6 +27,9 @@ extern void dispatch_take_transfers(WorkerState *ws);
 /* Starts the ready sends that capacity and the rate limiter allow. */
 extern void dispatch_start_ready_sends(WorkerState *ws);
 
+/* The first claimed send waits for moneroo.claim_standbys standbys. */
+extern bool dispatch_waiting_for_standbys(WorkerState *ws);
+
 /*
  * Claims up to n pending payouts and starts what it can of them.  False
  * when the claim failed: then nothing was taken.

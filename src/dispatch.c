@@ -354,6 +354,20 @@ claim_pending(void *arg)
 	MemoryContextSwitchTo(txn);
 }
 
+/*
+ * Under moneroo.rate_limit a round's claim takes the limiter's one place,
+ * and the verifications leased after it find none: while sends wait, no
+ * verification would ever leave.  So once in every
+ * DISPATCH_SENDS_PER_VERIFICATION sends a due verification, if there is
+ * one, goes in the claim's place.
+ */
+static bool
+verification_turn(WorkerState *ws)
+{
+	return moneroo_rate_limit > 0 && ws->more_to_verify &&
+		ws->sends_since_verification >= DISPATCH_SENDS_PER_VERIFICATION;
+}
+
 /* The claimed rows join the ready list only once the claim has committed. */
 bool
 dispatch_claim(WorkerState *ws, int n)
@@ -362,6 +376,13 @@ dispatch_claim(WorkerState *ws, int n)
 	MemoryContext old;
 	ListCell   *lc;
 
+	if (verification_turn(ws))
+	{
+		if (!dispatch_lease_verifications(ws, 1))
+			return false;
+		if (ws->sends_since_verification == 0)
+			return true;		/* one left: it had the round's place */
+	}
 	/* a claim that never committed took nothing: its work goes with the round */
 	if (!worker_transaction(claim_pending, &claim, "claim pending payouts"))
 		return false;

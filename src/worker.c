@@ -41,8 +41,6 @@
 #include "worker_state.h"
 #include "worker_transaction.h"
 
-/* A sent payout gets a verification once in this many sends under load. */
-#define SENDS_PER_VERIFICATION 10
 /* While paused, the key file and a lost probe are looked at this often. */
 #define ACCOUNT_LOOK_MS 1000
 /* While claims wait for moneroo.claim_standbys, the standbys are looked at this often. */
@@ -168,7 +166,7 @@ static bool
 verification_due(void)
 {
 	return state.more_to_verify && state.ready == NIL &&
-		(!state.more_pending || state.sends_since_verification >= SENDS_PER_VERIFICATION);
+		(!state.more_pending || state.sends_since_verification >= DISPATCH_SENDS_PER_VERIFICATION);
 }
 
 /*

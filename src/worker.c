@@ -44,7 +44,7 @@
 /* While paused, the key file and a lost probe are looked at this often. */
 #define ACCOUNT_LOOK_MS 1000
 /* While claims wait for moneroo.claim_standbys, the standbys are looked at this often. */
-#define STANDBY_LOOK_MS 5
+#define STANDBY_LOOK_MS 1
 /* Due rows someone else holds locked are looked at again this often. */
 #define LOCKED_BACKOFF_MIN_MS 100
 #define LOCKED_BACKOFF_MAX_MS 1000

@@ -49,6 +49,11 @@
 #             PAYROLL_SPREAD_MIN [5] and PAYROLL_SPREAD_MAX [180] s after
 #             creation (the mock's final_after_max, uniform); the settle time
 #             of the "all final" target is the max
+#   standbys  what moneroo.claim_standbys = 1 costs: a streaming standby made
+#             with pg_basebackup beside the bench server; drains of
+#             STANDBY_DRAIN_N [2000] payouts (latency 20 ms, max_concurrency
+#             32) and commit-to-request latency (TRIALS one-payout commits,
+#             worker idle) with claim_standbys 1 vs 0, alternately, 2 rounds each
 #   idle      the worker's CPU while nothing is due, after rounds of 3 payouts
 #             sent and verified with the default rate_limit (120) and
 #             verify_min_interval (2s), against the python mock; last, since a
@@ -97,7 +102,7 @@ else
     PACING_N=300; SCALE_SMALL=10000; SCALE_MID=300000; SCALE_BIG=1000000; TRANSFER_N=500; EXPLAIN_REPS=21
 fi
 LATENCY_MS=100
-FIGURES=${*:-ceiling floor drain latency transfer memory leaksize pacing scale limits audit idle payroll payroll_webhooks payroll_spread payroll_webhooks_spread}
+FIGURES=${*:-ceiling floor drain latency transfer memory leaksize pacing scale limits audit idle payroll payroll_webhooks payroll_spread payroll_webhooks_spread standbys}
 BENCH_OUT=${BENCH_OUT:-$BENCH/out/$(date +%Y%m%d-%H%M%S)}
 mkdir -p "$BENCH_OUT"
 RESULTS=$BENCH_OUT/results.tsv
@@ -152,6 +157,7 @@ cleanup() {
     set +e
     if [ -n "$BENCH_MOCK_PID" ]; then kill "$BENCH_MOCK_PID" 2>/dev/null; wait "$BENCH_MOCK_PID" 2>/dev/null; fi
     [ -n "${WORK:-}" ] && [ -f "${SERVER_LOG:-/nonexistent}" ] && cp "$SERVER_LOG" "$BENCH_OUT/server.log"
+    standby_down
     stack_down
 }
 # the payroll_webhooks figure plays Moneroo's webhook sender with it
@@ -943,6 +949,68 @@ fig_payroll() { fig_payroll_run payroll 0 "$PAYROLL_SETTLE"; }
 fig_payroll_webhooks() { fig_payroll_run payroll_webhooks 1 "$PAYROLL_SETTLE"; }
 fig_payroll_spread() { fig_payroll_run payroll_spread 0 "$PAYROLL_SPREAD_MIN" "$PAYROLL_SPREAD_MAX"; }
 fig_payroll_webhooks_spread() { fig_payroll_run payroll_webhooks_spread 1 "$PAYROLL_SPREAD_MIN" "$PAYROLL_SPREAD_MAX"; }
+
+# ---------------------------------------------------------------- standbys
+STANDBY_DRAIN_N=${STANDBY_DRAIN_N:-2000}
+STANDBY_PID=""
+standby_up() {
+    STANDBY_DATA=$WORK/standby
+    STANDBY_PORT=$(free_port "$PGPORT" "$MOCK_PORT" "$BENCH_PORT")
+    as_pg "$PGBIN/pg_basebackup" -h "$PGHOST" -p "$PGPORT" -U postgres -D "$STANDBY_DATA" -R -X stream >/dev/null
+    as_pg "$PGBIN/pg_ctl" start -D "$STANDBY_DATA" -l "$WORK/standby.log" -w -t 60 -s \
+        -o "-p $STANDBY_PORT -c hot_standby=on" >/dev/null
+    STANDBY_PID=$(head -n 1 "$STANDBY_DATA/postmaster.pid")
+    for _ in $(seq 1 100); do
+        [ "$(psqlb -c "SELECT count(*) FROM pg_stat_replication WHERE state = 'streaming'")" -ge 1 ] && return 0
+        sleep 0.1
+    done
+    say "the standby does not stream"; return 1
+}
+standby_down() {
+    [ -n "$STANDBY_PID" ] || return 0
+    as_pg "$PGBIN/pg_ctl" stop -D "$STANDBY_DATA" -m fast -w -t 30 -s >/dev/null 2>&1 || true
+    STANDBY_PID=""
+}
+fig_standbys() {
+    local cs round base ins stats first last line
+    declare -A rps=() p50=()
+    step "standbys: claim_standbys 1 vs 0, a streaming standby; drains of $STANDBY_DRAIN_N, latency 20 ms, max_concurrency 32; $TRIALS one-payout commits"
+    standby_up || return 0
+    set_guc moneroo.max_concurrency 32
+    for round in 1 2; do
+        for cs in 1 0; do
+            set_guc moneroo.claim_standbys "$cs"
+            bm POST /__mock/config '{"latency_ms": 20}' >/dev/null
+            bm POST /__mock/reset >/dev/null
+            base=$(max_id)
+            ins=$(insert_batch payouts "$STANDBY_DRAIN_N")
+            wait_mock_creates "$STANDBY_DRAIN_N" 300 || true
+            wait_settled "$base" "$STANDBY_DRAIN_N" 300 >/dev/null || true
+            stats=$(bm GET /__mock/stats)
+            first=$(field first_arrival_us <<<"$stats"); last=$(field last_answer_us <<<"$stats")
+            rps[$cs]="${rps[$cs]:-} $(calc "$STANDBY_DRAIN_N / (($last - $first) / 1e6)")"
+            bm POST /__mock/reset >/dev/null
+            base=$(max_id)
+            "$BIN/bench_driver" commits "$CONNINFO" "$TRIALS" 0 3 "$BENCH_OUT/commits_standbys_$cs.txt"
+            wait_settled "$base" $((TRIALS + 3)) 120 >/dev/null || true
+            bm GET /__mock/journal >"$BENCH_OUT/journal_standbys_$cs.tsv"
+            line=$("$PY" "$BENCH/analyze.py" latency "$BENCH_OUT/commits_standbys_$cs.txt" "$BENCH_OUT/journal_standbys_$cs.tsv")
+            p50[$cs]="${p50[$cs]:-} $(kv p50_ms <<<"$line")"
+            say "round $round, claim_standbys $cs: drain ${rps[$cs]##* } payouts/s; latency $line"
+        done
+    done
+    set_guc moneroo.claim_standbys 0
+    standby_down
+    local mean1 mean0 lat1 lat0
+    mean1=$(awk '{ s = 0; for (i = 1; i <= NF; i++) s += $i; printf "%.1f", s / NF }' <<<"${rps[1]}")
+    mean0=$(awk '{ s = 0; for (i = 1; i <= NF; i++) s += $i; printf "%.1f", s / NF }' <<<"${rps[0]}")
+    lat1=$(awk '{ s = 0; for (i = 1; i <= NF; i++) s += $i; printf "%.2f", s / NF }' <<<"${p50[1]}")
+    lat0=$(awk '{ s = 0; for (i = 1; i <= NF; i++) s += $i; printf "%.2f", s / NF }' <<<"${p50[0]}")
+    result "drain payouts/s, claim_standbys 1 vs 0 (one streaming standby; mean of 2)" "$mean1" "$mean0" \
+        "$(calc "$mean1 / $mean0" 3)" "(info)" -
+    result "commit-to-request median ms, claim_standbys 1 vs 0 (mean of 2 medians)" "$lat1" "$lat0" \
+        "$(calc "$lat1 / $lat0" 2)" "(info)" -
+}
 
 for f in $FIGURES; do
     "fig_$f"

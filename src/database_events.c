@@ -28,6 +28,8 @@
 
 static ProcessUtility_hook_type previous_process_utility = NULL;
 static bool extension_changed_in_this_transaction = false;
+/* the database this transaction's DROP DATABASE stopped the worker of */
+static Oid	database_dropped_in_this_transaction = InvalidOid;
 
 static bool
 names_moneroo(Node *parsetree)
@@ -87,16 +89,22 @@ moneroo_process_utility(PlannedStmt *pstmt, const char *queryString, bool readOn
 		return;
 	}
 
+	/*
+	 * Its worker stays stopped until the drop commits (the launcher then
+	 * finds the database gone) or fails: told any earlier, the launcher
+	 * would start a worker for a database about to vanish.
+	 */
+	database_dropped_in_this_transaction = dropped;
 	served_stop_for_drop(dropped, moneroo_request_timeout_ms + DROP_WAIT_EXTRA_MS);
-	PG_TRY();
-	{
-		run_utility(pstmt, queryString, readOnlyTree, context, params, queryEnv, dest, qc);
-	}
-	PG_FINALLY();
-	{
-		served_drop_finished(dropped);
-	}
-	PG_END_TRY();
+	run_utility(pstmt, queryString, readOnlyTree, context, params, queryEnv, dest, qc);
+}
+
+static void
+end_of_drop(void)
+{
+	if (OidIsValid(database_dropped_in_this_transaction))
+		served_drop_finished(database_dropped_in_this_transaction);
+	database_dropped_in_this_transaction = InvalidOid;
 }
 
 static void
@@ -108,8 +116,12 @@ tell_at_commit(XactEvent event, void *arg)
 			if (extension_changed_in_this_transaction)
 				served_note_extension_change();
 			extension_changed_in_this_transaction = false;
+			end_of_drop();
 			break;
 		case XACT_EVENT_ABORT:
+			end_of_drop();
+			extension_changed_in_this_transaction = false;
+			break;
 		case XACT_EVENT_PREPARE:
 			/* a prepared CREATE EXTENSION is found by the launcher's next look (launcher.c) */
 			extension_changed_in_this_transaction = false;

@@ -24,10 +24,12 @@
 #      capitals starts, the others keep running;
 #   5. pg_terminate_backend of one worker: the launcher starts another for
 #      that database, the others keep theirs;
-#   6. '*': every database with the extension served, none without;
+#   6. one account: a key refused to one database's worker pauses the
+#      others too (moneroo_status says so, nothing is sent), until a reload;
+#   7. '*': every database with the extension served, none without;
 #      CREATE EXTENSION in a new one served within 10 s, DROP EXTENSION stops
 #      its worker;
-#   7. DROP DATABASE (without FORCE) of a served database succeeds, the
+#   8. DROP DATABASE (without FORCE) of a served database succeeds, the
 #      launcher forgets it, the others are still served.
 #
 # Run by test/run.sh (bash, TAP on stdout); needs the variables and cluster.sh
@@ -37,7 +39,7 @@ set -uo pipefail
 
 . "$(dirname "${BASH_SOURCE[0]}")/../lib/recipes.sh"
 
-tap_plan 42
+tap_plan 45
 
 DBS=(t94_a t94_b t94_c "T94 Quoted,One" t94_d)
 RUN="t94-$(head -c 6 /dev/urandom | od -An -tx1 | tr -d ' \n')"
@@ -150,6 +152,11 @@ databases_with_extension() {
 }
 log_mark() { as_pg stat -c %s "$SERVER_LOG"; }
 log_since() { as_pg tail -c +$(($1 + 1)) "$SERVER_LOG"; }
+# wait_sql_in DB SECONDS CONDITION: until CONDITION holds in DB
+wait_sql_in() {
+    local deadline=$((SECONDS + $2))
+    until [ "$(dsql "$1" "SELECT ($3)")" = t ]; do [ "$SECONDS" -lt "$deadline" ] || return 1; sleep 0.2; done
+}
 # status_row DB: "worker_running worker_pid pending success" of DB's moneroo_status
 status_row() { dsql "$1" "SELECT worker_running || ' ' || coalesce(worker_pid::text, '-') || ' ' || pending || ' ' || success FROM moneroo_status"; }
 
@@ -291,7 +298,23 @@ is "$(wpid t94_a)" "$pa" "t94_a's worker was not touched"
 queue t94_b after_kill 2
 is "$(wait_states 20 success:2 t94_b after_kill)" success:2 "t94_b's new worker sends and settles its payouts"
 
-# ---------------------------------------------------------------- 6. '*'
+# ---------------------------------------------------------------- 6. one account: a refused key pauses every worker
+mock_ctl POST /__mock/config '{"secret_key": "pvk_revoked_by_the_test"}' >/dev/null
+queue t94_a key_refused 1
+wait_sql_in t94_b 10 "(SELECT pause_reason FROM moneroo_status) LIKE '%refused the secret key%'"
+ok $? "a key refused to t94_a's worker pauses the account: t94_b's moneroo_status says so" \
+    "t94_b: $(dsql t94_b "SELECT paused_until || ' ' || pause_reason FROM moneroo_status")"
+queue t94_b during_pause 1
+sleep 2
+refs t94_b during_pause >"$WORK/t94_refs"
+is "$(states t94_b during_pause) $(journal_check "$WORK/t94_refs")" "pending:1 0 0 0" \
+    "... and t94_b's worker sends nothing while it lasts (its payout waits pending)"
+mock_ctl POST /__mock/config '{"secret_key": null}' >/dev/null
+sql -q -c 'SELECT pg_reload_conf()' >/dev/null
+sa=$(wait_states 15 success:1 t94_a key_refused); sb=$(wait_states 15 success:1 t94_b during_pause)
+is "$sa / $sb" "success:1 / success:1" "after a reload with a working key, both are sent (and settled)"
+
+# ---------------------------------------------------------------- 7. '*'
 set_databases '*'
 pc=$(wait_wpid 15 t94_c); pt=$(wait_wpid 15 "$PGDATABASE")
 ok "$([ -n "$pc" ] && [ -n "$pt" ] && [ -n "$(wpid t94_a)" ] && [ -n "$(wpid t94_b)" ] && [ -n "$(wpid "T94 Quoted,One")" ]; echo $?)" \
@@ -311,7 +334,7 @@ cluster_psql -d t94_d -q -c 'DROP EXTENSION moneroo' || diag "DROP EXTENSION mon
 wait_no_wpid 15 t94_d
 ok $? "'*': DROP EXTENSION moneroo in t94_d stops its worker" "t94_d's worker: $(wpid t94_d)"
 
-# ---------------------------------------------------------------- 7. DROP DATABASE of a served database
+# ---------------------------------------------------------------- 8. DROP DATABASE of a served database
 pc=$(wpid t94_c); pa=$(wpid t94_a)
 mark=$(log_mark)
 t3=$SECONDS
@@ -323,10 +346,11 @@ queue t94_a after_drop 2; queue t94_b after_drop 2
 sa=$(wait_states 20 success:2 t94_a after_drop); sb=$(wait_states 20 success:2 t94_b after_drop)
 is "$sa / $sb / $(wpid t94_a)" "success:2 / success:2 / $pa" "the other databases are still served, by the same workers"
 sleep 6
-is "$(log_since "$mark" | grep -c 't94_c.*\(ERROR\|FATAL\|WARNING\)\|\(ERROR\|FATAL\|WARNING\):.*t94_c')" 0 \
-    "the launcher forgets t94_c: no error or warning naming it in the log since the drop" \
-    "$(log_since "$mark" | grep 't94_c' | head -n 5)"
-is "$(mock_sent_twice)" 0 "since the mock's last reset (cases 3 to 7): nothing was created twice at Moneroo"
+log=$(log_since "$mark")
+is "$(grep -cE '(ERROR|FATAL|WARNING):' <<<"$log")" 0 \
+    "the launcher forgets t94_c: no error or warning in the log since the drop (no worker started for it again)" \
+    "$(grep -E '(ERROR|FATAL|WARNING):' <<<"$log" | head -n 5)"
+is "$(mock_sent_twice)" 0 "since the mock's last reset (cases 3 to 8): nothing was created twice at Moneroo"
 
 [ "$T" -eq "$PLAN" ] || diag "ran $T tests, planned $PLAN"
 exit 0

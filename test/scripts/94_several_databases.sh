@@ -21,7 +21,8 @@
 #      peak of concurrent requests, all databases together, is 3;
 #   4. a reload that changes the list: the worker of a database taken out
 #      stops (its payouts wait), one for a quoted name with a comma and
-#      capitals starts, the others keep running;
+#      capitals starts, the others keep running; a listed database without
+#      the extension gets a worker that waits for it;
 #   5. pg_terminate_backend of one worker: the launcher starts another for
 #      that database, the others keep theirs;
 #   6. one account: a key refused to one database's worker pauses the
@@ -39,7 +40,7 @@ set -uo pipefail
 
 . "$(dirname "${BASH_SOURCE[0]}")/../lib/recipes.sh"
 
-tap_plan 45
+tap_plan 46
 
 DBS=(t94_a t94_b t94_c "T94 Quoted,One" t94_d)
 RUN="t94-$(head -c 6 /dev/urandom | od -An -tx1 | tr -d ' \n')"
@@ -146,7 +147,7 @@ served_databases() {
 }
 databases_with_extension() {
     local db
-    sql -c "SELECT datname FROM pg_database WHERE datallowconn ORDER BY 1" | while IFS= read -r db; do
+    sql -c "SELECT datname FROM pg_database WHERE datallowconn AND NOT datistemplate ORDER BY 1" | while IFS= read -r db; do
         [ "$(dsql "$db" "SELECT count(*) FROM pg_extension WHERE extname = 'moneroo'")" = 1 ] && printf '%s\n' "$db"
     done
 }
@@ -277,13 +278,15 @@ mock_ctl POST /__mock/config '{"latency_ms": 0}' >/dev/null
 
 # ---------------------------------------------------------------- 4. a reload that changes the list
 pa=$(wpid t94_a); pb=$(wpid t94_b)
-set_databases 't94_a, t94_b, "T94 Quoted,One"'
+set_databases 't94_a, t94_b, "T94 Quoted,One", t94_d'
 wait_no_wpid 15 t94_c
 ok $? "a reload that takes t94_c out of the list stops its worker" "t94_c's worker: $(wpid t94_c)"
 pq=$(wait_wpid 15 "T94 Quoted,One")
 ok $? "... and one that adds \"T94 Quoted,One\" (double quotes: a comma and capitals kept) starts its worker" \
     "workers: $(sql1 "SELECT string_agg(datname || '=' || pid, ' ') FROM pg_stat_activity WHERE backend_type = 'moneroo worker'")"
 is "$(wpid t94_a) $(wpid t94_b)" "$pa $pb" "the databases still listed keep their workers"
+pd=$(wait_wpid 10 t94_d)
+ok $? "t94_d, listed but without the extension, gets a worker that waits for CREATE EXTENSION (pid ${pd:-none})"
 queue "T94 Quoted,One" quoted 3; queue t94_c unserved 2
 is "$(wait_states 20 success:3 "T94 Quoted,One" quoted)" success:3 "payouts in \"T94 Quoted,One\" are sent and settled"
 sleep 2
@@ -321,9 +324,9 @@ ok "$([ -n "$pc" ] && [ -n "$pt" ] && [ -n "$(wpid t94_a)" ] && [ -n "$(wpid t94
     "'*': every database with the extension has a worker" \
     "workers: $(sql1 "SELECT string_agg(datname || '=' || pid, ' ') FROM pg_stat_activity WHERE backend_type = 'moneroo worker'")"
 is "$(wait_states 20 success:2 t94_c unserved)" success:2 "t94_c's waiting payouts are sent once it is served again"
-sleep 1
+wait_no_wpid 10 t94_d
 is "$(served_databases)" "$(databases_with_extension)" \
-    "'*': the databases served are exactly those with the extension (none for t94_d, postgres, template1)"
+    "'*': the databases served are exactly those with the extension (t94_d's waiting worker stops; none for postgres, template1)"
 cluster_psql -d t94_d -q -c 'CREATE EXTENSION moneroo' || diag "CREATE EXTENSION moneroo in t94_d failed"
 t2=$SECONDS
 pd=$(wait_wpid 10 t94_d)

@@ -13,6 +13,13 @@
   analyze.py pacing JOURNAL_JSON COMMIT_US
       JOURNAL_JSON: the python mock's /__mock/journal
       -> creates= rps= first_interval_s= min_gap_ms= max_in_60s= rate_limited=
+  analyze.py databases COMMITS JOURNAL
+      COMMITS: "reference commit_sent_us commit_returned_us" of database B's payouts
+      JOURNAL: bench_mock's /__mock/journal (tab separated), database A's backlog and B's
+      -> n= missing= p50_ms= p90_ms= max_ms= slot_ms= others= ratio_p50= ratio_max=
+         (slot_ms: the median gap between initializes arriving at the mock while B's
+         trials ran, the rate slot as measured; others: the initializes of other
+         payouts, A's backlog, that arrived meanwhile)
   analyze.py json FILE KEY...       one value per KEY from a JSON object (a.b for nesting)
   analyze.py median NUMBER...       the median
   analyze.py explain FILE           Execution Time medians per label from a run of
@@ -40,12 +47,18 @@ def median(values):
     return v[n // 2] if n % 2 else (v[n // 2 - 1] + v[n // 2]) / 2
 
 
-def latency(commits_path, journal_path):
+def initialize_arrivals(journal_path):
+    """bench_mock's journal: reference -> arrival_us of its first initialize."""
     arrivals = {}
     for line in open(journal_path):
         f = line.rstrip("\n").split("\t")
         if len(f) >= 8 and f[5] == "i":
             arrivals.setdefault(f[7], int(f[2]))
+    return arrivals
+
+
+def latency(commits_path, journal_path):
+    arrivals = initialize_arrivals(journal_path)
     sent, returned, missing = [], [], 0
     for line in open(commits_path):
         ref, t_sent, t_ret = line.split()
@@ -176,6 +189,23 @@ def payroll(journal_path, payouts_path, commit_us):
           % (len(rows), sent_s, final_s, len(inits), len(verifies), (len(inits) + len(verifies)) / len(rows)))
 
 
+def databases(commits_path, journal_path):
+    arrivals = initialize_arrivals(journal_path)
+    trials = [line.split() for line in open(commits_path) if line.strip()]
+    mine = {ref for ref, _, _ in trials}
+    waits = [(arrivals[ref] - int(sent)) / 1000.0 for ref, sent, _ in trials if ref in arrivals]
+    first = min(int(sent) for _, sent, _ in trials)
+    last = max([arrivals[ref] for ref in mine if ref in arrivals] or [first])
+    span = sorted(t for t in arrivals.values() if first <= t <= last)
+    gaps = [(b - a) / 1000.0 for a, b in zip(span, span[1:])]
+    others = sum(1 for ref, t in arrivals.items() if ref not in mine and first <= t <= last)
+    slot = median(gaps)
+    print("n=%d missing=%d p50_ms=%.1f p90_ms=%.1f max_ms=%.1f slot_ms=%.1f others=%d "
+          "ratio_p50=%.2f ratio_max=%.2f"
+          % (len(waits), len(trials) - len(waits), median(waits), pct(waits, 0.9), max(waits or [0]),
+             slot, others, median(waits) / slot, max(waits or [0]) / slot))
+
+
 def main(argv):
     cmd = argv[1]
     if cmd == "latency":
@@ -195,6 +225,8 @@ def main(argv):
         print("%.3f" % median([float(x) for x in argv[2:]]))
     elif cmd == "explain":
         explain(argv[2])
+    elif cmd == "databases":
+        databases(argv[2], argv[3])
     elif cmd == "payroll":
         payroll(argv[2], argv[3], argv[4])
     else:

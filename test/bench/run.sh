@@ -44,6 +44,15 @@
 #             all final vs settle + 1.5 N/R, requests per payout vs 2, 429s
 #   payroll_webhooks  the same with the benchmark playing Moneroo's webhook
 #             sender (signed payout.success/failed through moneroo_webhook)
+#   databases fairness between databases (1.2, one account, one rate budget):
+#             moneroo.database lists moneroo_bench (A) and moneroo_bench_b (B);
+#             A gets a backlog of DB_BACKLOG [2000] payouts at rate_limit
+#             DB_RATE [120], then DB_TRIALS [20] times one payout is committed
+#             in B (after the one before it left, a random 0.2-0.8 slot later):
+#             B's commit-to-request latency (the bench mock's arrival time)
+#             against the rate slot measured in the same run (the median gap
+#             between initializes arriving meanwhile; the floor 60/R s plus
+#             the limiter's 1% margin); A's backlog must outlast the trials
 #   payroll_spread, payroll_webhooks_spread  the same two with settle times
 #             spread: each payout settles at its own time between
 #             PAYROLL_SPREAD_MIN [5] and PAYROLL_SPREAD_MAX [180] s after
@@ -67,7 +76,7 @@
 #   test/bench/out/<date>), DRAIN_N / DRAIN_CONC (drain size and concurrency
 #   list), PERF_RECORD=1 (perf record -g the worker during each drain instead
 #   of perf stat; top symbols in $BENCH_OUT/perf_worker_c*.top.txt),
-#   IDLE_ROUNDS [8].
+#   IDLE_ROUNDS [8], DB_BACKLOG / DB_RATE / DB_TRIALS (the databases figure).
 # Every figure also goes, tab separated, to $BENCH_OUT/results.tsv; the
 # results of a reference run are in test/bench/RESULTS.md.  Do not edit this
 # file while it runs: bash reads it as it goes.
@@ -95,14 +104,17 @@ PAYROLL_SPREAD_MIN=${PAYROLL_SPREAD_MIN:-5}; PAYROLL_SPREAD_MAX=${PAYROLL_SPREAD
 if [ "${BENCH_SMALL:-0}" = 1 ]; then
     DRAIN_N=${DRAIN_N:-200}; DRAIN_CONC=${DRAIN_CONC:-"8 32 128"}; TRIALS=40; MEM_BATCH=1000; MEM_BATCHES=3
     PAYROLL_N=${PAYROLL_N:-10}; PAYROLL_WARMUP=${PAYROLL_WARMUP:-6}
+    DB_BACKLOG=${DB_BACKLOG:-200}; DB_TRIALS=${DB_TRIALS:-5}
     PACING_N=16; SCALE_SMALL=2000; SCALE_MID=6000; SCALE_BIG=20000; TRANSFER_N=100; EXPLAIN_REPS=5
 else
     DRAIN_N=${DRAIN_N:-5000}; DRAIN_CONC=${DRAIN_CONC:-"8 32 128"}; TRIALS=200; MEM_BATCH=10000; MEM_BATCHES=10
     PAYROLL_N=${PAYROLL_N:-40}; PAYROLL_WARMUP=${PAYROLL_WARMUP:-40}
+    DB_BACKLOG=${DB_BACKLOG:-2000}; DB_TRIALS=${DB_TRIALS:-20}
     PACING_N=300; SCALE_SMALL=10000; SCALE_MID=300000; SCALE_BIG=1000000; TRANSFER_N=500; EXPLAIN_REPS=21
 fi
+DB_RATE=${DB_RATE:-120}
 LATENCY_MS=100
-FIGURES=${*:-ceiling floor drain latency transfer memory leaksize pacing scale limits audit idle payroll payroll_webhooks payroll_spread payroll_webhooks_spread standbys}
+FIGURES=${*:-ceiling floor drain latency transfer memory leaksize pacing scale limits audit databases idle payroll payroll_webhooks payroll_spread payroll_webhooks_spread standbys}
 BENCH_OUT=${BENCH_OUT:-$BENCH/out/$(date +%Y%m%d-%H%M%S)}
 mkdir -p "$BENCH_OUT"
 RESULTS=$BENCH_OUT/results.tsv
@@ -807,6 +819,76 @@ SQL
             "$(calc "$bb / $bs" 2)" "(info)" -
     done <<<"$big"
     grep -A12 -m1 'label claim' "$BENCH_OUT/explain_big.txt" >"$BENCH_OUT/explain_big_claim_plan.txt" || true
+}
+
+# ---- databases: fairness between the workers of one account (issue 14)
+# db_worker DB: the pid of DB's moneroo worker, or nothing
+db_worker() {
+    psqlb -c "SELECT pid FROM pg_stat_activity WHERE backend_type = 'moneroo worker' AND datname = '$1'"
+}
+# db_commit DB: one payout committed in DB; prints "reference commit_sent_us commit_returned_us"
+db_commit() {
+    psqlb -d "$1" <<SQL | tr '\n' ' '
+BEGIN;
+INSERT INTO payouts (request) SELECT $REQUEST_SQL FROM generate_series(1, 1) g RETURNING reference;
+SELECT (extract(epoch FROM clock_timestamp()) * 1e6)::bigint;
+COMMIT;
+SELECT (extract(epoch FROM clock_timestamp()) * 1e6)::bigint;
+SQL
+}
+fig_databases() {
+    local b=moneroo_bench_b slot_s trial row ref st line pending deadline timeouts=0
+    step "databases: a backlog of $DB_BACKLOG payouts in $PGDATABASE (A), $DB_TRIALS single payouts in $b (B), rate_limit $DB_RATE"
+    psqlb -d postgres -c "DROP DATABASE IF EXISTS $b WITH (FORCE)" -c "CREATE DATABASE $b" >/dev/null
+    psqlb -d "$b" -c "CREATE EXTENSION moneroo" >/dev/null
+    bm POST /__mock/config '{"latency_ms": 0}' >/dev/null
+    bm POST /__mock/reset >/dev/null
+    set_guc moneroo.max_concurrency 8
+    set_guc moneroo.rate_limit "$DB_RATE"
+    set_guc moneroo.database "$PGDATABASE, $b"
+    for _ in $(seq 1 100); do [ -n "$(db_worker "$b")" ] && [ -n "$(db_worker "$PGDATABASE")" ] && break; sleep 0.2; done
+    [ -n "$(db_worker "$b")" ] || say "B ($b) has no worker after 20 s: its trials will time out"
+    psqlb -c "INSERT INTO payouts (request) SELECT $REQUEST_SQL FROM generate_series(1, $DB_BACKLOG) g" >/dev/null
+    slot_s=$(calc "60 / $DB_RATE" 3)
+    sleep "$(calc "3 * $slot_s" 3)"   # A's worker at its pace
+    : >"$BENCH_OUT/databases_commits.txt"
+    for trial in $(seq 1 "$DB_TRIALS"); do
+        row=$(db_commit "$b")
+        echo "$row" >>"$BENCH_OUT/databases_commits.txt"
+        ref=${row%% *}
+        # a fair share is the next slot or so; an unfair one waits behind A's backlog
+        deadline=$((SECONDS + 120))
+        while :; do
+            st=$(psqlb -d "$b" -c "SELECT status FROM payouts WHERE reference = '$ref'")
+            case $st in pending|sending) ;; *) break ;; esac
+            [ "$SECONDS" -lt "$deadline" ] || { timeouts=$((timeouts + 1)); say "trial $trial: B's payout not sent in 120 s"; break; }
+            sleep 0.02
+        done
+        sleep "$(awk -v s="$RANDOM" -v slot="$slot_s" 'BEGIN { srand(s); printf "%.3f", slot * (0.2 + 0.6 * rand()) }')"
+    done
+    pending=$(psqlb -c "SELECT count(*) FROM payouts WHERE status = 'pending'")
+    bm GET /__mock/journal >"$BENCH_OUT/databases_journal.tsv"
+    line=$("$PY" "$BENCH/analyze.py" databases "$BENCH_OUT/databases_commits.txt" "$BENCH_OUT/databases_journal.tsv")
+    say "databases: $line; trials timed out: $timeouts; A's payouts still pending after the trials: $pending of $DB_BACKLOG"
+    [ "$pending" -gt 0 ] || say "WARNING: A's backlog drained before the trials ended: make DB_BACKLOG larger"
+    result "databases: B's commit-to-request median ms vs the rate slot (A: backlog of $DB_BACKLOG, rate_limit $DB_RATE)" \
+        "$(kv p50_ms <<<"$line")" "$(kv slot_ms <<<"$line")" "$(kv ratio_p50 <<<"$line")" "<= 2 slots" \
+        "$(met "$(kv ratio_p50 <<<"$line") <= 2 && $timeouts == 0 && $pending > 0")"
+    result "databases: B's commit-to-request worst of $(kv n <<<"$line") ms vs the rate slot" \
+        "$(kv max_ms <<<"$line")" "$(kv slot_ms <<<"$line")" "$(kv ratio_max <<<"$line")" "<= 3 slots" \
+        "$(met "$(kv ratio_max <<<"$line") <= 3 && $timeouts == 0")"
+    result "databases: A's initializes during B's trials (the backlog kept sending)" "$(kv others <<<"$line")" - - "> 0" \
+        "$(met "$(kv others <<<"$line") > 0")"
+    # A's backlog cancelled, what A's worker holds sent at full speed, B dropped
+    psqlb -c "SELECT count(moneroo_cancel(id)) FROM payouts WHERE status = 'pending'" >/dev/null
+    set_guc moneroo.rate_limit 0
+    for _ in $(seq 1 100); do
+        [ "$(psqlb -c "SELECT count(*) FROM payouts WHERE status IN ('pending', 'sending')")" = 0 ] && break
+        sleep 0.2
+    done
+    set_guc moneroo.database "$PGDATABASE"
+    for _ in $(seq 1 50); do [ -z "$(db_worker "$b")" ] && break; sleep 0.2; done
+    psqlb -d postgres -c "DROP DATABASE IF EXISTS $b WITH (FORCE)" >/dev/null
 }
 
 fig_idle() {

@@ -7,6 +7,9 @@
 #   worker_pid                the moneroo worker's pid, or nothing
 #   wait_worker [SECONDS [NOT_PID]]  until a worker (other than NOT_PID) runs; prints its pid
 #   sql_or_state QUERY        its output, or "ERROR <sqlstate>: <message>"
+#   queue_payouts TAG N [PSQL_ARGS...]  N payouts described "TAG #i" to the
+#                             successful sandbox number, in one transaction
+#                             (PSQL_ARGS: another database with -d DB)
 
 sql() { cluster_psql -At "$@"; }
 sql1() {
@@ -46,4 +49,19 @@ sql_or_state() {
     fi
     rm -f "$err"
     printf '%s' "$out"
+}
+
+queue_payouts() {
+    local tag=$1 n=$2
+    shift 2
+    cluster_psql -q -v tag="$tag" -v n="$n" "$@" <<'SQL'
+INSERT INTO payouts (request)
+SELECT jsonb_build_object(
+         'amount', 100 + i, 'currency', 'USD', 'description', format('%s #%s', :'tag', i),
+         'method', 'moneroo_payout_demo',
+         'customer', jsonb_build_object('email', 'queue@example.com',
+                                        'first_name', 'Queued', 'last_name', 'Payout'),
+         'recipient', jsonb_build_object('account_number', '4149518161'))
+FROM generate_series(1, :n) AS i;
+SQL
 }

@@ -41,19 +41,7 @@ MAXC=8
 mock_config() { mock_ctl POST /__mock/config "$1" >/dev/null; }
 reload() { sql -q -c 'SELECT pg_reload_conf()' >/dev/null; sleep 0.5; }
 wait_sql() { sql1 "SELECT mock.wait_for(\$c\$ $1 \$c\$, $2)"; }
-# queue TAG N: N payouts described "TAG #i" (successful sandbox number)
-queue() {
-    sql -q -v tag="$1" -v n="$2" <<'SQL'
-INSERT INTO payouts (request)
-SELECT jsonb_build_object(
-         'amount', 100 + i, 'currency', 'USD', 'description', format('%s #%s', :'tag', i),
-         'method', 'moneroo_payout_demo',
-         'customer', jsonb_build_object('email', 'ops@example.com',
-                                        'first_name', 'Worst', 'last_name', 'Day'),
-         'recipient', jsonb_build_object('account_number', '4149518161'))
-FROM generate_series(1, :n) AS i;
-SQL
-}
+queue() { queue_payouts "$1" "$2"; }   # queue TAG N (test/lib/server.sh)
 of() { printf "(SELECT * FROM payouts WHERE request ->> 'description' LIKE '%s #%%') AS m" "$1"; }
 counts() { sql1 "SELECT coalesce(string_agg(status || '=' || n, ' ' ORDER BY status), 'none')
                  FROM (SELECT status, count(*) AS n FROM $(of "$1") GROUP BY status) s"; }

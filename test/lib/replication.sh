@@ -83,6 +83,9 @@ on() {
         WORK=$REPL_DIR
         PGDATA=$REPL_DIR/$node/data
         PGHOST=$REPL_DIR/$node/sock
+        # a node reached over TCP (a Patroni member, whose pg_hba wants a password)
+        [ -f "$REPL_DIR/$node/host" ] && PGHOST=$(cat "$REPL_DIR/$node/host")
+        [ -f "$REPL_DIR/$node/password" ] && export PGPASSWORD=$(cat "$REPL_DIR/$node/password")
         SERVER_LOG=$REPL_DIR/$node/server.log
         PGPORT=$(cat "$REPL_DIR/$node/port" 2>/dev/null)
         MOCK_PORT=$(cat "$REPL_DIR/$(cat "$REPL_DIR/$node/mock" 2>/dev/null)/port" 2>/dev/null)

@@ -9,6 +9,7 @@
  */
 #include "postgres.h"
 
+#include "access/xlog.h"
 #include "utils/builtins.h"
 #include "utils/memutils.h"
 #include "utils/timestamp.h"
@@ -24,18 +25,52 @@
 #include "rate_limit.h"
 #include "settings.h"
 #include "shared_state.h"
+#include "standby_wait.h"
 #include "worker_transaction.h"
+
+/*
+ * max_concurrency is the account's: the requests of every database's
+ * worker count against it.
+ */
+static int
+requests_elsewhere(WorkerState *ws)
+{
+	return Max(0, served_requests_in_flight() - http_pool_in_flight(ws->pool));
+}
 
 int
 dispatch_send_capacity(WorkerState *ws)
 {
-	return account_send_allowance(http_pool_in_flight(ws->pool), moneroo_max_concurrency);
+	return account_send_allowance(http_pool_in_flight(ws->pool) + requests_elsewhere(ws),
+								  moneroo_max_concurrency);
 }
 
 int
 dispatch_verify_capacity(WorkerState *ws)
 {
-	return account_verify_allowance(http_pool_in_flight(ws->pool), moneroo_max_concurrency);
+	return account_verify_allowance(http_pool_in_flight(ws->pool) + requests_elsewhere(ws),
+									moneroo_max_concurrency);
+}
+
+/*
+ * A place for one request under max_concurrency (every worker's requests
+ * counted, taken under one lock so that two workers cannot both take the
+ * last one) and under the rate limit.  While the account is paused only
+ * the probe has one.
+ */
+static bool
+take_request_place(WorkerState *ws, CallPurpose purpose)
+{
+	int			limit = purpose == PURPOSE_SEND ? account_send_allowance(0, moneroo_max_concurrency) :
+		purpose == PURPOSE_VERIFY ? account_verify_allowance(0, moneroo_max_concurrency) :
+		moneroo_max_concurrency;
+
+	if (!served_take_request_place(limit))
+		return false;
+	if (moneroo_rate_acquire() == 0)
+		return true;
+	dispatch_publish_in_flight(ws);	/* the place goes back */
+	return false;
 }
 
 int
@@ -51,9 +86,8 @@ dispatch_rate_allowance(void)
 void
 dispatch_publish_in_flight(WorkerState *ws)
 {
-	SpinLockAcquire(&moneroo_shared->mutex);
-	moneroo_shared->in_flight = http_pool_in_flight(ws->pool) + list_length(ws->ready);
-	SpinLockRelease(&moneroo_shared->mutex);
+	served_publish_in_flight(http_pool_in_flight(ws->pool),
+							 http_pool_in_flight(ws->pool) + list_length(ws->ready));
 }
 
 /*
@@ -77,6 +111,14 @@ dispatch_pause_after_failure(WorkerState *ws)
 {
 	ws->paused_until = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), WORKER_FAILURE_PAUSE_MS);
 	return WORKER_FAILURE_PAUSE_MS;
+}
+
+/* What claim_standbys waits for: the claim's commit, just made. */
+static void
+note_claim_commit(PayoutWork *work)
+{
+	work->claim_lsn = XactLastCommitEnd;
+	work->claimed_at = GetCurrentTimestamp();
 }
 
 /* ---- moneroo_transfer hand-offs ---- */
@@ -127,14 +169,17 @@ dispatch_take_transfers(WorkerState *ws)
 			MemoryContext old = MemoryContextSwitchTo(ws->work_context);
 
 			keep_work(ws, insert.work);
+			note_claim_commit(insert.work);
 			ws->ready = lcons(insert.work, ws->ready);	/* a user waits for it */
 			MemoryContextSwitchTo(old);
 		}
 		else
 		{
-			/* nothing was recorded, so nothing will be sent */
-			transfer_slot_note_result(i, SEND_NOT_SENT, 0, moneroo_shared->last_error, NULL,
-									  false);
+			ServedWorkerInfo info;
+
+			/* nothing was recorded, so nothing will be sent; why is the last error */
+			served_worker_info(&info);
+			transfer_slot_note_result(i, SEND_NOT_SENT, 0, info.last_error, NULL, false);
 			transfer_slot_release(i);
 		}
 	}
@@ -193,12 +238,26 @@ start_verification(WorkerState *ws, PayoutWork *work)
 	ws->sends_since_verification = 0;
 }
 
+static bool
+claim_on_standbys(PayoutWork *work)
+{
+	return moneroo_claim_standbys == 0 ||
+		standbys_flushed(work->claim_lsn, NULL) >= moneroo_claim_standbys;
+}
+
+bool
+dispatch_waiting_for_standbys(WorkerState *ws)
+{
+	return ws->ready != NIL && !claim_on_standbys(linitial(ws->ready));
+}
+
 static void
 start_sends(void *arg)
 {
 	WorkerState *ws = (WorkerState *) arg;
 
-	while (ws->ready != NIL && dispatch_send_capacity(ws) > 0 && moneroo_rate_acquire() == 0)
+	while (ws->ready != NIL && claim_on_standbys(linitial(ws->ready)) &&
+		   dispatch_send_capacity(ws) > 0 && take_request_place(ws, PURPOSE_SEND))
 	{
 		PayoutWork *work = linitial(ws->ready);
 
@@ -223,6 +282,38 @@ let_requests_leave(WorkerState *ws)
 }
 
 /*
+ * Claims the standbys have not flushed within claim_standbys_timeout are
+ * never sent: they go back to pending, and no new claim is made for a
+ * while.  Sending them would risk a second payment after a failover.
+ */
+static void
+give_up_on_standbys(WorkerState *ws)
+{
+	PayoutWork *first;
+	int			connected;
+	int			flushed;
+	char	   *why;
+
+	if (!dispatch_waiting_for_standbys(ws))
+		return;
+	first = linitial(ws->ready);
+	if (GetCurrentTimestamp() <
+		TimestampTzPlusMilliseconds(first->claimed_at, moneroo_claim_standbys_timeout_ms))
+		return;
+	flushed = standbys_flushed(first->claim_lsn, &connected);
+	why = psprintf("not sent: %d of the %d standbys moneroo.claim_standbys requires flushed its claim "
+				   "within moneroo.claim_standbys_timeout (%d ms); %d standbys stream",
+				   flushed, moneroo_claim_standbys, moneroo_claim_standbys_timeout_ms, connected);
+	ereport(WARNING,
+			errmsg("moneroo worker is not sending: too few standbys have flushed its claims"),
+			errdetail("The payouts are pending again, %s.", why),
+			errhint("They are sent once enough standbys stream; check the standbys, or lower moneroo.claim_standbys."));
+	dispatch_return_unsent(ws, why, true);
+	moneroo_note_error(why);
+	(void) dispatch_pause_after_failure(ws);
+}
+
+/*
  * Requests are prepared inside a transaction only so that a configuration
  * error (a key file gone, say) is caught like any other: the payouts stay
  * claimed in memory and the worker pauses instead of dying with them.
@@ -230,12 +321,13 @@ let_requests_leave(WorkerState *ws)
 void
 dispatch_start_ready_sends(WorkerState *ws)
 {
-	if (ws->ready != NIL && dispatch_send_capacity(ws) > 0)
+	if (ws->ready != NIL && dispatch_send_capacity(ws) > 0 && !dispatch_waiting_for_standbys(ws))
 	{
 		if (!worker_transaction(start_sends, ws, "prepare requests to Moneroo"))
 			(void) dispatch_pause_after_failure(ws);
 		let_requests_leave(ws);
 	}
+	give_up_on_standbys(ws);
 	dispatch_publish_in_flight(ws);
 }
 
@@ -262,6 +354,20 @@ claim_pending(void *arg)
 	MemoryContextSwitchTo(txn);
 }
 
+/*
+ * Under moneroo.rate_limit a round's claim takes the limiter's one place,
+ * and the verifications leased after it find none: while sends wait, no
+ * verification would ever leave.  So once in every
+ * DISPATCH_SENDS_PER_VERIFICATION sends a due verification, if there is
+ * one, goes in the claim's place.
+ */
+static bool
+verification_turn(WorkerState *ws)
+{
+	return moneroo_rate_limit > 0 && ws->more_to_verify &&
+		ws->sends_since_verification >= DISPATCH_SENDS_PER_VERIFICATION;
+}
+
 /* The claimed rows join the ready list only once the claim has committed. */
 bool
 dispatch_claim(WorkerState *ws, int n)
@@ -270,11 +376,21 @@ dispatch_claim(WorkerState *ws, int n)
 	MemoryContext old;
 	ListCell   *lc;
 
+	if (verification_turn(ws))
+	{
+		if (!dispatch_lease_verifications(ws, 1))
+			return false;
+		if (ws->sends_since_verification == 0)
+			return true;		/* one left: it had the round's place */
+	}
 	/* a claim that never committed took nothing: its work goes with the round */
 	if (!worker_transaction(claim_pending, &claim, "claim pending payouts"))
 		return false;
 	foreach(lc, claim.taken)
+	{
 		keep_work(ws, lfirst(lc));
+		note_claim_commit(lfirst(lc));
+	}
 	ws->more_pending = list_length(claim.taken) == n;
 	old = MemoryContextSwitchTo(ws->work_context);
 	ws->ready = list_concat(ws->ready, claim.taken);
@@ -308,7 +424,7 @@ lease_verifications(void *arg)
 	{
 		PayoutWork *work = lfirst(lc);
 
-		if (moneroo_rate_acquire() != 0)
+		if (!take_request_place(ws, PURPOSE_VERIFY))
 			break;
 		keep_work(ws, work);
 		start_verification(ws, work);
@@ -351,7 +467,7 @@ dispatch_probe(WorkerState *ws)
 {
 	if (moneroo_rate_wait_ms() > 0 || !account_take_probe())
 		return;
-	if (moneroo_rate_acquire() == 0 &&
+	if (take_request_place(ws, PURPOSE_PROBE) &&
 		worker_transaction(start_probe, ws, "probe Moneroo"))
 		let_requests_leave(ws);
 	else

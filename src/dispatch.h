@@ -27,9 +27,16 @@ extern void dispatch_take_transfers(WorkerState *ws);
 /* Starts the ready sends that capacity and the rate limiter allow. */
 extern void dispatch_start_ready_sends(WorkerState *ws);
 
+/* The first claimed send waits for moneroo.claim_standbys standbys. */
+extern bool dispatch_waiting_for_standbys(WorkerState *ws);
+
+/* While sends wait, a due verification gets one request in this many sends. */
+#define DISPATCH_SENDS_PER_VERIFICATION 10
+
 /*
- * Claims up to n pending payouts and starts what it can of them.  False
- * when the claim failed: then nothing was taken.
+ * Claims up to n pending payouts and starts what it can of them, unless a
+ * due verification has its turn (see DISPATCH_SENDS_PER_VERIFICATION).
+ * False when the claim failed: then nothing was taken.
  */
 extern bool dispatch_claim(WorkerState *ws, int n);
 

@@ -11,10 +11,11 @@
 
 #include "audit_trail.h"
 #include "commit_wakeup.h"
+#include "database_events.h"
+#include "launcher.h"
 #include "settings.h"
 #include "shared_state.h"
 #include "spending_limits.h"
-#include "worker.h"
 
 PG_MODULE_MAGIC;
 
@@ -24,7 +25,7 @@ void
 _PG_init(void)
 {
 	/*
-	 * Without the worker, queued payouts would wait forever in silence:
+	 * Without the workers, queued payouts would wait forever in silence:
 	 * refuse to load rather than accept payouts nobody will send.
 	 */
 	if (!process_shared_preload_libraries_in_progress)
@@ -41,9 +42,10 @@ _PG_init(void)
 
 	moneroo_define_settings();
 	moneroo_register_commit_wakeup();
+	moneroo_register_database_events();
 	audit_register_callbacks();
 	limits_register_callbacks();
 	moneroo_request_shared_memory();
 	moneroo_init_shared_memory();
-	moneroo_register_worker();
+	moneroo_register_launcher();
 }

@@ -5,6 +5,9 @@
 #ifndef MONEROO_PAYOUT_STORE_H
 #define MONEROO_PAYOUT_STORE_H
 
+#include "access/xlogdefs.h"
+#include "datatype/timestamp.h"
+
 #include "nodes/pg_list.h"
 
 #include "moneroo_api.h"
@@ -24,6 +27,8 @@ typedef struct PayoutWork
 	char	   *method;			/* its payout method: the verification schedule learns per method */
 	int			verifications;
 	int			transfer_slot;	/* moneroo_transfer's slot, or -1 for the queue */
+	XLogRecPtr	claim_lsn;		/* the end of its claim's commit (claim_standbys) */
+	TimestampTz claimed_at;
 } PayoutWork;
 
 extern PayoutWork *payout_work_new(MemoryContext parent);

@@ -3,8 +3,9 @@
  *		The rate limiter: Moneroo's requests-per-minute allowance.
  *
  * Moneroo allows 120 requests a minute per account, counting every route,
- * so the limiter lives in shared memory where the worker and every backend
- * calling moneroo_verify draw from the same allowance.  Requests are spaced
+ * so the limiter lives in shared memory where the workers of every served
+ * database and every backend calling moneroo_verify draw from the same
+ * allowance.  Requests are spaced
  * evenly rather than burst, with a small margin: a 300-payout queue drains
  * at just under 2 per second, and no window of 60 seconds, however it is
  * placed, holds more than the limit.
@@ -19,6 +20,8 @@
 
 /* Requests leave this many percent of 60 s / moneroo.rate_limit apart. */
 #define RATE_MARGIN_PERCENT 101
+/* A worker waiting its turn asks again within this long of a place freeing. */
+#define RATE_TURN_ASKS_US (200 * 1000)
 
 static void
 count_request(RateLimiter *rate, TimestampTz now)
@@ -85,12 +88,17 @@ moneroo_rate_acquire(void)
 	rate = &moneroo_shared->rate;
 	SpinLockAcquire(&moneroo_shared->mutex);
 	wait_ms = rate_wait_locked(rate, now);
+	/* the workers of several databases take turns (see served_databases.c) */
+	if (wait_ms == 0 && limit > 0 &&
+		served_rate_turn_of_another_locked(now, rate_spacing_us(limit) + RATE_TURN_ASKS_US))
+		wait_ms = 1;
 	if (wait_ms == 0)
 	{
 		if (limit > 0)
 			rate->next_request_at = now + rate_spacing_us(limit);
 		count_request(rate, now);
 	}
+	served_rate_asked_locked(now, wait_ms == 0);
 	SpinLockRelease(&moneroo_shared->mutex);
 	return wait_ms;
 }

@@ -19,8 +19,10 @@
 #include <curl/curl.h>
 
 #include "miscadmin.h"
+#include "nodes/pg_list.h"
 #include "storage/fd.h"
 #include "utils/guc.h"
+#include "utils/varlena.h"
 
 #include "settings.h"
 
@@ -37,6 +39,8 @@ int			moneroo_verify_min_interval_ms = 2000;
 int			moneroo_verify_max_interval_ms = 600000;
 int			moneroo_poll_interval_ms = 60000;
 int			moneroo_breaker_threshold = 3;
+int			moneroo_claim_standbys = 0;
+int			moneroo_claim_standbys_timeout_ms = 5000;
 
 /* Longest key file we accept: real keys are well under 200 bytes. */
 #define MAX_KEY_FILE_BYTES 4096
@@ -139,6 +143,76 @@ show_webhook_secret(void)
 	return show_secret(moneroo_webhook_secret);
 }
 
+/*
+ * moneroo.database: '*', or database names separated by commas.  Names keep
+ * their case (a database is named exactly); double quotes keep a comma or
+ * a space in one.
+ */
+static bool
+parse_database_list(const char *value, List **names)
+{
+	char	   *copy = pstrdup(value);
+
+	*names = NIL;
+	return SplitGUCList(copy, ',', names);
+}
+
+static bool
+check_database(char **newval, void **extra, GucSource source)
+{
+	List	   *names;
+
+	if (*newval == NULL || strcmp(*newval, "*") == 0)
+		return true;
+	if (!parse_database_list(*newval, &names) || names == NIL)
+	{
+		GUC_check_errdetail("moneroo.database must be '*' or a list of database names separated by commas.");
+		return false;
+	}
+	for (ListCell *lc = list_head(names); lc; lc = lnext(names, lc))
+	{
+		if (((char *) lfirst(lc))[0] == '\0' || strcmp(lfirst(lc), "*") == 0)
+		{
+			GUC_check_errdetail("moneroo.database must be '*' or a list of database names separated by commas.");
+			return false;
+		}
+	}
+	return true;
+}
+
+bool
+moneroo_serves_every_database(void)
+{
+	return moneroo_database != NULL && strcmp(moneroo_database, "*") == 0;
+}
+
+bool
+moneroo_database_listed(const char *name)
+{
+	List	   *names;
+	ListCell   *lc;
+
+	if (moneroo_serves_every_database())
+		return true;
+	if (moneroo_database == NULL || !parse_database_list(moneroo_database, &names))
+		return false;
+	foreach(lc, names)
+		if (strcmp(lfirst(lc), name) == 0)
+			return true;
+	return false;
+}
+
+List *
+moneroo_listed_databases(void)
+{
+	List	   *names;
+
+	if (moneroo_serves_every_database() || moneroo_database == NULL ||
+		!parse_database_list(moneroo_database, &names))
+		return NIL;
+	return names;
+}
+
 void
 moneroo_define_settings(void)
 {
@@ -186,12 +260,12 @@ moneroo_define_settings(void)
 							   NULL, NULL, NULL);
 
 	DefineCustomStringVariable("moneroo.database",
-							   "Database whose payouts table the background worker serves.",
-							   NULL,
+							   "Databases whose payouts the background workers serve: a list of names, or * for every database with the extension.",
+							   "Each served database has a worker of its own; they share one rate limit and one concurrency limit.",
 							   &moneroo_database,
 							   "postgres",
-							   PGC_POSTMASTER, 0,
-							   NULL, NULL, NULL);
+							   PGC_SIGHUP, GUC_LIST_INPUT,
+							   check_database, NULL, NULL);
 
 	DefineCustomIntVariable("moneroo.max_concurrency",
 							"Requests to Moneroo in flight at once.",
@@ -247,6 +321,22 @@ moneroo_define_settings(void)
 							&moneroo_breaker_threshold,
 							3, 0, 1000,
 							PGC_SIGHUP, 0,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("moneroo.claim_standbys",
+							"Streaming standbys that must have flushed a claim before its request to Moneroo leaves.",
+							"With 1 or more, a failover to a standby that lacks a claim can never send that payout again.",
+							&moneroo_claim_standbys,
+							0, 0, 64,
+							PGC_SIGHUP, 0,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("moneroo.claim_standbys_timeout",
+							"Longest a claim waits for moneroo.claim_standbys standbys; then it goes back to pending, unsent.",
+							NULL,
+							&moneroo_claim_standbys_timeout_ms,
+							5000, 10, 3600000,
+							PGC_SIGHUP, GUC_UNIT_MS,
 							NULL, NULL, NULL);
 
 	MarkGUCPrefixReserved("moneroo");

@@ -5,6 +5,8 @@
 #ifndef MONEROO_SETTINGS_H
 #define MONEROO_SETTINGS_H
 
+#include "nodes/pg_list.h"
+
 extern char *moneroo_api_url;
 extern char *moneroo_secret_key;
 extern char *moneroo_secret_key_file;
@@ -18,8 +20,19 @@ extern int	moneroo_verify_min_interval_ms;
 extern int	moneroo_verify_max_interval_ms;
 extern int	moneroo_poll_interval_ms;
 extern int	moneroo_breaker_threshold;
+extern int	moneroo_claim_standbys;
+extern int	moneroo_claim_standbys_timeout_ms;
 
 extern void moneroo_define_settings(void);
+
+/* moneroo.database is '*': every database with the extension is served. */
+extern bool moneroo_serves_every_database(void);
+
+/* Whether moneroo.database names this database (or is '*'). */
+extern bool moneroo_database_listed(const char *name);
+
+/* The names moneroo.database lists (a List of char *); NIL for '*'. */
+extern List *moneroo_listed_databases(void);
 
 /*
  * The key to send, from moneroo.secret_key or moneroo.secret_key_file.

@@ -1,7 +1,6 @@
 /*
  * shared_state.c
- *		The extension's shared memory: set up at server start, and the few
- *		things every process does with it.
+ *		The extension's shared memory, set up at server start.
  */
 #include "postgres.h"
 
@@ -9,7 +8,6 @@
 #include "storage/ipc.h"
 #include "storage/lwlock.h"
 #include "storage/shmem.h"
-#include "utils/timestamp.h"
 
 #include "shared_state.h"
 
@@ -56,33 +54,4 @@ moneroo_init_shared_memory(void)
 {
 	previous_shmem_startup = shmem_startup_hook;
 	shmem_startup_hook = startup_shmem;
-}
-
-void
-moneroo_wake_worker(void)
-{
-	Latch	   *latch = NULL;
-
-	if (moneroo_shared == NULL)
-		return;
-	SpinLockAcquire(&moneroo_shared->mutex);
-	if (moneroo_shared->worker_pid != 0)
-		latch = moneroo_shared->worker_latch;
-	SpinLockRelease(&moneroo_shared->mutex);
-	if (latch)
-		SetLatch(latch);
-}
-
-void
-moneroo_note_error(const char *error)
-{
-	char		clipped[LAST_ERROR_BYTES];
-
-	if (moneroo_shared == NULL || error == NULL)
-		return;
-	text_clip_copy(clipped, error, LAST_ERROR_BYTES);
-	SpinLockAcquire(&moneroo_shared->mutex);
-	memcpy(moneroo_shared->last_error, clipped, LAST_ERROR_BYTES);
-	moneroo_shared->last_error_at = GetCurrentTimestamp();
-	SpinLockRelease(&moneroo_shared->mutex);
 }

@@ -1,7 +1,8 @@
 /*
  * shared_state.h
- *		What the worker and the backends share: the worker's latch, the
- *		rate limiter, what moneroo_status shows and the transfer slots.
+ *		What the launcher, the workers and the backends share: the served
+ *		databases, the rate limiter and the account's state (one Moneroo
+ *		account for every worker) and the transfer slots.
  */
 #ifndef MONEROO_SHARED_STATE_H
 #define MONEROO_SHARED_STATE_H
@@ -13,20 +14,18 @@
 #include "account_health.h"
 #include "message_text.h"
 #include "rate_limit.h"
+#include "served_databases.h"
 #include "transfer_slots.h"
 
 typedef struct MonerooShared
 {
 	slock_t		mutex;			/* protects every field below */
-	pid_t		worker_pid;		/* 0 when no worker runs */
-	Latch	   *worker_latch;
+	pid_t		launcher_pid;	/* 0 when the launcher does not run */
+	Latch	   *launcher_latch;
+	ServedDatabase served[SERVED_DATABASES_MAX];	/* see served_databases.c */
 
 	RateLimiter rate;			/* see rate_limit.c */
 	AccountHealth account;		/* see account_health.c */
-
-	int32		in_flight;		/* requests the worker has started or readied */
-	char		last_error[LAST_ERROR_BYTES];
-	TimestampTz last_error_at;
 	TimestampTz last_webhook_at;	/* see verify_schedule.c */
 
 	TransferSlot transfers[TRANSFER_SLOTS]; /* see transfer_slots.c */
@@ -36,11 +35,5 @@ extern MonerooShared *moneroo_shared;
 
 extern void moneroo_request_shared_memory(void);
 extern void moneroo_init_shared_memory(void);
-
-/* Sets the worker's latch, if a worker runs. */
-extern void moneroo_wake_worker(void);
-
-/* Keeps error as moneroo_status's last_error. */
-extern void moneroo_note_error(const char *error);
 
 #endif

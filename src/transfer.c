@@ -38,29 +38,18 @@ PG_FUNCTION_INFO_V1(moneroo_transfer);
 /* How long a request may wait for a worker that is not running. */
 #define NO_WORKER_PATIENCE_MS 5000
 
-static bool
-worker_running(void)
-{
-	bool		running;
-
-	SpinLockAcquire(&moneroo_shared->mutex);
-	running = moneroo_shared->worker_pid != 0;
-	SpinLockRelease(&moneroo_shared->mutex);
-	return running;
-}
-
 static void
 check_worker_serves_this_database(void)
 {
 	char	   *database = get_database_name(MyDatabaseId);
 
-	if (strcmp(database, moneroo_database) != 0)
+	if (!moneroo_database_listed(database))
 		ereport(ERROR,
 				errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				errmsg("the moneroo worker serves database \"%s\", not \"%s\"",
-					   moneroo_database, database),
-				errhint("Set moneroo.database to \"%s\" and restart the server, or call moneroo_transfer in \"%s\".",
-						database, moneroo_database));
+				errmsg("no moneroo worker serves database \"%s\"", database),
+				errdetail("moneroo.database is \"%s\".", moneroo_database),
+				errhint("Add \"%s\" to moneroo.database, or set it to '*', and reload the configuration.",
+						database));
 }
 
 static char *
@@ -98,7 +87,7 @@ wait_for_worker(TransferSlot *slot, const char *reference)
 								reference));
 			CHECK_FOR_INTERRUPTS();
 
-			if (state == SLOT_SUBMITTED && !worker_running() &&
+			if (state == SLOT_SUBMITTED && !served_worker_running() &&
 				TimestampDifferenceExceeds(submitted, GetCurrentTimestamp(), NO_WORKER_PATIENCE_MS))
 				ereport(ERROR,
 						errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),

@@ -78,6 +78,7 @@ transfer_slot_submit(const char *reference, const char *request, const char *cre
 	}
 
 	/* RESERVED: nobody else reads the slot until it is submitted */
+	slot->database = MyDatabaseId;
 	slot->backend_latch = MyLatch;
 	strlcpy(slot->reference, reference, REFERENCE_BYTES);
 	strlcpy(slot->request, request, TRANSFER_REQUEST_BYTES);
@@ -139,7 +140,7 @@ transfer_slots_any_submitted(void)
 {
 	/* an unlocked glance: a slot submitted meanwhile also sets our latch */
 	for (int i = 0; i < TRANSFER_SLOTS; i++)
-		if (slot_at(i)->state == SLOT_SUBMITTED)
+		if (slot_at(i)->state == SLOT_SUBMITTED && slot_at(i)->database == MyDatabaseId)
 			return true;
 	return false;
 }
@@ -150,7 +151,7 @@ transfer_slot_take(int i)
 	bool		taken = false;
 
 	SpinLockAcquire(&moneroo_shared->mutex);
-	if (slot_at(i)->state == SLOT_SUBMITTED)
+	if (slot_at(i)->state == SLOT_SUBMITTED && slot_at(i)->database == MyDatabaseId)
 	{
 		slot_at(i)->state = SLOT_CLAIMED;
 		taken = true;
@@ -223,6 +224,8 @@ transfer_slots_release_orphans(void)
 	{
 		TransferSlotState found = transfer_slot_state(slot_at(i));
 
+		if (slot_at(i)->database != MyDatabaseId)
+			continue;
 		if (found == SLOT_CLAIMED || found == SLOT_SENDING ||
 			found == SLOT_ABANDONED || found == SLOT_WITHDRAWN)
 		{

@@ -52,6 +52,7 @@ typedef enum TransferSlotState
 typedef struct TransferSlot
 {
 	TransferSlotState state;
+	Oid			database;		/* whose worker takes it */
 	Latch	   *backend_latch;
 	char		reference[REFERENCE_BYTES];	/* chosen by the backend */
 	char		created_by[NAMEDATALEN];	/* the calling role */
@@ -85,9 +86,10 @@ extern TransferSlotState transfer_slot_leave(void);
 
 /* ---- the worker's side ---- */
 
+/* Only the slots of the worker's own database are its to take. */
 extern bool transfer_slots_any_submitted(void);
 
-/* SUBMITTED -> CLAIMED: true when slot i was waiting and is now the worker's. */
+/* SUBMITTED -> CLAIMED: true when slot i was waiting for this worker and is now its. */
 extern bool transfer_slot_take(int i);
 
 extern const TransferSlot *transfer_slot_at(int i);
@@ -112,8 +114,8 @@ extern void transfer_slot_note_result(int i, SendVerdict verdict, long http_stat
 extern void transfer_slot_release(int i);
 
 /*
- * At the worker's start: the slots a previous worker had taken are
- * finished as unknown.  Call once their rows are settled.
+ * At the worker's start: the slots a previous worker of its database had
+ * taken are finished as unknown.  Call once their rows are settled.
  */
 extern void transfer_slots_release_orphans(void);
 

@@ -76,9 +76,11 @@ static const double learned_shares[LEARNED_POLLS] = {0.75, 0.95, 1.0};
 /*
  * A poll waits this much longer: Moneroo's timestamps are whole seconds
  * (always ".000000Z"), so a settle time read from them is up to a second
- * short, and its clock and ours differ a little.
+ * short, and its clock and ours differ a little.  (Both are absolute: a
+ * margin in percent only delays the last poll of a slow rail, by 9 s at
+ * 3 minutes with 5 %.)
  */
-#define LEARNED_MARGIN_PERCENT 5
+#define LEARNED_MARGIN_PERCENT 1
 #define LEARNED_MARGIN_MS 1000
 #define LEARNED_METHODS 64
 
@@ -192,8 +194,16 @@ verify_delay_ms(const char *method, int verifications)
 			delay = polls[verifications] - (verifications > 0 ? polls[verifications - 1] : 0);
 		else
 		{
-			/* later than every payout settled: back off on the method's own scale */
-			delay = Max(min, polls[n_polls - 1]);
+			/*
+			 * Later than every payout settled: back off, doubling, from the
+			 * width of the method's tail (its last two poll times apart),
+			 * or from its whole scale when all of them settled within
+			 * verify_min_interval of each other.  A spread rail has
+			 * payouts a little past the latest it learned (1 in n + 1 of
+			 * them, after n): they should not wait a whole scale more.
+			 */
+			delay = Max(min, n_polls > 1 ? polls[n_polls - 1] - polls[n_polls - 2] :
+						polls[n_polls - 1]);
 			doublings = verifications - n_polls;
 		}
 	}

@@ -32,6 +32,7 @@
 #include "payout_store.h"
 #include "payouts_table.h"
 #include "record.h"
+#include "served_databases.h"
 #include "settings.h"
 #include "shared_state.h"
 #include "state_counts.h"
@@ -40,43 +41,37 @@
 #include "worker_state.h"
 #include "worker_transaction.h"
 
-/* A sent payout gets a verification once in this many sends under load. */
-#define SENDS_PER_VERIFICATION 10
 /* While paused, the key file and a lost probe are looked at this often. */
 #define ACCOUNT_LOOK_MS 1000
+/* While claims wait for moneroo.claim_standbys, the standbys are looked at this often. */
+#define STANDBY_LOOK_MS 1
 /* Due rows someone else holds locked are looked at again this often. */
 #define LOCKED_BACKOFF_MIN_MS 100
 #define LOCKED_BACKOFF_MAX_MS 1000
 
 static WorkerState state;
 
-void
-moneroo_register_worker(void)
+/*
+ * Started by the launcher, which restarts it (the worker is never
+ * restarted by the postmaster) and hears of its stop through
+ * bgw_notify_pid.
+ */
+bool
+worker_launch(int entry, const char *database, BackgroundWorkerHandle **handle)
 {
 	BackgroundWorker worker;
 
 	memset(&worker, 0, sizeof(worker));
 	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
 	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
-	worker.bgw_restart_time = 5;
+	worker.bgw_restart_time = BGW_NEVER_RESTART;
 	strlcpy(worker.bgw_library_name, "moneroo", BGW_MAXLEN);
 	strlcpy(worker.bgw_function_name, "moneroo_worker_main", BGW_MAXLEN);
-	strlcpy(worker.bgw_name, "moneroo worker", BGW_MAXLEN);
+	snprintf(worker.bgw_name, BGW_MAXLEN, "moneroo worker for database %s", database);
 	strlcpy(worker.bgw_type, "moneroo worker", BGW_MAXLEN);
-	RegisterBackgroundWorker(&worker);
-}
-
-static void
-forget_worker(int code, Datum arg)
-{
-	SpinLockAcquire(&moneroo_shared->mutex);
-	if (moneroo_shared->worker_pid == MyProcPid)
-	{
-		moneroo_shared->worker_pid = 0;
-		moneroo_shared->worker_latch = NULL;
-		moneroo_shared->in_flight = 0;
-	}
-	SpinLockRelease(&moneroo_shared->mutex);
+	worker.bgw_main_arg = Int32GetDatum(entry);
+	worker.bgw_notify_pid = MyProcPid;
+	return RegisterDynamicBackgroundWorker(&worker, handle);
 }
 
 /* ---- start-up ---- */
@@ -86,7 +81,7 @@ settle_orphans(void *arg)
 {
 	uint64		settled;
 
-	if (!moneroo_extension_locked())
+	if (!(state.extension_here = moneroo_extension_locked()))
 		return;
 	settled = payout_store_settle_orphans();
 	state_counts_recount();
@@ -143,7 +138,7 @@ sleep_until_due(long sleep_ms)
 static void
 keep_up(void *arg)
 {
-	if (!moneroo_extension_locked())
+	if (!(state.extension_here = moneroo_extension_locked()))
 		return;
 	state_counts_fold();
 	verify_schedule_learn();
@@ -159,7 +154,8 @@ keep_up(void *arg)
 static void
 keep_up_when_due(TimestampTz now)
 {
-	if (now < state.next_upkeep)
+	/* a CREATE or DROP EXTENSION here: look at once */
+	if (now < state.next_upkeep && !served_worker_take_extension_change())
 		return;
 	state.next_upkeep = TimestampTzPlusMilliseconds(now, WORKER_UPKEEP_MS);
 	(void) worker_transaction(keep_up, NULL, "fold moneroo_state_counts and learn settle times");
@@ -170,7 +166,7 @@ static bool
 verification_due(void)
 {
 	return state.more_to_verify && state.ready == NIL &&
-		(!state.more_pending || state.sends_since_verification >= SENDS_PER_VERIFICATION);
+		(!state.more_pending || state.sends_since_verification >= DISPATCH_SENDS_PER_VERIFICATION);
 }
 
 /*
@@ -205,6 +201,8 @@ next_sleep_ms(void)
 
 	if (!can_send && !can_verify)
 		sleep_ms = moneroo_poll_interval_ms;	/* a finishing request wakes us */
+	else if (dispatch_waiting_for_standbys(&state))
+		sleep_ms = STANDBY_LOOK_MS; /* walsenders wake nobody */
 	else if ((can_send && state.ready != NIL) || dispatch_rate_allowance() == 0)
 		sleep_ms = Max(1, moneroo_rate_wait_ms());
 	else if ((can_send && state.more_pending) || (can_verify && verification_due()))
@@ -309,24 +307,41 @@ pin_session_settings(void)
 	pgstat_report_appname("moneroo worker");
 }
 
+/*
+ * With '*', a database without the extension has no worker: it stops, and
+ * the launcher starts it again when a CREATE EXTENSION commits there.  A
+ * database named in moneroo.database keeps its worker, which waits for the
+ * extension.
+ */
+static void
+stop_unless_served(void)
+{
+	if (state.extension_here || !moneroo_serves_every_database())
+		return;
+	served_worker_found_no_extension();
+	ereport(DEBUG1,
+			errmsg("moneroo worker stopping: database \"%s\" has no moneroo extension",
+				   served_worker_database_name()));
+	proc_exit(0);
+}
+
 void
 moneroo_worker_main(Datum arg)
 {
+	Oid			database;
+
 	pqsignal(SIGTERM, SignalHandlerForShutdownRequest);
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
 	/* a cancel would abandon requests in flight: the worker has none to cancel */
 	pqsignal(SIGINT, SIG_IGN);
 	BackgroundWorkerUnblockSignals();
 
-	BackgroundWorkerInitializeConnection(moneroo_database, NULL, 0);
+	database = served_worker_attach(DatumGetInt32(arg));
+	if (!OidIsValid(database))
+		proc_exit(0);			/* another worker serves it already */
+	BackgroundWorkerInitializeConnectionByOid(database, InvalidOid, 0);
 	pin_session_settings();
 	(void) audit_set_actor(AUDIT_WORKER_ACTOR);
-
-	SpinLockAcquire(&moneroo_shared->mutex);
-	moneroo_shared->worker_pid = MyProcPid;
-	moneroo_shared->worker_latch = MyLatch;
-	SpinLockRelease(&moneroo_shared->mutex);
-	before_shmem_exit(forget_worker, 0);
 
 	state.pool = http_pool_create();
 	state.work_context = AllocSetContextCreate(TopMemoryContext, "moneroo worker payouts",
@@ -338,10 +353,12 @@ moneroo_worker_main(Datum arg)
 	state.locked_backoff_ms = LOCKED_BACKOFF_MIN_MS;
 
 	if (!worker_transaction(settle_orphans, NULL, "settle payouts left in sending"))
-		proc_exit(1);			/* try again after bgw_restart_time */
+		proc_exit(1);			/* the launcher tries again later */
+	stop_unless_served();
 	transfer_slots_release_orphans();
+	served_worker_ready();
 	ereport(LOG,
-			errmsg("moneroo worker started for database \"%s\"", moneroo_database));
+			errmsg("moneroo worker started for database \"%s\"", served_worker_database_name()));
 
 	while (!ShutdownRequestPending)
 	{
@@ -355,6 +372,7 @@ moneroo_worker_main(Datum arg)
 			account_key_may_work(); /* the key, or its file, may have changed */
 		}
 		sleep_ms = work_once();
+		stop_unless_served();
 
 		/*
 		 * Statistics are flushed at most once a second; before a long

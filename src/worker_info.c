@@ -1,7 +1,8 @@
 /*
  * worker_info.c
- *		moneroo_worker_info and moneroo_account_info: the worker's and the
- *		account's side of the moneroo_status view, read from shared memory.
+ *		moneroo_worker_info and moneroo_account_info: this database's
+ *		worker's and the account's side of the moneroo_status view, read
+ *		from shared memory.
  */
 #include "postgres.h"
 
@@ -24,29 +25,22 @@ moneroo_worker_info(PG_FUNCTION_ARGS)
 	TupleDesc	desc;
 	Datum		values[6];
 	bool		nulls[6] = {false};
-	pid_t		pid;
-	int32		in_flight;
-	char		last_error[LAST_ERROR_BYTES];
-	TimestampTz last_error_at;
+	ServedWorkerInfo info;
 
 	if (get_call_result_type(fcinfo, NULL, &desc) != TYPEFUNC_COMPOSITE)
 		elog(ERROR, "moneroo_worker_info must return a record");
-	SpinLockAcquire(&moneroo_shared->mutex);
-	pid = moneroo_shared->worker_pid;
-	in_flight = moneroo_shared->in_flight;
-	strlcpy(last_error, moneroo_shared->last_error, LAST_ERROR_BYTES);
-	last_error_at = moneroo_shared->last_error_at;
-	SpinLockRelease(&moneroo_shared->mutex);
+	served_worker_info(&info);
 
-	values[0] = BoolGetDatum(pid != 0);
-	values[1] = Int32GetDatum(pid);
-	nulls[1] = pid == 0;
-	values[2] = Int32GetDatum(in_flight);
+	values[0] = BoolGetDatum(info.worker_pid != 0);
+	values[1] = Int32GetDatum(info.worker_pid);
+	nulls[1] = info.worker_pid == 0;
+	values[2] = Int32GetDatum(info.in_flight);
+	/* the account's: every database's requests count against one limit */
 	values[3] = Int32GetDatum(moneroo_requests_last_minute());
-	values[4] = CStringGetTextDatum(last_error);
-	nulls[4] = last_error[0] == '\0';
-	values[5] = TimestampTzGetDatum(last_error_at);
-	nulls[5] = last_error_at == 0;
+	values[4] = CStringGetTextDatum(info.last_error);
+	nulls[4] = info.last_error[0] == '\0';
+	values[5] = TimestampTzGetDatum(info.last_error_at);
+	nulls[5] = info.last_error_at == 0;
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(desc, values, nulls)));
 }
 

@@ -53,6 +53,7 @@ typedef struct WorkerState
 	TimestampTz paused_until;
 	long		locked_backoff_ms;	/* due rows that others hold locked */
 	TimestampTz next_upkeep;	/* counts folded, settle times learned */
+	bool		extension_here; /* as last seen */
 } WorkerState;
 
 #endif

@@ -39,11 +39,21 @@
 #             created_by), alternately, 3 rounds each
 #   payroll   the rate budget: PAYROLL_N [40] payouts queued at once, rate_limit
 #             PAYROLL_RATE [300], the python mock settling each PAYROLL_SETTLE
-#             [15] s after it created it, after a warm-up of 10 of the same
-#             method: time until the last left vs N/R, until all final vs
-#             settle + 1.5 N/R, requests per payout vs 2, 429s
+#             [15] s after it created it, after a warm-up of PAYROLL_WARMUP
+#             [40] of the same method: time until the last left vs N/R, until
+#             all final vs settle + 1.5 N/R, requests per payout vs 2, 429s
 #   payroll_webhooks  the same with the benchmark playing Moneroo's webhook
 #             sender (signed payout.success/failed through moneroo_webhook)
+#   payroll_spread, payroll_webhooks_spread  the same two with settle times
+#             spread: each payout settles at its own time between
+#             PAYROLL_SPREAD_MIN [5] and PAYROLL_SPREAD_MAX [180] s after
+#             creation (the mock's final_after_max, uniform); the settle time
+#             of the "all final" target is the max
+#   standbys  what moneroo.claim_standbys = 1 costs: a streaming standby made
+#             with pg_basebackup beside the bench server; drains of
+#             STANDBY_DRAIN_N [2000] payouts (latency 20 ms, max_concurrency
+#             32) and commit-to-request latency (TRIALS one-payout commits,
+#             worker idle) with claim_standbys 1 vs 0, alternately, 2 rounds each
 #   idle      the worker's CPU while nothing is due, after rounds of 3 payouts
 #             sent and verified with the default rate_limit (120) and
 #             verify_min_interval (2s), against the python mock; last, since a
@@ -81,17 +91,18 @@ PY=/usr/bin/python3
 [ -x "$PY" ] || PY=python3
 
 PAYROLL_RATE=${PAYROLL_RATE:-300}; PAYROLL_SETTLE=${PAYROLL_SETTLE:-15}
+PAYROLL_SPREAD_MIN=${PAYROLL_SPREAD_MIN:-5}; PAYROLL_SPREAD_MAX=${PAYROLL_SPREAD_MAX:-180}
 if [ "${BENCH_SMALL:-0}" = 1 ]; then
     DRAIN_N=${DRAIN_N:-200}; DRAIN_CONC=${DRAIN_CONC:-"8 32 128"}; TRIALS=40; MEM_BATCH=1000; MEM_BATCHES=3
-    PAYROLL_N=${PAYROLL_N:-10}; PAYROLL_WARMUP=6
+    PAYROLL_N=${PAYROLL_N:-10}; PAYROLL_WARMUP=${PAYROLL_WARMUP:-6}
     PACING_N=16; SCALE_SMALL=2000; SCALE_MID=6000; SCALE_BIG=20000; TRANSFER_N=100; EXPLAIN_REPS=5
 else
     DRAIN_N=${DRAIN_N:-5000}; DRAIN_CONC=${DRAIN_CONC:-"8 32 128"}; TRIALS=200; MEM_BATCH=10000; MEM_BATCHES=10
-    PAYROLL_N=${PAYROLL_N:-40}; PAYROLL_WARMUP=10
+    PAYROLL_N=${PAYROLL_N:-40}; PAYROLL_WARMUP=${PAYROLL_WARMUP:-40}
     PACING_N=300; SCALE_SMALL=10000; SCALE_MID=300000; SCALE_BIG=1000000; TRANSFER_N=500; EXPLAIN_REPS=21
 fi
 LATENCY_MS=100
-FIGURES=${*:-ceiling floor drain latency transfer memory leaksize pacing scale limits audit idle payroll payroll_webhooks}
+FIGURES=${*:-ceiling floor drain latency transfer memory leaksize pacing scale limits audit idle payroll payroll_webhooks payroll_spread payroll_webhooks_spread standbys}
 BENCH_OUT=${BENCH_OUT:-$BENCH/out/$(date +%Y%m%d-%H%M%S)}
 mkdir -p "$BENCH_OUT"
 RESULTS=$BENCH_OUT/results.tsv
@@ -146,6 +157,7 @@ cleanup() {
     set +e
     if [ -n "$BENCH_MOCK_PID" ]; then kill "$BENCH_MOCK_PID" 2>/dev/null; wait "$BENCH_MOCK_PID" 2>/dev/null; fi
     [ -n "${WORK:-}" ] && [ -f "${SERVER_LOG:-/nonexistent}" ] && cp "$SERVER_LOG" "$BENCH_OUT/server.log"
+    standby_down
     stack_down
 }
 # the payroll_webhooks figure plays Moneroo's webhook sender with it
@@ -858,13 +870,13 @@ for p in json.load(sys.stdin):
     done
 }
 
-# payroll_round N: N payouts queued in one transaction; waits until all are
-# final; prints "commit_us base"
+# payroll_round N SETTLE_S: N payouts queued in one transaction; waits until
+# all are final (SETTLE_S + 120 s at the most); prints "commit_us base"
 payroll_round() {
     local base ins
     base=$(max_id)
     ins=$(insert_batch payouts "$1")
-    for _ in $(seq 1 $((PAYROLL_SETTLE * 5 + 600))); do
+    for _ in $(seq 1 $(($2 * 5 + 600))); do
         [ "$(psqlb -c "SELECT count(*) FROM payouts WHERE id > $base AND status IN ('success', 'failed')")" -ge "$1" ] && break
         sleep 0.2
     done
@@ -873,16 +885,20 @@ payroll_round() {
     echo "${ins#* } $base"
 }
 
-# fig_payroll_run NAME WEBHOOKS(0/1): PAYROLL_N payouts at rate_limit
-# PAYROLL_RATE against the python mock (its sliding-window limiter), each
-# settling PAYROLL_SETTLE s after Moneroo created it; the default schedule
+# fig_payroll_run NAME WEBHOOKS(0/1) SETTLE_S [SETTLE_MAX_S]: PAYROLL_N
+# payouts at rate_limit PAYROLL_RATE against the python mock (its
+# sliding-window limiter), each settling SETTLE_S s after Moneroo created it
+# (with SETTLE_MAX_S: at its own time between the two); the default schedule
 # (verify_min_interval 2 s, max 10 min).  The earlier figures' payouts are
-# removed; then a warm-up run of the same method, as a production account has
-# settled payouts behind it (the schedule learns from them; with webhooks,
-# they are arriving), then the measured run.
+# removed; then a warm-up run of PAYROLL_WARMUP of the same method, as a
+# production account has settled payouts behind it (the schedule learns from
+# them; with webhooks, they are arriving), then the measured run.
 fig_payroll_run() {
-    local name=$1 hooks=$2 sender="" floor_s out line stats
-    step "$name: $PAYROLL_N payouts at rate_limit $PAYROLL_RATE, settling ${PAYROLL_SETTLE} s after creation, webhooks $hooks"
+    local name=$1 hooks=$2 settle=$3 settle_max=${4:-} sender="" floor_s out line stats mock_conf
+    local last=${4:-$3}		# the settle time of the last payout to settle
+    step "$name: $PAYROLL_N payouts at rate_limit $PAYROLL_RATE, settling ${settle}${settle_max:+ to $settle_max} s after creation, webhooks $hooks"
+    mock_conf="{\"rate_limit\": $PAYROLL_RATE, \"latency_ms\": 20, \"pending_after\": 1,
+                \"final_after\": $settle, \"final_after_max\": ${settle_max:-null}, \"journal_limit\": 100000}"
     # the defaults (the stack's postgresql.conf says 1h for the other figures)
     psqlb -c "ALTER SYSTEM SET moneroo.api_url = '$MOCK_URL'" -c "ALTER SYSTEM SET moneroo.verify_min_interval = '2s'" \
         -c "ALTER SYSTEM SET moneroo.verify_max_interval = '10min'" >/dev/null
@@ -892,20 +908,19 @@ fig_payroll_run() {
     # (settled at once by other mocks) go, triggers off, as in a scratch database
     psqlb -c "SET session_replication_role = replica" -c "DELETE FROM payouts" >/dev/null
     mock_ctl POST /__mock/reset >/dev/null
-    mock_ctl POST /__mock/config "{\"rate_limit\": $PAYROLL_RATE, \"latency_ms\": 20, \"pending_after\": 1,
-                                  \"final_after\": $PAYROLL_SETTLE, \"journal_limit\": 100000}" >/dev/null
+    mock_ctl POST /__mock/config "$mock_conf" >/dev/null
     if [ "$hooks" = 1 ]; then
         webhook_sender "$BENCH_OUT/${name}_delivered" &
         sender=$!
     fi
-    out=$(payroll_round "$PAYROLL_WARMUP")
+    out=$(payroll_round "$PAYROLL_WARMUP" "$last")
     say "warm-up: $PAYROLL_WARMUP payouts; the worker learns within 10 s"
     sleep 11
     mock_ctl POST /__mock/reset >/dev/null
-    mock_ctl POST /__mock/config "{\"rate_limit\": $PAYROLL_RATE, \"latency_ms\": 20, \"pending_after\": 1,
-                                  \"final_after\": $PAYROLL_SETTLE, \"journal_limit\": 100000}" >/dev/null
-    out=$(payroll_round "$PAYROLL_N")
-    [ -n "$sender" ] && { kill "$sender" 2>/dev/null; wait "$sender" 2>/dev/null; }
+    mock_ctl POST /__mock/config "$mock_conf" >/dev/null
+    out=$(payroll_round "$PAYROLL_N" "$last")
+    # (wait reports the sender's SIGTERM: not a failure of the figure, and set -e would end the run)
+    [ -n "$sender" ] && { kill "$sender" 2>/dev/null; wait "$sender" 2>/dev/null || true; }
     mock_ctl GET /__mock/journal >"$BENCH_OUT/${name}_journal.json"
     stats=$(mock_ctl GET /__mock/stats); echo "$stats" >"$BENCH_OUT/${name}_stats.json"
     psqlb -c "SELECT moneroo_id, (extract(epoch FROM completed_at) * 1e6)::bigint FROM payouts
@@ -916,8 +931,8 @@ fig_payroll_run() {
     result "$name: s until the last payout left vs the floor N/R" "$(kv sent_s <<<"$line")" "$floor_s" \
         "$(calc "$(kv sent_s <<<"$line") / $floor_s" 2)" "<= 1.25" "$(met "$(kv sent_s <<<"$line") / $floor_s <= 1.25")"
     result "$name: s until all final vs settle + 1.5 x floor" "$(kv final_s <<<"$line")" \
-        "$(calc "$PAYROLL_SETTLE + 1.5 * $floor_s" 2)" "$(calc "$(kv final_s <<<"$line") / ($PAYROLL_SETTLE + 1.5 * $floor_s)" 2)" \
-        "<= 1" "$(met "$(kv final_s <<<"$line") <= $PAYROLL_SETTLE + 1.5 * $floor_s")"
+        "$(calc "$last + 1.5 * $floor_s" 2)" "$(calc "$(kv final_s <<<"$line") / ($last + 1.5 * $floor_s)" 2)" \
+        "<= 1" "$(met "$(kv final_s <<<"$line") <= $last + 1.5 * $floor_s")"
     result "$name: requests per final payout (initialize + verify) vs 2" "$(kv per_payout <<<"$line")" 2 \
         "$(calc "$(kv per_payout <<<"$line") / 2" 2)" "<= $( [ "$hooks" = 1 ] && echo 2.2 || echo 2.5)" \
         "$(met "$(kv per_payout <<<"$line") <= $( [ "$hooks" = 1 ] && echo 2.2 || echo 2.5)")"
@@ -930,8 +945,72 @@ fig_payroll_run() {
     [ "$hooks" = 1 ] && cluster_restart >/dev/null
     return 0
 }
-fig_payroll() { fig_payroll_run payroll 0; }
-fig_payroll_webhooks() { fig_payroll_run payroll_webhooks 1; }
+fig_payroll() { fig_payroll_run payroll 0 "$PAYROLL_SETTLE"; }
+fig_payroll_webhooks() { fig_payroll_run payroll_webhooks 1 "$PAYROLL_SETTLE"; }
+fig_payroll_spread() { fig_payroll_run payroll_spread 0 "$PAYROLL_SPREAD_MIN" "$PAYROLL_SPREAD_MAX"; }
+fig_payroll_webhooks_spread() { fig_payroll_run payroll_webhooks_spread 1 "$PAYROLL_SPREAD_MIN" "$PAYROLL_SPREAD_MAX"; }
+
+# ---------------------------------------------------------------- standbys
+STANDBY_DRAIN_N=${STANDBY_DRAIN_N:-2000}
+STANDBY_PID=""
+standby_up() {
+    STANDBY_DATA=$WORK/standby
+    STANDBY_PORT=$(free_port "$PGPORT" "$MOCK_PORT" "$BENCH_PORT")
+    as_pg "$PGBIN/pg_basebackup" -h "$PGHOST" -p "$PGPORT" -U postgres -D "$STANDBY_DATA" -R -X stream >/dev/null
+    as_pg "$PGBIN/pg_ctl" start -D "$STANDBY_DATA" -l "$WORK/standby.log" -w -t 60 -s \
+        -o "-p $STANDBY_PORT -c hot_standby=on" >/dev/null
+    STANDBY_PID=$(head -n 1 "$STANDBY_DATA/postmaster.pid")
+    for _ in $(seq 1 100); do
+        [ "$(psqlb -c "SELECT count(*) FROM pg_stat_replication WHERE state = 'streaming'")" -ge 1 ] && return 0
+        sleep 0.1
+    done
+    say "the standby does not stream"; return 1
+}
+standby_down() {
+    [ -n "$STANDBY_PID" ] || return 0
+    as_pg "$PGBIN/pg_ctl" stop -D "$STANDBY_DATA" -m fast -w -t 30 -s >/dev/null 2>&1 || true
+    STANDBY_PID=""
+}
+fig_standbys() {
+    local cs round base ins stats first last line
+    declare -A rps=() p50=()
+    step "standbys: claim_standbys 1 vs 0, a streaming standby; drains of $STANDBY_DRAIN_N, latency 20 ms, max_concurrency 32; $TRIALS one-payout commits"
+    standby_up || return 0
+    set_guc moneroo.max_concurrency 32
+    for round in 1 2; do
+        for cs in 1 0; do
+            set_guc moneroo.claim_standbys "$cs"
+            bm POST /__mock/config '{"latency_ms": 20}' >/dev/null
+            bm POST /__mock/reset >/dev/null
+            base=$(max_id)
+            ins=$(insert_batch payouts "$STANDBY_DRAIN_N")
+            wait_mock_creates "$STANDBY_DRAIN_N" 300 || true
+            wait_settled "$base" "$STANDBY_DRAIN_N" 300 >/dev/null || true
+            stats=$(bm GET /__mock/stats)
+            first=$(field first_arrival_us <<<"$stats"); last=$(field last_answer_us <<<"$stats")
+            rps[$cs]="${rps[$cs]:-} $(calc "$STANDBY_DRAIN_N / (($last - $first) / 1e6)")"
+            bm POST /__mock/reset >/dev/null
+            base=$(max_id)
+            "$BIN/bench_driver" commits "$CONNINFO" "$TRIALS" 0 3 "$BENCH_OUT/commits_standbys_$cs.txt"
+            wait_settled "$base" $((TRIALS + 3)) 120 >/dev/null || true
+            bm GET /__mock/journal >"$BENCH_OUT/journal_standbys_$cs.tsv"
+            line=$("$PY" "$BENCH/analyze.py" latency "$BENCH_OUT/commits_standbys_$cs.txt" "$BENCH_OUT/journal_standbys_$cs.tsv")
+            p50[$cs]="${p50[$cs]:-} $(kv p50_ms <<<"$line")"
+            say "round $round, claim_standbys $cs: drain ${rps[$cs]##* } payouts/s; latency $line"
+        done
+    done
+    set_guc moneroo.claim_standbys 0
+    standby_down
+    local mean1 mean0 lat1 lat0
+    mean1=$(awk '{ s = 0; for (i = 1; i <= NF; i++) s += $i; printf "%.1f", s / NF }' <<<"${rps[1]}")
+    mean0=$(awk '{ s = 0; for (i = 1; i <= NF; i++) s += $i; printf "%.1f", s / NF }' <<<"${rps[0]}")
+    lat1=$(awk '{ s = 0; for (i = 1; i <= NF; i++) s += $i; printf "%.2f", s / NF }' <<<"${p50[1]}")
+    lat0=$(awk '{ s = 0; for (i = 1; i <= NF; i++) s += $i; printf "%.2f", s / NF }' <<<"${p50[0]}")
+    result "drain payouts/s, claim_standbys 1 vs 0 (one streaming standby; mean of 2)" "$mean1" "$mean0" \
+        "$(calc "$mean1 / $mean0" 3)" "(info)" -
+    result "commit-to-request median ms, claim_standbys 1 vs 0 (mean of 2 medians)" "$lat1" "$lat0" \
+        "$(calc "$lat1 / $lat0" 2)" "(info)" -
+}
 
 for f in $FIGURES; do
     "fig_$f"

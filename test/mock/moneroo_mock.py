@@ -13,6 +13,7 @@ test/mock/README.md for the control API.
 
 import argparse
 import email.utils
+import hashlib
 import hmac
 import http
 import http.server
@@ -324,6 +325,18 @@ def new_payout(pid, body, raw, now):
     }
 
 
+def settle_after(p, settings):
+    """Seconds from creation to the payout's final status: final_after, or,
+    with final_after_max above it, the payout's own time in between, drawn
+    uniformly from a hash of its id (the same on every read, whatever the
+    order of reads)."""
+    low, high = settings["final_after"], settings.get("final_after_max")
+    if high is None or high <= low:
+        return low
+    share = int.from_bytes(hashlib.sha256(p["id"].encode()).digest()[:8], "big") / 2.0 ** 64
+    return low + share * (high - low)
+
+
 def advance(p, now, settings):
     """Move a payout along initiated -> pending -> final, never backwards.
 
@@ -335,7 +348,7 @@ def advance(p, now, settings):
         return
     age = now - p["created"]
     pending_after = settings["pending_after"]
-    final_after = max(settings["final_after"], pending_after)
+    final_after = max(settle_after(p, settings), pending_after)
     if p["status"] == "initiated" and age >= pending_after:
         p["status"] = "pending"
         p["pending_at"] = p["created"] + pending_after
@@ -519,7 +532,10 @@ def fault_status_body(fault, default_status):
 # --------------------------------------------------------------------------
 
 SETTING_TYPES = {"rate_limit": int, "latency_ms": float, "pending_after": float,
-                 "final_after": float, "journal_limit": int, "secret_key": str}
+                 "final_after": float, "final_after_max": float, "journal_limit": int,
+                 "secret_key": str}
+# settings where null means "not set"
+NULLABLE_SETTINGS = {"final_after_max"}
 
 
 def check_settings(update):
@@ -537,10 +553,14 @@ def check_settings(update):
                 raise ValueError(f"{key} must be a non-empty string or null")
             clean[key] = value
             continue
+        if value is None and key in NULLABLE_SETTINGS:
+            clean[key] = None
+            continue
         ok_type = is_json_int(value) if kind is int else (
             isinstance(value, (int, float)) and not isinstance(value, bool))
         if not ok_type or value < 0:
-            raise ValueError(f"{key} must be {'an integer' if kind is int else 'a number'} >= 0")
+            raise ValueError(f"{key} must be {'an integer' if kind is int else 'a number'} >= 0"
+                             + (" or null" if key in NULLABLE_SETTINGS else ""))
         clean[key] = kind(value)
     return clean
 
@@ -1191,6 +1211,10 @@ def parse_args(argv):
                    help="seconds from initiated to pending (default 0.3)")
     p.add_argument("--final-after", type=float, default=0.8,
                    help="seconds from creation to success/failed (default 0.8)")
+    p.add_argument("--final-after-max", type=float, default=None,
+                   help="spread settle times: each payout ends at its own time between "
+                        "--final-after and this (uniform, from a hash of its id; default: "
+                        "every payout at --final-after)")
     p.add_argument("--journal-limit", type=int, default=100000,
                    help="keep at most this many journal entries; 0 = unlimited")
     p.add_argument("--tls-cert", help="PEM certificate: serve HTTPS")
@@ -1199,8 +1223,9 @@ def parse_args(argv):
     args = p.parse_args(argv)
     if bool(args.tls_cert) != bool(args.tls_key):
         p.error("--tls-cert and --tls-key go together")
-    for name in ("rate_limit", "latency_ms", "pending_after", "final_after", "journal_limit"):
-        if getattr(args, name) < 0:
+    for name in ("rate_limit", "latency_ms", "pending_after", "final_after", "final_after_max",
+                 "journal_limit"):
+        if getattr(args, name) is not None and getattr(args, name) < 0:
             p.error(f"--{name.replace('_', '-')} must be >= 0")
     return args
 
@@ -1217,6 +1242,7 @@ def main(argv=None):
     args = parse_args(argv)
     settings = {"rate_limit": args.rate_limit, "latency_ms": args.latency_ms,
                 "pending_after": args.pending_after, "final_after": args.final_after,
+                "final_after_max": args.final_after_max,
                 "journal_limit": args.journal_limit, "secret_key": args.secret_key}
     state = MockState(settings)
     server = MockServer((args.host, args.port), state, args.verbose)

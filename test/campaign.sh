@@ -7,6 +7,7 @@
 #   bash test/campaign.sh faults            # only the fault campaign
 #   bash test/campaign.sh fuzz              # only the bad-input campaign
 #   bash test/campaign.sh garbage           # only the API-garbage cases
+#   bash test/campaign.sh ha                # only the failover campaign under Patroni (not in "all")
 #   bash test/campaign.sh fuzz --seed S --count N --replay I   # replay one generated request
 #
 # Knobs (environment):
@@ -17,7 +18,9 @@
 #   CLIENTS=16 PER_CLIENT=200     pgbench clients x inserts each
 #   OUTAGES=6                     outages of Moneroo (503s, hangs) of 5-40 s during one 1,000-payout drain
 #   FUZZ_COUNT=100000             generated requests
-#   SEED=N                        seed of both campaigns (default: random, printed)
+#   FAILOVERS=5 HA_PAYOUTS=1000   ha: failovers per mode x payouts per drain
+#   HA_MODES="sync async"         ha: Patroni's synchronous_mode, or asynchronous with claim_standbys 1
+#   SEED=N                        seed of the campaigns (default: random, printed)
 #   KEEP=1                        keep the work directory (logs, data directory)
 # Output: TAP per part (in $WORK/*.tap), then a summary; exit status 0 only
 # when nothing failed.  See test/fuzz/README.md.
@@ -30,7 +33,7 @@ unset WORK PGDATA PGHOST PGPORT PGUSER MOCK_PORT MOCK_URL SERVER_LOG MOCK_LOG MO
 
 WHAT=${1:-all}
 [ $# -gt 0 ] && shift
-case $WHAT in all|faults|fuzz|garbage) ;; *) echo "usage: $0 [all|faults|fuzz|garbage] [fuzz options]" >&2; exit 2 ;; esac
+case $WHAT in all|faults|fuzz|garbage|ha) ;; *) echo "usage: $0 [all|faults|fuzz|garbage|ha] [fuzz options]" >&2; exit 2 ;; esac
 
 PG_CONFIG=/usr/lib/postgresql/15/bin/pg_config
 if [ "$(id -u)" = 0 ]; then SUDO=(); else SUDO=(sudo -n); fi
@@ -51,9 +54,14 @@ work_create "$REPO" moneroo-campaign
 trap stack_down EXIT
 echo "== stack in $WORK (seed $SEED)"
 # The breaker off, as in test/run.sh: the stop rounds inject one fault after
-# another; the outage phase turns it on for itself.
+# another; the outage phase turns it on for itself.  The failover campaign
+# brings up its own nodes and mock (test/lib/patroni.sh).
 export CLUSTER_EXTRA_CONF="moneroo.breaker_threshold = 0"
-stack_up >/dev/null
+STACK=0
+if [ "$WHAT" != ha ]; then
+    stack_up >/dev/null
+    STACK=1
+fi
 export CLUSTER_LIB="$WORK/test/lib/cluster.sh" PGDATA PGHOST PGPORT MOCK_PORT MOCK_URL SERVER_LOG MOCK_LOG PGBIN
 
 # fuzz replay: hand the arguments through
@@ -69,7 +77,7 @@ run_part() {        # run_part NAME COMMAND...: TAP into $WORK/NAME.tap, failure
     shift
     echo
     echo "== $name  [$((SECONDS - T0))s]"
-    mock_ctl POST /__mock/reset '{}' >/dev/null 2>&1 || true
+    [ "$STACK" = 0 ] || mock_ctl POST /__mock/reset '{}' >/dev/null 2>&1 || true
     set +e
     "$@" 2>"$WORK/$name.err" | tee "$WORK/$name.tap" | grep --line-buffered -v '^ok '
     rc=${PIPESTATUS[0]}
@@ -85,6 +93,7 @@ run_part() {        # run_part NAME COMMAND...: TAP into $WORK/NAME.tap, failure
     fi
     FAILED=$((FAILED + fail))
     PARTS+=("$(printf '%-10s %4d passed, %d failed  (%ds)' "$name" "$pass" "$fail" $((SECONDS - t)))")
+    [ "$STACK" = 0 ] && return 0
     cluster_is_running || cluster_start
     mock_is_running || mock_start
 }
@@ -105,10 +114,14 @@ fi
 if [ "$WHAT" = all ] || [ "$WHAT" = garbage ]; then
     run_part garbage "$PY" "$WORK/test/fuzz/api_garbage.py"
 fi
+if [ "$WHAT" = ha ]; then
+    SEED=$SEED FAILOVERS=${FAILOVERS:-5} PAYOUTS=${HA_PAYOUTS:-1000} MODES=${HA_MODES:-sync async} \
+        run_part ha bash "$WORK/test/fuzz/failover_campaign.sh"
+fi
 
 echo
 echo "==== campaign summary  [$((SECONDS - T0))s]  seed $SEED"
 for p in "${PARTS[@]}"; do echo "  $p"; done
-grep -h '^# \(stops\|faults injected\|payouts\|seed\|  kind\|  model\)' "$WORK"/*.tap 2>/dev/null | sed 's/^# */  /' || true
+grep -h '^# \(stops\|faults injected\|payouts\|seed\|  kind\|  model\|  failover\|figures\)' "$WORK"/*.tap 2>/dev/null | sed 's/^# */  /' || true
 if [ "$FAILED" -eq 0 ]; then echo "campaign passed"; else echo "campaign FAILED: $FAILED failure(s); TAP in $WORK (KEEP=1 keeps it)"; fi
 [ "$FAILED" -eq 0 ]

@@ -158,7 +158,13 @@ warn_missing_databases(List *rows)
 					   (char *) lfirst(name)),
 				errdetail("Payouts are sent for the other databases it names."),
 				errhint("Create the database, or remove it from moneroo.database and reload the configuration."));
-		warned_names = lappend(warned_names, MemoryContextStrdup(TopMemoryContext, lfirst(name)));
+		{
+			/* the list outlives scan_context, which is reset at every look */
+			MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
+
+			warned_names = lappend(warned_names, pstrdup(lfirst(name)));
+			MemoryContextSwitchTo(old);
+		}
 	}
 }
 

@@ -69,6 +69,7 @@ take_request_place(WorkerState *ws, CallPurpose purpose)
 		return false;
 	if (moneroo_rate_acquire() == 0)
 		return true;
+	ws->rate_refused = true;
 	dispatch_publish_in_flight(ws);	/* the place goes back */
 	return false;
 }
@@ -419,15 +420,25 @@ lease_verifications(void *arg)
 	MemoryContextSwitchTo(txn);
 	ws->more_to_verify = list_length(lease->taken) == lease->wanted;
 
-	/* one the limiter holds back goes with the round; its lease expires */
+	/*
+	 * Another database's worker may have taken the last place since the
+	 * round counted them: what finds none is due again at once, in the same
+	 * transaction, rather than wait for its lease to expire.
+	 */
 	foreach(lc, lease->taken)
 	{
 		PayoutWork *work = lfirst(lc);
 
-		if (!take_request_place(ws, PURPOSE_VERIFY))
-			break;
-		keep_work(ws, work);
-		start_verification(ws, work);
+		if (take_request_place(ws, PURPOSE_VERIFY))
+		{
+			keep_work(ws, work);
+			start_verification(ws, work);
+		}
+		else
+		{
+			payout_store_unlease(work->id);
+			ws->more_to_verify = true;
+		}
 	}
 }
 

@@ -179,6 +179,19 @@ payout_store_lease_verifications(int n, int lease_ms, MemoryContext parent)
 	return leased;
 }
 
+void
+payout_store_unlease(int64 id)
+{
+	Oid			types[1] = {INT8OID};
+	Datum		values[1] = {Int64GetDatum(id)};
+
+	SPI_connect();
+	payouts_execute(psprintf("UPDATE %s SET next_attempt_at = now() WHERE id = $1 AND status = 'sent'",
+							 payouts_table_name()),
+					1, types, values, NULL, false, InvalidSnapshot);
+	SPI_finish();
+}
+
 uint64
 payout_store_settle_orphans(void)
 {

@@ -194,6 +194,31 @@ served_drop_finished(Oid database)
 
 /* ---- the worker ---- */
 
+/*
+ * Sets the latches of the workers waiting for a place under
+ * max_concurrency, after this one gave places back.  Called with the mutex
+ * held, which it releases: latches are set outside it.
+ */
+static void
+release_and_wake_waiting(void)
+{
+	Latch	   *waiting[SERVED_DATABASES_MAX];
+	int			n = 0;
+
+	for (int i = 0; i < SERVED_DATABASES_MAX; i++)
+	{
+		ServedDatabase *other = entry_at(i);
+
+		if (i == my_entry || !other->waiting_for_place || other->worker_pid == 0)
+			continue;
+		other->waiting_for_place = false;
+		waiting[n++] = other->worker_latch;
+	}
+	SpinLockRelease(&moneroo_shared->mutex);
+	for (int i = 0; i < n; i++)
+		SetLatch(waiting[i]);
+}
+
 static void
 detach_worker(int code, Datum arg)
 {
@@ -206,8 +231,9 @@ detach_worker(int code, Datum arg)
 		entry->worker_latch = NULL;
 		entry->requests = 0;
 		entry->in_flight = 0;
+		entry->waiting_for_place = false;
 	}
-	SpinLockRelease(&moneroo_shared->mutex);
+	release_and_wake_waiting();
 	served_wake_launcher();
 }
 
@@ -292,8 +318,18 @@ served_take_request_place(int limit)
 	taken = requests_locked() < limit;
 	if (taken)
 		entry_at(my_entry)->requests++;
+	else
+		entry_at(my_entry)->waiting_for_place = true;
 	SpinLockRelease(&moneroo_shared->mutex);
 	return taken;
+}
+
+void
+served_wait_for_place(void)
+{
+	SpinLockAcquire(&moneroo_shared->mutex);
+	entry_at(my_entry)->waiting_for_place = true;
+	SpinLockRelease(&moneroo_shared->mutex);
 }
 
 /*
@@ -341,10 +377,16 @@ served_rate_asked_locked(TimestampTz now, bool granted)
 void
 served_publish_in_flight(int requests, int shown)
 {
+	bool		gave_back;
+
 	SpinLockAcquire(&moneroo_shared->mutex);
+	gave_back = requests < entry_at(my_entry)->requests;
 	entry_at(my_entry)->requests = requests;
 	entry_at(my_entry)->in_flight = shown;
-	SpinLockRelease(&moneroo_shared->mutex);
+	if (gave_back)
+		release_and_wake_waiting();
+	else
+		SpinLockRelease(&moneroo_shared->mutex);
 }
 
 int

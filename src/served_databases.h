@@ -32,6 +32,7 @@ typedef struct ServedDatabase
 	bool		being_dropped;	/* DROP DATABASE waits for its worker to stop */
 	bool		extension_changed;	/* a CREATE or DROP EXTENSION committed here */
 	int32		requests;		/* in flight: its part of max_concurrency */
+	bool		waiting_for_place;	/* found max_concurrency full: wake it when one frees */
 	TimestampTz rate_waiting_since; /* refused by the rate limiter since; 0: not */
 	TimestampTz rate_asked_at;	/* last asked the rate limiter */
 	int32		in_flight;		/* shown: requests and claims about to leave */
@@ -99,6 +100,13 @@ extern bool served_worker_take_extension_change(void);
  * account ramps up), counted for every worker at once.
  */
 extern bool served_take_request_place(int limit);
+
+/*
+ * This worker found no place under max_concurrency: the next worker whose
+ * request finishes sets its latch (its own finishing requests wake it
+ * anyway; another's would not).
+ */
+extern void served_wait_for_place(void);
 
 /*
  * Turns at the rate limiter (hold the mutex): whether another worker has

@@ -190,6 +190,20 @@ account_pause_ms(void)
 	return pause == ACCOUNT_KEY_REFUSED ? Min(wait_ms, ACCOUNT_LOOK_MS) : wait_ms;
 }
 
+/*
+ * max_concurrency is full: a finishing request wakes the worker, its own
+ * or (once it says it waits) another database's worker's.  Looked at again
+ * after saying so, in case a place freed in between.
+ */
+static long
+wait_for_place(void)
+{
+	served_wait_for_place();
+	if (dispatch_send_capacity(&state) > 0 || dispatch_verify_capacity(&state) > 0)
+		return 0;
+	return moneroo_poll_interval_ms;
+}
+
 /* How long the worker may sleep after a round, unless something wakes it. */
 static long
 next_sleep_ms(void)
@@ -200,10 +214,10 @@ next_sleep_ms(void)
 	bool		can_verify = dispatch_verify_capacity(&state) > 0;
 
 	if (!can_send && !can_verify)
-		sleep_ms = moneroo_poll_interval_ms;	/* a finishing request wakes us */
+		sleep_ms = wait_for_place();
 	else if (dispatch_waiting_for_standbys(&state))
 		sleep_ms = STANDBY_LOOK_MS; /* walsenders wake nobody */
-	else if ((can_send && state.ready != NIL) || dispatch_rate_allowance() == 0)
+	else if ((can_send && state.ready != NIL) || state.rate_refused || dispatch_rate_allowance() == 0)
 		sleep_ms = Max(1, moneroo_rate_wait_ms());
 	else if ((can_send && state.more_pending) || (can_verify && verification_due()))
 		sleep_ms = 0;
@@ -234,6 +248,7 @@ work_once(void)
 
 	MemoryContextReset(state.round_context);
 	MemoryContextSwitchTo(state.round_context);
+	state.rate_refused = false;
 
 	if (state.paused_until > now)
 	{
@@ -257,6 +272,8 @@ work_once(void)
 		dispatch_probe(&state);
 	}
 	dispatch_start_ready_sends(&state);
+	if (state.paused_until > GetCurrentTimestamp())
+		return WORKER_FAILURE_PAUSE_MS; /* it gave up on its claims: no new ones now */
 
 	n = Min(dispatch_send_capacity(&state), dispatch_rate_allowance());
 	if (state.ready == NIL && state.more_pending && n > 0 &&

@@ -56,12 +56,23 @@ patroni_wait_leader() {
     done
 }
 
+# A synchronous standby counts once Patroni's /sync key names it too (its
+# REST API's /sync answers 200): PostgreSQL calls it sync a moment before,
+# and until then Patroni would not fail over to it, but restart the
+# crashed primary in place.
+patroni_is_sync_standby() {
+    local port
+    port=$(cat "$REPL_DIR/$1/rest.port" 2>/dev/null) || return 1
+    [ "$(curl -s --noproxy '*' -o /dev/null -w '%{http_code}' --max-time 2 "http://127.0.0.1:$port/sync")" = 200 ]
+}
+
 patroni_wait_streaming() {
     local deadline=$((SECONDS + ${3:-120})) other
     other=$(patroni_other "$1")
     while :; do
         [ "$(on "$1" cluster_psql -At -d postgres -c "SELECT count(*) FROM pg_stat_replication WHERE application_name = '$other'
-                             AND state = 'streaming' AND sync_state LIKE '${2:-%}'" 2>/dev/null)" = 1 ] && return 0
+                             AND state = 'streaming' AND sync_state LIKE '${2:-%}'" 2>/dev/null)" = 1 ] &&
+            { [ "${2:-}" != sync ] || patroni_is_sync_standby "$other"; } && return 0
         [ "$SECONDS" -lt "$deadline" ] || return 1
         sleep 0.5
     done

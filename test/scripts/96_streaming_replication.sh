@@ -182,9 +182,14 @@ async_round() {
         is "$DURING $(on "$p" sql1 "SELECT count(*) > 0 FROM payouts WHERE status = 'pending'
                                     AND request ->> 'description' LIKE '$tag #%'")" "0 t" \
             "$name: while the standby's receiver is stopped, no payout is created at Moneroo and some wait pending"
-        is "$(on "$p" sql1 "SELECT count(*) > 0 FROM payouts WHERE status = 'pending' AND request ->> 'description' LIKE '$tag #%'
-                                AND last_error LIKE 'not sent:%' AND last_error LIKE '%moneroo.claim_standbys%'")/$(on "$p" sql1 "SELECT last_error LIKE '%moneroo.claim_standbys%' FROM moneroo_status")" \
-            "t/t" "$name: the claims went back to pending with last_error 'not sent: ... moneroo.claim_standbys', and moneroo_status.last_error says so" \
+        # the claims waiting when the receiver stopped, or made after it, are
+        # given up claim_standbys_timeout (1 s) after their claim: within a
+        # few seconds, whenever the claim came
+        local returned="SELECT count(*) > 0 FROM payouts WHERE status = 'pending' AND request ->> 'description' LIKE '$tag #%'
+                        AND last_error LIKE 'not sent:%' AND last_error LIKE '%moneroo.claim_standbys%'" deadline=$((SECONDS + 10))
+        until [ "$(on "$p" sql1 "$returned")" = t ] || [ "$SECONDS" -ge "$deadline" ]; do sleep 0.1; done
+        is "$(on "$p" sql1 "$returned")/$(on "$p" sql1 "SELECT last_error LIKE '%moneroo.claim_standbys%' FROM moneroo_status")/$(($(created_at A "$tag") - c1))" \
+            "t/t/0" "$name: the claims went back to pending with last_error 'not sent: ... moneroo.claim_standbys', and moneroo_status.last_error says so (and still none created at Moneroo)" \
             "$(on "$p" sql1 "SELECT string_agg(DISTINCT coalesce(last_error, '-'), ' | ') FROM payouts WHERE status = 'pending' AND request ->> 'description' LIKE '$tag #%'")" \
             "moneroo_status.last_error: $(on "$p" sql1 "SELECT last_error FROM moneroo_status")"
     fi

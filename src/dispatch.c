@@ -10,6 +10,8 @@
 #include "postgres.h"
 
 #include "access/xlog.h"
+#include "miscadmin.h"
+#include "storage/pmsignal.h"
 #include "utils/builtins.h"
 #include "utils/memutils.h"
 #include "utils/timestamp.h"
@@ -252,12 +254,25 @@ dispatch_waiting_for_standbys(WorkerState *ws)
 	return ws->ready != NIL && !claim_on_standbys(linitial(ws->ready));
 }
 
+/*
+ * A commit that waits for a synchronous standby stops waiting when the
+ * postmaster dies: PostgreSQL then returns it committed here but perhaps not
+ * on the standby, and sets ProcDiePending.  A claim the standby may lack
+ * must never leave: after the failover it is pending there, and would be
+ * sent again.  The worker exits at its next wait.
+ */
+static bool
+claims_may_be_unreplicated(void)
+{
+	return ProcDiePending || !PostmasterIsAlive();
+}
+
 static void
 start_sends(void *arg)
 {
 	WorkerState *ws = (WorkerState *) arg;
 
-	while (ws->ready != NIL && claim_on_standbys(linitial(ws->ready)) &&
+	while (ws->ready != NIL && !claims_may_be_unreplicated() && claim_on_standbys(linitial(ws->ready)) &&
 		   dispatch_send_capacity(ws) > 0 && take_request_place(ws, PURPOSE_SEND))
 	{
 		PayoutWork *work = linitial(ws->ready);

@@ -27,6 +27,7 @@
 set -euo pipefail
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+export REPO   # test/lib/recipes.sh reads README.md (the Patroni configuration) from it
 cd "$REPO"
 unset WORK PGDATA PGHOST PGPORT PGUSER MOCK_PORT MOCK_URL SERVER_LOG MOCK_LOG MOCK_SCRIPT \
     CLUSTER_EXTRA_CONF CLUSTER_LIB PGOPTIONS PGSERVICE || true

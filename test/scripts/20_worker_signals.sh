@@ -212,6 +212,10 @@ sql -q -c "BEGIN" \
 locker=$!
 sleep 0.3
 due=$(wait_sql "(SELECT next_attempt_at < clock_timestamp() - interval '0.3 s' FROM payouts WHERE id = $locked_id)" 12)
+# a backend reports its transactions to pg_stat_database at most once a
+# second: those of the worker before the payout fell due, still unreported,
+# must not land in the window measured (the lock is held 4 s past due)
+sleep 1.1
 c0=$(sql1 "SELECT xact_commit + xact_rollback FROM pg_stat_database WHERE datname = current_database()")
 cpu0=$(awk '{print $14 + $15}' "/proc/$pid/stat" 2>/dev/null || echo 0)
 sleep 2

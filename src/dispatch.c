@@ -437,21 +437,23 @@ lease_verifications(void *arg)
 
 	/*
 	 * Another database's worker may have taken the last place since the
-	 * round counted them: those that find none are due again at once, in
-	 * the same transaction, rather than wait for their leases to expire.
+	 * round counted them: what finds none is due again at once, in the same
+	 * transaction, rather than wait for its lease to expire.
 	 */
 	foreach(lc, lease->taken)
 	{
 		PayoutWork *work = lfirst(lc);
 
-		if (!take_request_place(ws, PURPOSE_VERIFY))
+		if (take_request_place(ws, PURPOSE_VERIFY))
 		{
-			payout_store_unlease(list_copy_tail(lease->taken, foreach_current_index(lc)));
-			ws->more_to_verify = true;
-			break;
+			keep_work(ws, work);
+			start_verification(ws, work);
 		}
-		keep_work(ws, work);
-		start_verification(ws, work);
+		else
+		{
+			payout_store_unlease(work->id);
+			ws->more_to_verify = true;
+		}
 	}
 }
 

@@ -10,7 +10,6 @@
 
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
-#include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/memutils.h"
 
@@ -181,19 +180,13 @@ payout_store_lease_verifications(int n, int lease_ms, MemoryContext parent)
 }
 
 void
-payout_store_unlease(List *works)
+payout_store_unlease(int64 id)
 {
-	Oid			types[1] = {INT8ARRAYOID};
-	Datum		values[1];
-	Datum	   *ids = palloc(sizeof(Datum) * list_length(works));
-	int			n = 0;
-	ListCell   *lc;
+	Oid			types[1] = {INT8OID};
+	Datum		values[1] = {Int64GetDatum(id)};
 
-	foreach(lc, works)
-		ids[n++] = Int64GetDatum(((PayoutWork *) lfirst(lc))->id);
-	values[0] = PointerGetDatum(construct_array(ids, n, INT8OID, sizeof(int64), true, TYPALIGN_DOUBLE));
 	SPI_connect();
-	payouts_execute(psprintf("UPDATE %s SET next_attempt_at = now() WHERE id = ANY($1) AND status = 'sent'",
+	payouts_execute(psprintf("UPDATE %s SET next_attempt_at = now() WHERE id = $1 AND status = 'sent'",
 							 payouts_table_name()),
 					1, types, values, NULL, false, InvalidSnapshot);
 	SPI_finish();

@@ -56,11 +56,11 @@ extern List *payout_store_claim(int n, MemoryContext parent);
 extern List *payout_store_lease_verifications(int n, int lease_ms, MemoryContext parent);
 
 /*
- * Gives back the leases of payouts whose verifications could not leave
+ * Gives back the lease of a payout whose verification could not leave
  * (max_concurrency or the rate limit had no place after all): due again now,
- * rather than when the leases would have expired.
+ * rather than when the lease would have expired.
  */
-extern void payout_store_unlease(List *works);
+extern void payout_store_unlease(int64 id);
 
 /* After a crash: every row left sending becomes unknown. Returns how many. */
 extern uint64 payout_store_settle_orphans(void);

@@ -273,7 +273,7 @@ work_once(void)
 	}
 	dispatch_start_ready_sends(&state);
 	if (state.paused_until > GetCurrentTimestamp())
-		return WORKER_FAILURE_PAUSE_MS; /* a failed start or a give-up on standbys: no new work now */
+		return WORKER_FAILURE_PAUSE_MS; /* it gave up on its claims: no new ones now */
 
 	n = Min(dispatch_send_capacity(&state), dispatch_rate_allowance());
 	if (state.ready == NIL && state.more_pending && n > 0 &&

@@ -46,7 +46,7 @@ typedef struct WorkerState
 	List	   *unrecorded;		/* finished calls whose result is not yet written */
 	bool		more_pending;	/* a claim may find rows */
 	bool		more_to_verify; /* a lease may find rows */
-	bool		rate_refused;	/* this round: the rate limiter refused a request (another's turn, or a race) */
+	bool		rate_refused;	/* this round: the limiter gave another database's worker its turn */
 	int			sends_since_verification;
 	int			record_failures;
 	TimestampTz next_record_retry;

@@ -33,6 +33,11 @@
 #         payouts created twice); the test asserts what is certain: every
 #         payout on record, none left pending or sending, each double created
 #         once by each primary.
+#   (d) synchronous standby whose receiver is stopped while the worker's
+#       claim of a payout waits for it, with another payout's answer arriving
+#       meanwhile; kill -9 of the primary's postmaster: PostgreSQL ends the
+#       wait with the claim on the primary alone, and the dying worker must not
+#       send that payout; after the standby's promotion it is sent once.
 #
 # Run by test/run.sh (bash, TAP on stdout); uses the variables and cluster.sh
 # functions it exports, not its cluster nor its mock.
@@ -52,7 +57,7 @@ fi
 
 N=60                 # payouts per failover
 LATENCY_MS=400       # the mock creates at once and answers this much later
-PLAN=31
+PLAN=35
 tap_plan "$PLAN"
 
 repl_setup moneroo-96 || bail "cannot make the temporary folder"
@@ -231,6 +236,66 @@ is "$twice_at_one $(figure phantom "$F")" "0 0" \
     "async, claim_standbys = 0: no payout created twice by one primary, every id on record exists"
 diag "async, claim_standbys = 0: $(figure doubles "$F") payout(s) created twice at Moneroo" \
      "(created by the old primary while the standby's receiver was stopped: $DURING; unrecorded: $(figure unrecorded "$F"))"
+
+# ---------------------------------------------------------------- (d) the postmaster dies during a claim's wait
+# PostgreSQL ends a commit's wait for its synchronous standby when the
+# postmaster dies, and the commit stands on the primary alone.  A claim cut
+# short so must never leave: the standby lacks it and, once promoted, sends
+# that payout itself.  A request in flight whose answer arrives during the
+# wait gives the dying worker its best chance to send anyway: it then acts on
+# its sockets before it learns of the death.
+reset_mocks
+mock_on A mock_ctl POST /__mock/config '{"latency_ms": 3000}' >/dev/null
+repl_primary p4 A || bail "pmdeath: cannot make the primary p4"
+repl_standby s4 p4 B || bail "pmdeath: cannot make the standby s4"
+on p4 cluster_psql -c "ALTER SYSTEM SET synchronous_standby_names = 's4'" -c "SELECT pg_reload_conf()" >/dev/null
+TAG="96 pmdeath"; CUT="96 pmdeath cut"
+wpid=$(on p4 wait_worker 20)
+rc=0; repl_wait_streaming p4 s4 sync || rc=1
+# the one to cut short is due in 2 s, when the receiver is stopped: its row
+# is on s4, its claim will not be
+on p4 sql -c "INSERT INTO payouts (request, send_at) VALUES (jsonb_build_object(
+                  'amount', 100, 'currency', 'USD', 'description', '$CUT #1', 'method', 'moneroo_payout_demo',
+                  'customer', jsonb_build_object('email', 'ha@example.com', 'first_name', 'Fail', 'last_name', 'Over'),
+                  'recipient', jsonb_build_object('account_number', '4149518161')), now() + interval '2 s')" >/dev/null || rc=1
+repl_queue p4 "$TAG" 1 >/dev/null || rc=1
+deadline=$((SECONDS + 10))
+until [ "$(created_at A "$TAG")" = 1 ] || [ "$SECONDS" -ge "$deadline" ]; do sleep 0.05; done
+posted=$(date +%s.%N)
+repl_wait_replayed p4 s4 || rc=1
+repl_receiver_stop s4 || rc=1
+syncrep="SELECT count(*) = 1 FROM pg_stat_activity WHERE application_name = 'moneroo worker' AND wait_event = 'SyncRep'"
+deadline=$((SECONDS + 10))
+until [ "$(on p4 sql1 "$syncrep")" = t ] || [ "$SECONDS" -ge "$deadline" ]; do sleep 0.1; done
+waiting=$(on p4 sql1 "$syncrep")
+# until the in-flight request's answer has arrived (3 s after it left)
+sleep "$(python3 -c "import time; print(max(0.0, $posted + 3.3 - time.time()))")"
+is "$rc $waiting $(on p4 sql1 "SELECT count(*) FROM payouts WHERE status = 'sending'")" "0 t 1" \
+    "pmdeath: s4's receiver stopped, the worker's claim of a payout due then waits for it (SyncRep), another's answer arrives meanwhile"
+rc=0; kill -KILL "$(on p4 cluster_pid)" || rc=1
+# the worker outlives its postmaster until its next wait: until it is gone
+deadline=$((SECONDS + 10))
+while [ -n "$wpid" ] && kill -0 "$wpid" 2>/dev/null && [ "$SECONDS" -lt "$deadline" ]; do sleep 0.1; done
+kill -0 "${wpid:-0}" 2>/dev/null && rc=1
+cut_posts=$(mock_on A mock_ctl GET /__mock/journal | python3 -c '
+import json, sys
+print(sum(1 for e in json.load(sys.stdin) if e.get("method") == "POST" and
+          str((e.get("body") or {}).get("description", "")).startswith(sys.argv[1] + " #")))' "$CUT")
+is "$rc $cut_posts" "0 0" \
+    "pmdeath: kill -9 of p4's postmaster during the wait: the claim it cut short is never sent (POSTs of it at p4's mock)"
+rc=0; repl_receiver_kill s4 || rc=1
+on s4 wait_server 30 || rc=1
+repl_caught_up s4
+repl_promote s4 || rc=1
+after_promotion pmdeath s4 "$CUT" ""
+repl_wait_drained s4 "$TAG" 30
+F=$(repl_check s4 "$CUT" 1 --details A B); G=$(repl_check s4 "$TAG" 1 --details A B)
+diag "pmdeath: $(head -n 1 <<<"$F"); the one in flight: $(head -n 1 <<<"$G")"
+is "$rc $(figure done "$F") $(figure created "$F") $(figure doubles "$F") $(figure unknown "$G") $(figure doubles "$G")" \
+    "0 1 1 0 1 0" \
+    "pmdeath: after s4's promotion the cut-short payout is sent once (by s4), the one in flight is unknown, nothing created twice" \
+    "$(grep '^#' <<<"$F$G")"
+on s4 cluster_stop immediate >/dev/null 2>&1
 
 [ "$T" -eq "$PLAN" ] || diag "ran $T tests, planned $PLAN"
 exit 0

@@ -38,7 +38,7 @@ LATENCY_MS=${LATENCY_MS:-100}
 SEED=${SEED:-$(od -An -N4 -tu4 /dev/urandom | tr -d ' ')}
 RANDOM=$((SEED % 32768))
 n_modes=$(wc -w <<<"$MODES")
-tap_plan $((n_modes * (1 + 5 * FAILOVERS)))
+tap_plan $((n_modes * (1 + 6 * FAILOVERS)))
 diag "seed $SEED, $FAILOVERS failovers of $PAYOUTS payouts in each mode ($MODES), mock latency $LATENCY_MS ms"
 
 trap 'patroni_down; repl_teardown' EXIT
@@ -52,7 +52,7 @@ campaign_mode() {
     rc=0; patroni_up "$mode" --set dcs.parameters.moneroo.rate_limit=0 >&2 || rc=1
     ok "$rc" "$mode: README's Patroni configuration comes up (etcd, two members, the worker)"
     if [ "$rc" != 0 ]; then
-        for i in $(seq 1 $((5 * FAILOVERS))); do fail "$mode: not run: the cluster did not come up"; done
+        for i in $(seq 1 $((6 * FAILOVERS))); do fail "$mode: not run: the cluster did not come up"; done
         patroni_down; repl_teardown; return
     fi
     mock_on M mock_ctl POST /__mock/config \

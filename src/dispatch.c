@@ -11,6 +11,7 @@
 
 #include "access/xlog.h"
 #include "miscadmin.h"
+#include "postmaster/interrupt.h"
 #include "storage/pmsignal.h"
 #include "utils/builtins.h"
 #include "utils/memutils.h"
@@ -256,15 +257,16 @@ dispatch_waiting_for_standbys(WorkerState *ws)
 
 /*
  * A commit that waits for a synchronous standby stops waiting when the
- * postmaster dies: PostgreSQL then returns it committed here but perhaps not
- * on the standby, and sets ProcDiePending.  A claim the standby may lack
- * must never leave: after the failover it is pending there, and would be
- * sent again.  The worker exits at its next wait.
+ * postmaster dies (PostgreSQL then sets ProcDiePending) or the worker is
+ * asked to stop (worker_transaction.c): it is committed here but perhaps not
+ * on the standby.  A claim the standby may lack must never leave: after the
+ * failover it is pending there, and would be sent again.  The worker exits
+ * at its next wait, or stops and returns its unsent claims.
  */
 static bool
 claims_may_be_unreplicated(void)
 {
-	return ProcDiePending || !PostmasterIsAlive();
+	return ProcDiePending || ShutdownRequestPending || !PostmasterIsAlive();
 }
 
 static void

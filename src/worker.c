@@ -301,6 +301,12 @@ finish_in_flight(void)
 	TimestampTz deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
 													   moneroo_request_timeout_ms + 5000);
 
+	/*
+	 * A result or a return kept only here is safe (it is unknown, or pending
+	 * and never sent, on a standby that lacks it): a stop must not wait for
+	 * a synchronous standby that may be gone.
+	 */
+	worker_transaction_stop_waiting();
 	while (http_pool_in_flight(state.pool) > 0 && GetCurrentTimestamp() < deadline)
 		(void) http_pool_wait(state.pool, 100, PG_WAIT_EXTENSION);
 	record_finished(&state);
@@ -347,10 +353,9 @@ moneroo_worker_main(Datum arg)
 {
 	Oid			database;
 
-	pqsignal(SIGTERM, SignalHandlerForShutdownRequest);
+	pqsignal(SIGTERM, worker_transaction_sigterm);
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
-	/* a cancel would abandon requests in flight: the worker has none to cancel */
-	pqsignal(SIGINT, SIG_IGN);
+	pqsignal(SIGINT, worker_transaction_sigint);
 	BackgroundWorkerUnblockSignals();
 
 	database = served_worker_attach(DatumGetInt32(arg));

@@ -10,12 +10,77 @@
 #include "postgres.h"
 
 #include "access/xact.h"
+#include "miscadmin.h"
 #include "pgstat.h"
+#include "postmaster/interrupt.h"
+#include "tcop/tcopprot.h"
+#include "utils/guc.h"
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 
 #include "shared_state.h"
 #include "worker_transaction.h"
+
+/*
+ * What a signal may cut short depends on where the worker is.
+ *
+ * SIGINT is how PostgreSQL ends a wait past lock_timeout (it signals itself),
+ * and how pg_cancel_backend() asks.  Inside a transaction's work it cancels
+ * that transaction, whose work is retried later: the worker never freezes
+ * behind a row someone else keeps locked.  Anywhere else it is ignored:
+ * between transactions a cancel would be an ERROR with nowhere to go, and
+ * during a commit it would end the commit's wait for the synchronous
+ * standbys, leaving a claim here that the standby lacks.
+ *
+ * SIGTERM during a commit does end that wait, as PostgreSQL ends it for its
+ * own backends on a fast shutdown: a stop must not hang on a standby that is
+ * gone.  What was committed so may be missing on the standby, so nothing is
+ * sent once a stop is asked for (dispatch.c), and the commits after it do
+ * not wait at all (worker_transaction_stop_waiting).
+ */
+typedef enum TransactionPhase
+{
+	PHASE_NONE,
+	PHASE_WORKING,
+	PHASE_COMMITTING
+} TransactionPhase;
+
+static volatile sig_atomic_t phase = PHASE_NONE;
+
+void
+worker_transaction_sigint(SIGNAL_ARGS)
+{
+	if (phase == PHASE_WORKING)
+		StatementCancelHandler(postgres_signal_arg);
+}
+
+void
+worker_transaction_sigterm(SIGNAL_ARGS)
+{
+	if (phase == PHASE_COMMITTING)
+		StatementCancelHandler(postgres_signal_arg);
+	SignalHandlerForShutdownRequest(postgres_signal_arg);
+}
+
+static void
+set_phase(TransactionPhase next)
+{
+	phase = next;
+	/* a cancel meant for the phase before, and not acted on, goes with it */
+	QueryCancelPending = false;
+	/* a stop asked for just before the commit: its wait is cut short too */
+	if (next == PHASE_COMMITTING && ShutdownRequestPending)
+	{
+		QueryCancelPending = true;
+		InterruptPending = true;
+	}
+}
+
+void
+worker_transaction_stop_waiting(void)
+{
+	SetConfigOption("synchronous_commit", "local", PGC_SUSET, PGC_S_OVERRIDE);
+}
 
 static void
 activity_context(void *arg)
@@ -48,18 +113,22 @@ worker_transaction(void (*fn) (void *), void *arg, const char *activity)
 
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
+	set_phase(PHASE_WORKING);
 	PushActiveSnapshot(GetTransactionSnapshot());
 	pgstat_report_activity(STATE_RUNNING, activity);
 	PG_TRY();
 	{
 		fn(arg);
 		PopActiveSnapshot();
+		set_phase(PHASE_COMMITTING);
 		CommitTransactionCommand();
+		set_phase(PHASE_NONE);
 	}
 	PG_CATCH();
 	{
 		ErrorData  *error;
 
+		set_phase(PHASE_NONE);
 		MemoryContextSwitchTo(caller);
 		error = CopyErrorData();
 		FlushErrorState();

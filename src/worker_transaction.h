@@ -13,4 +13,16 @@
  */
 extern bool worker_transaction(void (*fn) (void *), void *arg, const char *activity);
 
+/*
+ * The worker's signals.  SIGINT (lock_timeout's, pg_cancel_backend's)
+ * cancels the transaction being worked on, and nothing else; SIGTERM asks
+ * the worker to stop and also ends a commit's wait for the synchronous
+ * standbys, the commit made on this server only.
+ */
+extern void worker_transaction_sigint(SIGNAL_ARGS);
+extern void worker_transaction_sigterm(SIGNAL_ARGS);
+
+/* From now on the worker's commits do not wait for the standbys (on shutdown). */
+extern void worker_transaction_stop_waiting(void);
+
 #endif

@@ -12,6 +12,9 @@
 #   - a due pending payout that another transaction holds locked is skipped
 #     (others still flow) without the worker spinning on it, and is sent once
 #     when the lock goes;
+#   - a payout whose answer comes while another transaction holds its row
+#     locked: the worker's write gives up after lock_timeout (the other
+#     answers are written) and the kept answer is written when the lock goes;
 #   - CREATE DATABASE / DROP DATABASE (a ProcSignalBarrier every process must
 #     absorb, through SIGUSR1) completes promptly while the worker is busy;
 #   - DROP EXTENSION moneroo under the running worker: it keeps running
@@ -35,7 +38,7 @@ if ! declare -F cluster_psql >/dev/null; then
 fi
 cluster_env
 
-PLAN=21
+PLAN=23
 TMPDB=moneroo_signals_tmp
 
 # ---------------------------------------------------------------- TAP
@@ -234,6 +237,28 @@ reload_settings 'ALTER SYSTEM RESET autovacuum'
 wait "$locker"
 is "$(wait_sql "(SELECT status IN ('sent', 'success', 'failed') FROM payouts WHERE id = $locked_id)" 10) $(posts_per_ref "$tag")" \
    "t 1 1" "once the lock is released the payout is sent, exactly once"
+
+# ================================================================ D2. a result whose row someone else holds locked
+# The worker's UPDATE of a payout another transaction holds locked waits at
+# most lock_timeout (1 s, PostgreSQL's own SIGINT to itself): that answer is
+# kept and written later (and no new payout is claimed until it is), and
+# meanwhile the worker writes the other answers.
+mock_config '{"latency_ms": 1500}'
+tag="20_signals result locked"
+mark=$(queue "$tag" 2 4149518161)
+wait_sql "(SELECT count(*) = 2 FROM $(of "$tag" "$mark") WHERE status = 'sending')" 10 >/dev/null
+locked_id=$(sql1 "SELECT min(id) FROM $(of "$tag" "$mark")")
+sql -q -c "BEGIN" -c "SELECT id FROM payouts WHERE id = $locked_id FOR UPDATE" -c "SELECT pg_sleep(6)" \
+    -c "COMMIT" >/dev/null 2>&1 &
+locker=$!
+mock_config '{"latency_ms": 0}'
+is "$(wait_sql "(SELECT status IN ('sent', 'success', 'failed') FROM $(of "$tag" "$mark") WHERE id > $locked_id)" 4) $(sql1 "SELECT status FROM payouts WHERE id = $locked_id") $(kill -0 "$locker" 2>/dev/null && echo locked)" \
+   "t sending locked" \
+   "a result whose row another transaction keeps locked does not freeze the worker: the other answer is written meanwhile (lock_timeout)"
+wait "$locker"
+is "$(wait_sql "(SELECT status IN ('sent', 'success', 'failed') AND moneroo_id IS NOT NULL FROM payouts WHERE id = $locked_id)" 10) $(posts_per_ref "$tag") $(grep -q 'canceling statement due to lock timeout' "$SERVER_LOG" && echo logged)" \
+   "t 2 2 logged" "once the lock goes the kept answer is written (each sent once, with its id); the server log says the lock timed out" \
+   "$(grep -B1 -A3 'lock timeout' "$SERVER_LOG" | tail -n 8)"
 
 # ================================================================ E. CREATE/DROP DATABASE
 mock_config '{"latency_ms": 1000}'

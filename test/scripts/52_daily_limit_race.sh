@@ -8,8 +8,9 @@
 # 4 times the room): exactly ROOM payouts go (pending or further) and every
 # other one is held, with last_error naming the daily limit; no transaction
 # failed.  Then the same with every client inserting one payout per
-# transaction.  The held payouts are cancelled and the limit removed at the
-# end.
+# transaction.  Then a moneroo_transfer while another transaction keeps the
+# currency's lock: it fails after the worker's lock_timeout.  The held
+# payouts are cancelled and the limit removed at the end.
 #
 # Run by test/run.sh (bash, TAP on stdout); needs the variables and cluster.sh
 # functions it exports.
@@ -21,7 +22,7 @@ if ! declare -F cluster_psql >/dev/null; then
 fi
 cluster_env
 
-PLAN=8
+PLAN=9
 AMOUNT=100
 ROOM=10
 D=$(mktemp -d /tmp/moneroo-race.XXXXXX)
@@ -82,3 +83,26 @@ for shape in "race52-pairs 2 2" "race52-single 1 4"; do
     is "$(count "$tag" "status = 'held' AND last_error LIKE 'held for approval: % would pass daily_limit (%)'")" \
         "$((total - ROOM))" "$tag: every other one is held, its last_error naming the daily limit"
 done
+
+# moneroo_transfer's payout is recorded by the worker under the same lock of
+# the currency, which it waits for at most its lock_timeout (1 s): a
+# transaction keeping the lock longer makes the call fail, nothing recorded
+# or sent, and the worker goes on.
+sql1 "UPDATE moneroo_limits SET daily_limit = daily_limit + 1000 * $AMOUNT WHERE currency = 'USD'" >/dev/null
+{
+    echo "BEGIN;"
+    echo "INSERT INTO payouts (request) VALUES ('$(request race52-locker)');"
+    echo "SELECT pg_sleep(5);"
+    echo "ROLLBACK;"
+} | cluster_psql -q >/dev/null 2>&1 &
+locker=$!
+sleep 0.5
+t0=$(date +%s%N)
+out=$(sql1 "SELECT status FROM moneroo_transfer('$(request race52-transfer)')")
+ms=$(( ($(date +%s%N) - t0) / 1000000 ))
+still=$(kill -0 "$locker" 2>/dev/null && echo locked)
+wait "$locker"
+rc=1; [ "$ms" -lt 4000 ] && grep -q 'lock timeout' <<<"$out" && rc=0
+is "$rc $still $(count race52-transfer true)" "0 locked 0" \
+    "moneroo_transfer waits at most lock_timeout for a currency's lock another transaction keeps: it fails ($ms ms), nothing recorded" \
+    "$out"

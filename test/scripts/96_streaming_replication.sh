@@ -38,6 +38,10 @@
 #       meanwhile; kill -9 of the primary's postmaster: PostgreSQL ends the
 #       wait with the claim on the primary alone, and the dying worker must not
 #       send that payout; after the standby's promotion it is sent once.
+#   (e) a synchronous standby stopped while the worker's claim waits for
+#       it, and pg_ctl stop -m fast of the primary during that wait: the server stops, nothing is sent,
+#       the payout is pending after the restart and sent once the standby is
+#       back.
 #
 # Run by test/run.sh (bash, TAP on stdout); uses the variables and cluster.sh
 # functions it exports, not its cluster nor its mock.
@@ -57,7 +61,7 @@ fi
 
 N=60                 # payouts per failover
 LATENCY_MS=400       # the mock creates at once and answers this much later
-PLAN=35
+PLAN=38
 tap_plan "$PLAN"
 
 repl_setup moneroo-96 || bail "cannot make the temporary folder"
@@ -296,6 +300,42 @@ is "$rc $(figure done "$F") $(figure created "$F") $(figure doubles "$F") $(figu
     "pmdeath: after s4's promotion the cut-short payout is sent once (by s4), the one in flight is unknown, nothing created twice" \
     "$(grep '^#' <<<"$F$G")"
 on s4 cluster_stop immediate >/dev/null 2>&1
+
+# ---------------------------------------------------------------- (e) a fast stop during a claim's wait
+# The synchronous standby is gone (stopped) while the worker's claim waits
+# for it: pg_ctl stop -m fast must still stop the server (as it terminates
+# PostgreSQL's own backends out of that wait), and the claim, which the
+# standby lacks, must not leave: it is pending again, and sent once the
+# standby is back.
+reset_mocks
+repl_primary p5 A || bail "fast stop: cannot make the primary p5"
+repl_standby s5 p5 B || bail "fast stop: cannot make the standby s5"
+on p5 cluster_psql -c "ALTER SYSTEM SET synchronous_standby_names = 's5'" -c "SELECT pg_reload_conf()" >/dev/null
+TAG="96 fast stop"
+rc=0; repl_wait_streaming p5 s5 sync && on s5 cluster_stop immediate >/dev/null || rc=1
+# the application's commit must not wait for the stopped standby: the worker's does
+PGOPTIONS="-c synchronous_commit=local" repl_queue p5 "$TAG" 1 >/dev/null || rc=1
+deadline=$((SECONDS + 10))
+until [ "$(on p5 sql1 "$syncrep")" = t ] || [ "$SECONDS" -ge "$deadline" ]; do sleep 0.1; done
+waiting=$(on p5 sql1 "$syncrep")
+t0=$SECONDS
+on p5 as_pg "$PGBIN/pg_ctl" stop -D "$REPL_DIR/p5/data" -m fast -w -t 30 -s || rc=1
+took=$((SECONDS - t0))
+is "$rc $waiting $(created_at A "$TAG")" "0 t 0" \
+    "fast stop: pg_ctl stop -m fast while the worker's claim waits for a gone synchronous standby stops the server ($took s), nothing sent" \
+    "$(tail -n 8 "$REPL_DIR/p5/server.log")"
+rc=0; on p5 cluster_start >/dev/null || rc=1
+# the claim came back to pending (a new claim of it waits for the standby again: unseen)
+is "$rc $(on p5 sql1 "SELECT status || ': ' || last_error FROM payouts WHERE request ->> 'description' LIKE '$TAG #%'")" \
+    "0 pending: the moneroo worker stopped before sending it" \
+    "fast stop: after the restart the payout is pending, last_error says why"
+on s5 cluster_start >/dev/null
+repl_wait_drained p5 "$TAG" 30
+F=$(repl_check p5 "$TAG" 1 --details A B)
+diag "fast stop: $(head -n 1 <<<"$F")"
+is "$(figure done "$F") $(figure created "$F") $(figure posted_twice "$F")" "1 1 0" \
+    "fast stop: once the standby streams again it is sent, once" "$(grep '^#' <<<"$F")"
+on p5 cluster_stop immediate >/dev/null 2>&1; on s5 cluster_stop immediate >/dev/null 2>&1
 
 [ "$T" -eq "$PLAN" ] || diag "ran $T tests, planned $PLAN"
 exit 0

@@ -248,11 +248,14 @@ tag="20_signals result locked"
 mark=$(queue "$tag" 2 4149518161)
 wait_sql "(SELECT count(*) = 2 FROM $(of "$tag" "$mark") WHERE status = 'sending')" 10 >/dev/null
 locked_id=$(sql1 "SELECT min(id) FROM $(of "$tag" "$mark")")
-sql -q -c "BEGIN" -c "SELECT id FROM payouts WHERE id = $locked_id FOR UPDATE" -c "SELECT pg_sleep(6)" \
+sql -q -c "BEGIN" -c "SELECT id FROM payouts WHERE id = $locked_id FOR UPDATE" -c "SELECT pg_sleep(12)" \
     -c "COMMIT" >/dev/null 2>&1 &
 locker=$!
 mock_config '{"latency_ms": 0}'
-is "$(wait_sql "(SELECT status IN ('sent', 'success', 'failed') FROM $(of "$tag" "$mark") WHERE id > $locked_id)" 4) $(sql1 "SELECT status FROM payouts WHERE id = $locked_id") $(kill -0 "$locker" 2>/dev/null && echo locked)" \
+# the answers come within 1.5 s; the worker writes them at once, in vain
+# after 1 s, then each alone (the locked one, 1 s more, may go first); an
+# answer that came meanwhile waits for the next try (0.5 s later, then 1 s)
+is "$(wait_sql "(SELECT status IN ('sent', 'success', 'failed') FROM $(of "$tag" "$mark") WHERE id > $locked_id)" 10) $(sql1 "SELECT status FROM payouts WHERE id = $locked_id") $(kill -0 "$locker" 2>/dev/null && echo locked)" \
    "t sending locked" \
    "a result whose row another transaction keeps locked does not freeze the worker: the other answer is written meanwhile (lock_timeout)"
 wait "$locker"

@@ -9,10 +9,13 @@
  */
 #include "postgres.h"
 
+#include <pthread.h>
+#include <signal.h>
 #include <sys/epoll.h>
 #include <unistd.h>
 
 #include "miscadmin.h"
+#include "libpq/pqsignal.h"
 #include "nodes/pg_list.h"
 #include "storage/latch.h"
 #include "utils/memutils.h"
@@ -143,6 +146,7 @@ http_pool_wait(HttpPool *pool, long timeout_ms, uint32 wait_event_info)
 	int			running;
 	int			nready;
 	int			woke = 0;
+	sigset_t	unblocked;
 
 	/*
 	 * libcurl's timer matters only while it has requests: a stale deadline
@@ -165,7 +169,14 @@ http_pool_wait(HttpPool *pool, long timeout_ms, uint32 wait_event_info)
 			ResetLatch(MyLatch);
 	}
 
-	/* Let libcurl act on every ready socket, then on its timer. */
+	/*
+	 * Let libcurl act on every ready socket, then on its timer.  Acting, it
+	 * may start a thread to resolve a host name, and a thread starts with
+	 * its creator's signal mask: blocked here, so that the worker's signal
+	 * handlers run only in its own thread, between the steps whose order
+	 * they rely on (worker_transaction.c).
+	 */
+	pthread_sigmask(SIG_SETMASK, &BlockSig, &unblocked);
 	do
 	{
 		nready = epoll_wait(pool->epoll_fd, ready, lengthof(ready), 0);
@@ -179,6 +190,7 @@ http_pool_wait(HttpPool *pool, long timeout_ms, uint32 wait_event_info)
 		}
 	} while (nready == lengthof(ready));
 	curl_multi_socket_action(pool->multi, CURL_SOCKET_TIMEOUT, 0, &running);
+	pthread_sigmask(SIG_SETMASK, &unblocked, NULL);
 
 	collect_finished(pool);
 	return woke;

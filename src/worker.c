@@ -260,6 +260,8 @@ work_once(void)
 	record_finished(&state);
 	if (record_pending(&state))
 		return RECORD_RETRY_MIN_MS; /* take no new work until results are safe */
+	if (ShutdownRequestPending)
+		return 0;				/* a stop claims, takes and leases nothing more */
 
 	if (transfer_slots_any_submitted())
 		dispatch_take_transfers(&state);

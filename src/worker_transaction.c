@@ -13,6 +13,8 @@
 #include "miscadmin.h"
 #include "pgstat.h"
 #include "postmaster/interrupt.h"
+#include "replication/syncrep.h"
+#include "replication/walsender.h"
 #include "tcop/tcopprot.h"
 #include "utils/guc.h"
 #include "utils/snapmgr.h"
@@ -69,7 +71,7 @@ set_phase(TransactionPhase next)
 	/* a cancel meant for the phase before, and not acted on, goes with it */
 	QueryCancelPending = false;
 	/* a stop asked for just before the commit: its wait is cut short too */
-	if (next == PHASE_COMMITTING && ShutdownRequestPending)
+	if (next == PHASE_COMMITTING && ShutdownRequestPending && SyncRepRequested())
 	{
 		QueryCancelPending = true;
 		InterruptPending = true;
@@ -113,11 +115,11 @@ worker_transaction(void (*fn) (void *), void *arg, const char *activity)
 
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
-	set_phase(PHASE_WORKING);
-	PushActiveSnapshot(GetTransactionSnapshot());
 	pgstat_report_activity(STATE_RUNNING, activity);
 	PG_TRY();
 	{
+		set_phase(PHASE_WORKING);
+		PushActiveSnapshot(GetTransactionSnapshot());
 		fn(arg);
 		PopActiveSnapshot();
 		set_phase(PHASE_COMMITTING);

@@ -102,6 +102,18 @@ refs = [((e.get("body") or {}).get("metadata") or {}).get("payout_reference")
         and isinstance(e.get("body"), dict) and str(e["body"].get("description", "")).startswith(tag)]
 print(len(refs), len(set(refs)))' "$1"
 }
+# postpone_verifications: the sent payouts' verifications an hour later (as
+# test 45 does), until none is due or in flight
+postpone_verifications() {
+    local _
+    for _ in 1 2 3; do
+        sql -q -c "SET session_replication_role = replica" \
+            -c "UPDATE payouts SET next_attempt_at = now() + interval '1 hour' WHERE status = 'sent'" >/dev/null
+        [ "$(wait_sql "(SELECT in_flight = 0 FROM moneroo_status)
+                       AND NOT EXISTS (SELECT FROM payouts WHERE status = 'sent'
+                                       AND next_attempt_at < now() + interval '10 min')" 5)" = t ] && break
+    done
+}
 # log_since BYTES: the server log from that offset on
 log_size() { stat -c %s "$SERVER_LOG" 2>/dev/null || echo 0; }
 log_since() { tail -c +"$(($1 + 1))" "$SERVER_LOG" 2>/dev/null; }
@@ -243,25 +255,37 @@ is "$(wait_sql "(SELECT status IN ('sent', 'success', 'failed') FROM payouts WHE
 # most lock_timeout (1 s, PostgreSQL's own SIGINT to itself): that answer is
 # kept and written later (and no new payout is claimed until it is), and
 # meanwhile the worker writes the other answers.
+# Nothing else on the wire: a verification would take the place of the
+# second send, which then waits (no new request while an answer is unwritten).
+# While the worker waits on the lock it does not read its sockets, and an
+# answer read after request_timeout is a timeout (libcurl looks at the clock
+# first): the 2 s of this cluster would turn the other answer, come at 1.5 s
+# and read after 2 s of lock waits, into an unknown.
+postpone_verifications
+reload_settings "ALTER SYSTEM SET moneroo.request_timeout = '10s'"
 mock_config '{"latency_ms": 1500}'
 tag="20_signals result locked"
 mark=$(queue "$tag" 2 4149518161)
-wait_sql "(SELECT count(*) = 2 FROM $(of "$tag" "$mark") WHERE status = 'sending')" 10 >/dev/null
+# both requests at the mock (which answers 1.5 s after each came)
+deadline=$((SECONDS + 10))
+until [ "$(mock_posts "$tag")" = "2 2" ] || [ "$SECONDS" -ge "$deadline" ]; do sleep 0.05; done
 locked_id=$(sql1 "SELECT min(id) FROM $(of "$tag" "$mark")")
 sql -q -c "BEGIN" -c "SELECT id FROM payouts WHERE id = $locked_id FOR UPDATE" -c "SELECT pg_sleep(12)" \
     -c "COMMIT" >/dev/null 2>&1 &
 locker=$!
 mock_config '{"latency_ms": 0}'
-# the answers come within 1.5 s; the worker writes them at once, in vain
+# the answers come within 1.5 s; the worker writes them together, in vain
 # after 1 s, then each alone (the locked one, 1 s more, may go first); an
 # answer that came meanwhile waits for the next try (0.5 s later, then 1 s)
 is "$(wait_sql "(SELECT status IN ('sent', 'success', 'failed') FROM $(of "$tag" "$mark") WHERE id > $locked_id)" 10) $(sql1 "SELECT status FROM payouts WHERE id = $locked_id") $(kill -0 "$locker" 2>/dev/null && echo locked)" \
    "t sending locked" \
-   "a result whose row another transaction keeps locked does not freeze the worker: the other answer is written meanwhile (lock_timeout)"
+   "a result whose row another transaction keeps locked does not freeze the worker: the other answer is written meanwhile (lock_timeout)" \
+   "$(sql1 "SELECT string_agg(id || ': ' || status || ' ' || coalesce(last_error, ''), '; ') FROM $(of "$tag" "$mark")")"
 wait "$locker"
-is "$(wait_sql "(SELECT status IN ('sent', 'success', 'failed') AND moneroo_id IS NOT NULL FROM payouts WHERE id = $locked_id)" 10) $(posts_per_ref "$tag") $(grep -q 'canceling statement due to lock timeout' "$SERVER_LOG" && echo logged)" \
-   "t 2 2 logged" "once the lock goes the kept answer is written (each sent once, with its id); the server log says the lock timed out" \
+is "$(wait_sql "(SELECT bool_and(status IN ('sent', 'success', 'failed') AND moneroo_id IS NOT NULL) FROM $(of "$tag" "$mark"))" 10) $(posts_per_ref "$tag") $(grep -q 'canceling statement due to lock timeout' "$SERVER_LOG" && echo logged)" \
+   "t 2 2 logged" "once the lock goes the kept answer is written (both sent once, each with its id); the server log says the lock timed out" \
    "$(grep -B1 -A3 'lock timeout' "$SERVER_LOG" | tail -n 8)"
+reload_settings 'ALTER SYSTEM RESET moneroo.request_timeout'
 
 # ================================================================ E. CREATE/DROP DATABASE
 mock_config '{"latency_ms": 1000}'
@@ -283,15 +307,8 @@ mock_config '{"latency_ms": 0}'
 wait_sql "(SELECT count(*) FROM payouts WHERE status IN ('pending', 'sending')) = 0" 10 >/dev/null
 # Sent payouts of the sections above would be verified on their schedule, and
 # a verification on the wire at the DROP has no table for its result (the
-# worker then logs it, by payout): postpone them, as test 45 does, until none
-# is due or in flight.
-for _ in 1 2 3; do
-    sql -q -c "SET session_replication_role = replica" \
-        -c "UPDATE payouts SET next_attempt_at = now() + interval '1 hour' WHERE status = 'sent'" >/dev/null
-    [ "$(wait_sql "(SELECT in_flight = 0 FROM moneroo_status)
-                   AND NOT EXISTS (SELECT FROM payouts WHERE status = 'sent'
-                                   AND next_attempt_at < now() + interval '10 min')" 5)" = t ] && break
-done
+# worker then logs it, by payout).
+postpone_verifications
 log0=$(log_size)
 out=$(sql -q -c 'DROP EXTENSION moneroo' 2>&1) && rc=0 || rc=$?
 ok "$rc" "DROP EXTENSION moneroo while the worker runs" "$out"

@@ -386,6 +386,42 @@ verification_turn(WorkerState *ws)
 		ws->sends_since_verification >= DISPATCH_SENDS_PER_VERIFICATION;
 }
 
+/*
+ * With fewer standbys streaming than moneroo.claim_standbys asks for, a
+ * claim could only wait out claim_standbys_timeout and go back to pending
+ * (and one caught in "sending" by a crash meanwhile would be unknown for
+ * nothing): nothing is claimed, and moneroo_status says why.  A standby
+ * that streams but has not flushed a claim is waited for
+ * (give_up_on_standbys).  Checked at every claim, so the worker sends again
+ * as soon as a standby streams.
+ */
+static bool
+too_few_standbys(WorkerState *ws)
+{
+	int			streaming = 0;
+	bool		was_short = ws->too_few_standbys;
+	char	   *why;
+
+	if (moneroo_claim_standbys > 0)
+		(void) standbys_flushed(InvalidXLogRecPtr, &streaming);
+	ws->too_few_standbys = moneroo_claim_standbys > 0 && streaming < moneroo_claim_standbys;
+	if (!ws->too_few_standbys)
+	{
+		if (was_short)
+			ereport(LOG, errmsg("moneroo worker is claiming payouts again: %d standbys stream", streaming));
+		return false;
+	}
+	why = psprintf("not claiming: %d standbys stream, moneroo.claim_standbys requires %d",
+				   streaming, moneroo_claim_standbys);
+	moneroo_note_error(why);
+	if (!was_short)
+		ereport(WARNING,
+				errmsg("moneroo worker is not sending: too few standbys stream"),
+				errdetail("Payouts stay pending: %s.", why),
+				errhint("They are sent once enough standbys stream; check the standbys, or lower moneroo.claim_standbys."));
+	return true;
+}
+
 /* The claimed rows join the ready list only once the claim has committed. */
 bool
 dispatch_claim(WorkerState *ws, int n)
@@ -394,6 +430,8 @@ dispatch_claim(WorkerState *ws, int n)
 	MemoryContext old;
 	ListCell   *lc;
 
+	if (too_few_standbys(ws))
+		return true;			/* nothing to claim for: not a failure */
 	if (verification_turn(ws))
 	{
 		if (!dispatch_lease_verifications(ws, 1))

@@ -45,6 +45,8 @@
 #define ACCOUNT_LOOK_MS 1000
 /* While claims wait for moneroo.claim_standbys, the standbys are looked at this often. */
 #define STANDBY_LOOK_MS 1
+/* While fewer standbys stream than moneroo.claim_standbys, they are counted this often. */
+#define STANDBY_COUNT_MS 250
 /* Due rows someone else holds locked are looked at again this often. */
 #define LOCKED_BACKOFF_MIN_MS 100
 #define LOCKED_BACKOFF_MAX_MS 1000
@@ -219,10 +221,13 @@ next_sleep_ms(void)
 		sleep_ms = STANDBY_LOOK_MS; /* walsenders wake nobody */
 	else if ((can_send && state.ready != NIL) || state.rate_refused || dispatch_rate_allowance() == 0)
 		sleep_ms = Max(1, moneroo_rate_wait_ms());
-	else if ((can_send && state.more_pending) || (can_verify && verification_due()))
+	else if ((can_send && state.more_pending && !state.too_few_standbys) ||
+			 (can_verify && verification_due()))
 		sleep_ms = 0;
 	else
 		sleep_ms = sleep_until_due(sleep_ms);
+	if (state.too_few_standbys)
+		sleep_ms = Min(sleep_ms, STANDBY_COUNT_MS); /* a standby that connects wakes nobody */
 	if (paused_ms >= 0)
 		sleep_ms = Min(sleep_ms, paused_ms);
 

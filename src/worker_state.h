@@ -47,6 +47,7 @@ typedef struct WorkerState
 	bool		more_pending;	/* a claim may find rows */
 	bool		more_to_verify; /* a lease may find rows */
 	bool		rate_refused;	/* this round: the limiter gave another database's worker its turn */
+	bool		too_few_standbys;	/* fewer stream than claim_standbys: nothing is claimed */
 	int			sends_since_verification;
 	int			record_failures;
 	TimestampTz next_record_retry;

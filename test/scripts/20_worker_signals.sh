@@ -173,12 +173,15 @@ pid=${newpid:-$(worker_pid)}
 # request 500 ms after it arrives, so requests that arrive less than 400 ms
 # apart were all on the wire together.  (The mock's own max_concurrent can
 # count one more: a handler still finishing after its answer went out.)
-# Every earlier payout is settled first: a verification of one of them,
-# answered at once between the mock's reset and its new latency, would
-# count as on the wire with the batch.
+# The script's earlier payouts are settled first, and the other sent ones'
+# verifications postponed, with none on the wire: a verification answered at
+# once between the mock's reset and its new latency would count as on the
+# wire with the batch, and one still on the wire (after 10_crash, say) would
+# take a place from it, unseen by the new journal.
 batch() {
     wait_sql "(SELECT count(*) FROM payouts WHERE status IN ('pending', 'sending', 'sent')
                 AND request ->> 'description' LIKE '20\_signals%') = 0" 30 >/dev/null
+    postpone_verifications
     mock_reset
     mock_config '{"rate_limit": 0, "latency_ms": 500}'
     local m

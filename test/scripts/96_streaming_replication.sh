@@ -42,6 +42,9 @@
 #       it, and pg_ctl stop -m fast of the primary during that wait: the server stops, nothing is sent,
 #       the payout is pending after the restart and sent once the standby is
 #       back.
+#   (f) moneroo.claim_standbys = 1 with no standby streaming: nothing is
+#       claimed (no payout leaves pending), moneroo_status says why; once the
+#       standby streams, each is sent once.
 #
 # Run by test/run.sh (bash, TAP on stdout); uses the variables and cluster.sh
 # functions it exports, not its cluster nor its mock.
@@ -61,7 +64,7 @@ fi
 
 N=60                 # payouts per failover
 LATENCY_MS=400       # the mock creates at once and answers this much later
-PLAN=38
+PLAN=40
 tap_plan "$PLAN"
 
 repl_setup moneroo-96 || bail "cannot make the temporary folder"
@@ -335,6 +338,38 @@ F=$(repl_check p5 "$TAG" 1 --details A B)
 diag "fast stop: $(head -n 1 <<<"$F")"
 is "$(figure done "$F") $(figure created "$F") $(figure posted_twice "$F")" "1 1 0" \
     "fast stop: once the standby streams again it is sent, once" "$(grep '^#' <<<"$F")"
+on s5 cluster_stop immediate >/dev/null 2>&1
+
+# ---------------------------------------------------------------- (f) claim_standbys with no standby streaming
+# A claim could only wait for a standby that is not there and go back: the
+# worker claims nothing, moneroo_status says why, and it sends as soon as a
+# standby streams.
+reset_mocks
+TAG="96 no standby"
+on p5 cluster_psql -c "ALTER SYSTEM SET synchronous_standby_names = ''" -c "ALTER SYSTEM SET moneroo.claim_standbys = 1" \
+    -c "SELECT pg_reload_conf()" >/dev/null 2>&1
+sleep 0.5
+rc=0; repl_queue p5 "$TAG" 3 >/dev/null || rc=1
+# over 3 s, never one claimed: sampled every 0.1 s
+claimed=0
+for _ in $(seq 30); do
+    [ "$(on p5 sql1 "SELECT count(*) FROM payouts WHERE status <> 'pending' AND request ->> 'description' LIKE '$TAG #%'")" = 0 ] ||
+        claimed=$((claimed + 1))
+    sleep 0.1
+done
+is "$rc $claimed $(created_at A "$TAG") $(on p5 sql1 "SELECT last_error LIKE 'not claiming: 0 standbys stream, moneroo.claim_standbys requires 1' FROM moneroo_status")" \
+    "0 0 0 t" \
+    "no standby: with claim_standbys = 1 and no standby streaming, nothing is claimed nor sent over 3 s, and moneroo_status.last_error says why" \
+    "moneroo_status.last_error: $(on p5 sql1 "SELECT last_error FROM moneroo_status")"
+t0=$SECONDS
+on s5 cluster_start >/dev/null
+repl_wait_drained p5 "$TAG" 30
+F=$(repl_check p5 "$TAG" 3 --details A B)
+diag "no standby: $(head -n 1 <<<"$F")"
+is "$(figure done "$F") $(figure created "$F") $(figure posted_twice "$F") $(grep -c 'moneroo worker is claiming payouts again' "$REPL_DIR/p5/server.log")" \
+    "3 3 0 1" \
+    "no standby: once s5 streams the three are sent, each once ($((SECONDS - t0)) s after its start), and the log says the worker claims again" \
+    "$(grep '^#' <<<"$F")" "$(grep 'standbys' "$REPL_DIR/p5/server.log" | tail -n 4)"
 on p5 cluster_stop immediate >/dev/null 2>&1; on s5 cluster_stop immediate >/dev/null 2>&1
 
 [ "$T" -eq "$PLAN" ] || diag "ran $T tests, planned $PLAN"

@@ -392,23 +392,23 @@ verification_turn(WorkerState *ws)
  * (and one caught in "sending" by a crash meanwhile would be unknown for
  * nothing): nothing is claimed, and moneroo_status says why.  A standby
  * that streams but has not flushed a claim is waited for
- * (give_up_on_standbys).  Checked at every claim, so the worker sends again
- * as soon as a standby streams.
+ * (give_up_on_standbys).  Checked before every claim: the worker sends
+ * again within a second of a standby streaming (worker.c counts them).
  */
 static bool
 too_few_standbys(WorkerState *ws)
 {
-	int			streaming = 0;
+	int			streaming;
 	bool		was_short = ws->too_few_standbys;
 	char	   *why;
 
-	if (moneroo_claim_standbys > 0)
-		(void) standbys_flushed(InvalidXLogRecPtr, &streaming);
-	ws->too_few_standbys = moneroo_claim_standbys > 0 && streaming < moneroo_claim_standbys;
+	ws->too_few_standbys = standbys_too_few(&streaming);
 	if (!ws->too_few_standbys)
 	{
-		if (was_short)
+		if (was_short && moneroo_claim_standbys > 0)
 			ereport(LOG, errmsg("moneroo worker is claiming payouts again: %d standbys stream", streaming));
+		else if (was_short)
+			ereport(LOG, errmsg("moneroo worker is claiming payouts again: moneroo.claim_standbys is 0"));
 		return false;
 	}
 	why = psprintf("not claiming: %d standbys stream, moneroo.claim_standbys requires %d",

@@ -146,6 +146,7 @@ http_pool_wait(HttpPool *pool, long timeout_ms, uint32 wait_event_info)
 	int			running;
 	int			nready;
 	int			woke = 0;
+	sigset_t	blocked;
 	sigset_t	unblocked;
 
 	/*
@@ -176,7 +177,9 @@ http_pool_wait(HttpPool *pool, long timeout_ms, uint32 wait_event_info)
 	 * handlers run only in its own thread, between the steps whose order
 	 * they rely on (worker_transaction.c).
 	 */
-	pthread_sigmask(SIG_SETMASK, &BlockSig, &unblocked);
+	blocked = BlockSig;
+	sigdelset(&blocked, SIGQUIT);	/* an immediate stop is not held up by a slow resolver */
+	pthread_sigmask(SIG_SETMASK, &blocked, &unblocked);
 	do
 	{
 		nready = epoll_wait(pool->epoll_fd, ready, lengthof(ready), 0);

@@ -23,6 +23,7 @@
 #include "storage/procarray.h"
 #include "storage/spin.h"
 
+#include "settings.h"
 #include "standby_wait.h"
 
 static bool
@@ -62,4 +63,14 @@ standbys_flushed(XLogRecPtr lsn, int *connected)
 	if (connected)
 		*connected = streaming;
 	return flushed;
+}
+
+bool
+standbys_too_few(int *streaming)
+{
+	*streaming = 0;
+	if (moneroo_claim_standbys == 0)
+		return false;
+	(void) standbys_flushed(InvalidXLogRecPtr, streaming);
+	return *streaming < moneroo_claim_standbys;
 }

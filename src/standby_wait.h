@@ -14,4 +14,10 @@
  */
 extern int	standbys_flushed(XLogRecPtr lsn, int *connected);
 
+/*
+ * Whether fewer standbys stream than moneroo.claim_standbys asks for: then
+ * no claim could ever be sent.  *streaming is how many do.
+ */
+extern bool standbys_too_few(int *streaming);
+
 #endif

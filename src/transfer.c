@@ -31,6 +31,7 @@
 #include "settings.h"
 #include "shared_state.h"
 #include "spending_limits.h"
+#include "standby_wait.h"
 #include "transfer_slots.h"
 
 PG_FUNCTION_INFO_V1(moneroo_transfer);
@@ -140,6 +141,25 @@ check_account_not_paused(void)
 				errhint("Nothing was paid. Try again once moneroo_status shows no pause, or queue the payout with INSERT INTO payouts: it is sent when Moneroo answers again."));
 }
 
+/*
+ * The worker claims nothing while fewer standbys stream than
+ * moneroo.claim_standbys asks for (dispatch.c): a call now would only wait
+ * claim_standbys_timeout to be told so.
+ */
+static void
+check_enough_standbys(void)
+{
+	int			streaming;
+
+	if (standbys_too_few(&streaming))
+		ereport(ERROR,
+				errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				errmsg("payout was not sent: too few standbys stream"),
+				errdetail("moneroo.claim_standbys requires %d streaming standbys; %d stream.",
+						  moneroo_claim_standbys, streaming),
+				errhint("Nothing was paid. Try again once a standby streams, or queue the payout with INSERT INTO payouts: it is sent when one does."));
+}
+
 static int
 refusal_errcode(long http_status)
 {
@@ -237,6 +257,7 @@ transfer_now(Jsonb *request, const char *key)
 
 	check_worker_serves_this_database();
 	check_account_not_paused();
+	check_enough_standbys();
 	if (strlen(text) >= TRANSFER_REQUEST_BYTES)
 		ereport(ERROR,
 				errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),

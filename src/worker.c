@@ -46,7 +46,7 @@
 /* While claims wait for moneroo.claim_standbys, the standbys are looked at this often. */
 #define STANDBY_LOOK_MS 1
 /* While fewer standbys stream than moneroo.claim_standbys, they are counted this often. */
-#define STANDBY_COUNT_MS 250
+#define STANDBY_COUNT_MS 1000
 /* Due rows someone else holds locked are looked at again this often. */
 #define LOCKED_BACKOFF_MIN_MS 100
 #define LOCKED_BACKOFF_MAX_MS 1000
@@ -163,12 +163,17 @@ keep_up_when_due(TimestampTz now)
 	(void) worker_transaction(keep_up, NULL, "fold moneroo_state_counts and learn settle times");
 }
 
-/* Verifications wait while sends are queued, but get one in every so many sends. */
+/*
+ * Verifications wait while sends are queued, but get one in every so many
+ * sends; while nothing can be claimed for want of standbys, nothing waits
+ * for them.
+ */
 static bool
 verification_due(void)
 {
 	return state.more_to_verify && state.ready == NIL &&
-		(!state.more_pending || state.sends_since_verification >= DISPATCH_SENDS_PER_VERIFICATION);
+		(!state.more_pending || state.too_few_standbys ||
+		 state.sends_since_verification >= DISPATCH_SENDS_PER_VERIFICATION);
 }
 
 /*
@@ -221,13 +226,13 @@ next_sleep_ms(void)
 		sleep_ms = STANDBY_LOOK_MS; /* walsenders wake nobody */
 	else if ((can_send && state.ready != NIL) || state.rate_refused || dispatch_rate_allowance() == 0)
 		sleep_ms = Max(1, moneroo_rate_wait_ms());
-	else if ((can_send && state.more_pending && !state.too_few_standbys) ||
-			 (can_verify && verification_due()))
+	else if (state.too_few_standbys)
+		/* due payouts cannot be claimed: a standby that connects wakes nobody */
+		sleep_ms = (can_verify && verification_due()) ? 0 : STANDBY_COUNT_MS;
+	else if ((can_send && state.more_pending) || (can_verify && verification_due()))
 		sleep_ms = 0;
 	else
 		sleep_ms = sleep_until_due(sleep_ms);
-	if (state.too_few_standbys)
-		sleep_ms = Min(sleep_ms, STANDBY_COUNT_MS); /* a standby that connects wakes nobody */
 	if (paused_ms >= 0)
 		sleep_ms = Min(sleep_ms, paused_ms);
 

@@ -59,7 +59,7 @@ worker_transaction_sigint(SIGNAL_ARGS)
 void
 worker_transaction_sigterm(SIGNAL_ARGS)
 {
-	if (phase == PHASE_COMMITTING)
+	if (phase == PHASE_COMMITTING && SyncRepRequested())
 		StatementCancelHandler(postgres_signal_arg);
 	SignalHandlerForShutdownRequest(postgres_signal_arg);
 }

@@ -43,8 +43,9 @@
 #       the payout is pending after the restart and sent once the standby is
 #       back.
 #   (f) moneroo.claim_standbys = 1 with no standby streaming: nothing is
-#       claimed (no payout leaves pending), moneroo_status says why; once the
-#       standby streams, each is sent once.
+#       claimed (no payout leaves pending), moneroo_status says why,
+#       moneroo_transfer fails at once (55000), a sent payout is verified
+#       meanwhile; once the standby streams, each is sent once.
 #
 # Run by test/run.sh (bash, TAP on stdout); uses the variables and cluster.sh
 # functions it exports, not its cluster nor its mock.
@@ -64,7 +65,7 @@ fi
 
 N=60                 # payouts per failover
 LATENCY_MS=400       # the mock creates at once and answers this much later
-PLAN=40
+PLAN=42
 tap_plan "$PLAN"
 
 repl_setup moneroo-96 || bail "cannot make the temporary folder"
@@ -338,18 +339,22 @@ F=$(repl_check p5 "$TAG" 1 --details A B)
 diag "fast stop: $(head -n 1 <<<"$F")"
 is "$(figure done "$F") $(figure created "$F") $(figure posted_twice "$F")" "1 1 0" \
     "fast stop: once the standby streams again it is sent, once" "$(grep '^#' <<<"$F")"
-on s5 cluster_stop immediate >/dev/null 2>&1
 
 # ---------------------------------------------------------------- (f) claim_standbys with no standby streaming
 # A claim could only wait for a standby that is not there and go back: the
-# worker claims nothing, moneroo_status says why, and it sends as soon as a
-# standby streams.
+# worker claims nothing, moneroo_status says why, moneroo_transfer refuses at
+# once, verifications go on, and it sends as soon as a standby streams.
 reset_mocks
-TAG="96 no standby"
 on p5 cluster_psql -c "ALTER SYSTEM SET synchronous_standby_names = ''" -c "ALTER SYSTEM SET moneroo.claim_standbys = 1" \
     -c "SELECT pg_reload_conf()" >/dev/null 2>&1
-sleep 0.5
-rc=0; repl_queue p5 "$TAG" 3 >/dev/null || rc=1
+VTAG="96 verified meanwhile"; TAG="96 no standby"
+rc=0; repl_wait_streaming p5 s5 async || rc=1
+repl_queue p5 "$VTAG" 1 >/dev/null || rc=1
+repl_wait p5 "$VTAG" "done = 1" 10 || rc=1
+# sent, its first verification due 2 s later: by then no standby streams
+on s5 cluster_stop immediate >/dev/null || rc=1
+stopped=$(date +%s.%N)
+repl_queue p5 "$TAG" 3 >/dev/null || rc=1
 # over 3 s, never one claimed: sampled every 0.1 s
 claimed=0
 for _ in $(seq 30); do
@@ -361,12 +366,33 @@ is "$rc $claimed $(created_at A "$TAG") $(on p5 sql1 "SELECT last_error LIKE 'no
     "0 0 0 t" \
     "no standby: with claim_standbys = 1 and no standby streaming, nothing is claimed nor sent over 3 s, and moneroo_status.last_error says why" \
     "moneroo_status.last_error: $(on p5 sql1 "SELECT last_error FROM moneroo_status")"
+t0=$(date +%s%N)
+out=$(on p5 sql -c "SELECT moneroo_transfer(jsonb_build_object(
+          'amount', 100, 'currency', 'USD', 'description', '96 no standby transfer', 'method', 'moneroo_payout_demo',
+          'customer', jsonb_build_object('email', 'ha@example.com', 'first_name', 'Fail', 'last_name', 'Over'),
+          'recipient', jsonb_build_object('account_number', '4149518161')))" 2>&1)
+ms=$(( ($(date +%s%N) - t0) / 1000000 ))
+is "$(grep -o 'ERROR:  payout was not sent: too few standbys stream' <<<"$out") $([ "$ms" -lt 1000 ] && echo prompt) $(on p5 sql1 "SELECT count(*) FROM payouts WHERE request ->> 'description' = '96 no standby transfer'")" \
+    "ERROR:  payout was not sent: too few standbys stream prompt 0" \
+    "no standby: moneroo_transfer fails at once ($ms ms) and records nothing" "$out"
+deadline=$((SECONDS + 15))
+settled="SELECT status IN ('success', 'failed') FROM payouts WHERE request ->> 'description' LIKE '$VTAG #%'"
+until [ "$(on p5 sql1 "$settled")" = t ] ||
+      [ "$SECONDS" -ge "$deadline" ]; do sleep 0.2; done
+vid=$(on p5 sql1 "SELECT moneroo_id FROM payouts WHERE request ->> 'description' LIKE '$VTAG #%'")
+verified=$(mock_on A mock_ctl GET /__mock/journal | python3 -c '
+import json, sys
+print(sum(1 for e in json.load(sys.stdin) if e.get("method") == "GET"
+          and e.get("path", "").endswith("/" + sys.argv[2] + "/verify") and e["time"] > float(sys.argv[1])))' "$stopped" "${vid:-none}")
+is "$(on p5 sql1 "$settled") $([ "$verified" -ge 1 ] && echo verified)" \
+    "t verified" "no standby: meanwhile a sent payout is verified as usual (and settles: success or failed)" \
+    "verifications at the mock since the standby stopped: $verified"
 t0=$SECONDS
 on s5 cluster_start >/dev/null
 repl_wait_drained p5 "$TAG" 30
 F=$(repl_check p5 "$TAG" 3 --details A B)
 diag "no standby: $(head -n 1 <<<"$F")"
-is "$(figure done "$F") $(figure created "$F") $(figure posted_twice "$F") $(grep -c 'moneroo worker is claiming payouts again' "$REPL_DIR/p5/server.log")" \
+is "$(figure done "$F") $(figure created "$F") $(figure posted_twice "$F") $(grep -c 'moneroo worker is claiming payouts again: 1 standbys stream' "$REPL_DIR/p5/server.log")" \
     "3 3 0 1" \
     "no standby: once s5 streams the three are sent, each once ($((SECONDS - t0)) s after its start), and the log says the worker claims again" \
     "$(grep '^#' <<<"$F")" "$(grep 'standbys' "$REPL_DIR/p5/server.log" | tail -n 4)"

@@ -2,7 +2,8 @@
 # another server, for example: make PG_CONFIG=/usr/lib/postgresql/15/bin/pg_config
 EXTENSION = moneroo
 MODULE_big = moneroo
-OBJS = $(patsubst %.c,%.o,$(sort $(wildcard src/*.c)))
+# src/ is in folders by layer (src/README.md); moneroo.c, _PG_init, is alone at its root.
+OBJS = $(patsubst %.c,%.o,$(sort $(wildcard src/*.c src/*/*.c)))
 # Every version's script and every upgrade script (moneroo--1.0.sql,
 # moneroo--1.0--1.1.sql, ...): CREATE EXTENSION runs the first and then the
 # upgrades up to default_version in moneroo.control.  sql/ holds nothing else.
@@ -59,7 +60,7 @@ ISOLATION_TESTDB = $(or $(PGDATABASE),moneroo_test)
 # PGXS tracks no dependencies on headers or flags: a new version, or a
 # changed header (a struct in shared memory, say), must reach every object
 # (only the objects are rebuilt, by make's own rules).
-$(OBJS): moneroo.control $(wildcard src/*.h)
+$(OBJS): moneroo.control $(wildcard src/*/*.h)
 
 # META.json's "version" and provides.moneroo.version must be
 # $(EXTVERSION_SEMVER).  Needs python3 (to read JSON exactly); without it the

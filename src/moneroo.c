@@ -9,13 +9,13 @@
 #include "fmgr.h"
 #include "miscadmin.h"
 
-#include "audit_trail.h"
-#include "commit_wakeup.h"
-#include "database_events.h"
-#include "launcher.h"
-#include "settings.h"
-#include "shared_state.h"
-#include "spending_limits.h"
+#include "table/audit_trail.h"
+#include "shmem/commit_wakeup.h"
+#include "shmem/database_events.h"
+#include "worker/launcher.h"
+#include "common/settings.h"
+#include "shmem/shared_state.h"
+#include "table/spending_limits.h"
 
 PG_MODULE_MAGIC;
 

@@ -49,9 +49,9 @@ build_extension() {
     # PGXS tracks no header dependencies: rebuild objects older than a header,
     # the Makefile or moneroo.control (the version, MONEROO_VERSION) so a stale
     # object never hides a change.
-    for o in src/*.o; do
+    for o in src/*.o src/*/*.o; do
         [ -e "$o" ] || continue
-        for h in src/*.h Makefile moneroo.control; do
+        for h in src/*/*.h Makefile moneroo.control; do
             if [ -e "$h" ] && [ "$h" -nt "$o" ]; then rm -f "$o" "${o%.o}.bc"; break; fi
         done
     done

@@ -9,13 +9,18 @@
 #include "fmgr.h"
 #include "miscadmin.h"
 
-#include "table/audit_trail.h"
+#include "common/settings.h"
+#include "shmem/account_health.h"
 #include "shmem/commit_wakeup.h"
 #include "shmem/database_events.h"
-#include "worker/launcher.h"
-#include "common/settings.h"
+#include "shmem/rate_limit.h"
+#include "shmem/served_databases.h"
 #include "shmem/shared_state.h"
+#include "shmem/transfer_slots.h"
+#include "table/audit_trail.h"
 #include "table/spending_limits.h"
+#include "table/verify_schedule.h"
+#include "worker/launcher.h"
 
 PG_MODULE_MAGIC;
 
@@ -45,7 +50,11 @@ _PG_init(void)
 	moneroo_register_database_events();
 	audit_register_callbacks();
 	limits_register_callbacks();
-	moneroo_request_shared_memory();
-	moneroo_init_shared_memory();
+	served_databases_shmem();
+	moneroo_rate_limit_shmem();
+	account_health_shmem();
+	transfer_slots_shmem();
+	verify_schedule_shmem();
+	moneroo_shared_memory_hooks();
 	moneroo_register_launcher();
 }

@@ -5,12 +5,12 @@
 #include "postgres.h"
 
 #include "access/xact.h"
-#include "common/jsonapi.h"
 #include "mb/pg_wchar.h"
 #include "utils/builtins.h"
 #include "utils/numeric.h"
 #include "utils/resowner.h"
 
+#include "common/jsonapi.h"
 #include "common/jsonb_fields.h"
 
 /* Deepest nesting accepted from outside: the JSON parsers recurse. */

@@ -50,4 +50,7 @@ extern bool moneroo_secret_key_file_changed(void);
  */
 extern void moneroo_check_configuration(void);
 
+/* Whether this statement is pg_restore's COPY, which brings rows back as they were. */
+extern bool moneroo_restoring_from_dump(void);
+
 #endif

@@ -13,14 +13,14 @@
 #include "miscadmin.h"
 #include "utils/builtins.h"
 
-#include "table/audit_trail.h"
 #include "common/jsonb_fields.h"
+#include "functions/verification.h"
 #include "moneroo/moneroo_api.h"
+#include "table/audit_trail.h"
 #include "table/payout_lookup.h"
 #include "table/payout_store.h"
 #include "table/payouts_table.h"
 #include "table/spending_limits.h"
-#include "functions/verification.h"
 
 PG_FUNCTION_INFO_V1(moneroo_retry);
 PG_FUNCTION_INFO_V1(moneroo_cancel);

@@ -23,16 +23,16 @@
 #include "utils/uuid.h"
 #include "utils/wait_event.h"
 
-#include "shmem/account_health.h"
+#include "common/settings.h"
 #include "moneroo/moneroo_api.h"
+#include "shmem/account_health.h"
+#include "shmem/served_databases.h"
+#include "shmem/standby_wait.h"
+#include "shmem/transfer_slots.h"
 #include "table/payout_lookup.h"
 #include "table/payouts_table.h"
 #include "table/request_validator.h"
-#include "common/settings.h"
-#include "shmem/shared_state.h"
 #include "table/spending_limits.h"
-#include "shmem/standby_wait.h"
-#include "shmem/transfer_slots.h"
 
 PG_FUNCTION_INFO_V1(moneroo_transfer);
 
@@ -327,7 +327,7 @@ moneroo_transfer(PG_FUNCTION_ARGS)
 		if (earlier_payout_of_key(key, request, &row))
 			PG_RETURN_DATUM(row);
 	}
-	moneroo_validate_request(request, payouts_schema());
+	moneroo_validate_request(request, payouts_schema(), true);
 	moneroo_check_configuration();
 	check_not_held(request);
 	PG_RETURN_DATUM(transfer_now(request, key));

@@ -11,18 +11,19 @@
 
 #include "fmgr.h"
 #include "miscadmin.h"
+#include "storage/latch.h"
 #include "utils/wait_event.h"
 
-#include "shmem/account_health.h"
-#include "table/audit_trail.h"
+#include "common/settings.h"
+#include "functions/verification.h"
 #include "moneroo/http_client.h"
 #include "moneroo/moneroo_api.h"
+#include "shmem/account_health.h"
+#include "shmem/rate_limit.h"
+#include "shmem/served_databases.h"
+#include "table/audit_trail.h"
 #include "table/payout_lookup.h"
 #include "table/payout_store.h"
-#include "shmem/rate_limit.h"
-#include "common/settings.h"
-#include "shmem/shared_state.h"
-#include "functions/verification.h"
 #include "table/verify_schedule.h"
 
 PG_FUNCTION_INFO_V1(moneroo_verify);

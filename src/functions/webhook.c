@@ -10,20 +10,20 @@
  */
 #include "postgres.h"
 
-#include "common/hmac.h"
-#include "common/sha2.h"
 #include "fmgr.h"
 #include "utils/builtins.h"
 #include "utils/jsonb.h"
 
-#include "table/audit_trail.h"
+#include "common/hmac.h"
 #include "common/jsonb_fields.h"
 #include "common/message_text.h"
+#include "common/settings.h"
+#include "common/sha2.h"
+#include "functions/verification.h"
 #include "moneroo/moneroo_api.h"
+#include "table/audit_trail.h"
 #include "table/payout_lookup.h"
 #include "table/payout_store.h"
-#include "common/settings.h"
-#include "functions/verification.h"
 #include "table/verify_schedule.h"
 
 PG_FUNCTION_INFO_V1(moneroo_webhook);

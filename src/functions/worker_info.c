@@ -14,7 +14,7 @@
 
 #include "shmem/account_health.h"
 #include "shmem/rate_limit.h"
-#include "shmem/shared_state.h"
+#include "shmem/served_databases.h"
 
 PG_FUNCTION_INFO_V1(moneroo_worker_info);
 PG_FUNCTION_INFO_V1(moneroo_account_info);

@@ -16,8 +16,8 @@
 #include "utils/timestamp.h"
 #include "utils/wait_event.h"
 
-#include "moneroo/http_client.h"
 #include "common/settings.h"
+#include "moneroo/http_client.h"
 
 /* Connecting is quick or it is not going to happen. */
 #define CONNECT_TIMEOUT_MAX_MS 10000

@@ -14,8 +14,8 @@
 #include <sys/epoll.h>
 #include <unistd.h>
 
-#include "miscadmin.h"
 #include "libpq/pqsignal.h"
+#include "miscadmin.h"
 #include "nodes/pg_list.h"
 #include "storage/latch.h"
 #include "utils/memutils.h"

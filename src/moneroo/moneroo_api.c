@@ -14,7 +14,6 @@
 #include "utils/jsonb.h"
 #include "utils/numeric.h"
 
-#include "shmem/account_health.h"
 #include "common/jsonb_fields.h"
 #include "common/message_text.h"
 #include "moneroo/moneroo_api.h"
@@ -174,6 +173,12 @@ string_field(JsonbContainer *object, const char *key)
 		return NULL;
 	return text_for_message(v->val.string.val, v->val.string.len,
 							MONEROO_TEXT_MAX_BYTES, TEXT_CONTROLS_AS_SPACES);
+}
+
+bool
+http_status_refuses_key(long http_status)
+{
+	return http_status == 401 || http_status == 403;
 }
 
 /* Moneroo's message and Laravel-style field errors, for errdetail. */

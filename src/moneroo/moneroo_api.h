@@ -8,8 +8,8 @@
 
 #include "utils/jsonb.h"
 
-#include "moneroo/http_client.h"
 #include "common/payout_status.h"
+#include "moneroo/http_client.h"
 
 /* What an initialize exchange did to the payout. */
 typedef enum SendVerdict
@@ -58,5 +58,8 @@ extern bool moneroo_id_is_well_formed(JsonbValue *id);
 extern bool moneroo_id_text_is_well_formed(const char *id);
 
 extern const char *send_verdict_name(SendVerdict verdict);
+
+/* 401 and 403 mean the key, not the payout. */
+extern bool http_status_refuses_key(long http_status);
 
 #endif

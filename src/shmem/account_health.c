@@ -22,21 +22,37 @@
  */
 #include "postgres.h"
 
+#include "storage/spin.h"
 #include "utils/timestamp.h"
 
-#include "shmem/account_health.h"
 #include "common/settings.h"
+#include "shmem/account_health.h"
 #include "shmem/shared_state.h"
+
+
+/* The account's part of shared memory: every worker and backend share it. */
+typedef struct AccountShared
+{
+	slock_t		mutex;			/* protects health */
+	AccountHealth health;
+} AccountShared;
+
+static AccountShared *account_shared = NULL;
+static void
+init_account_shared(void *part)
+{
+	SpinLockInit(&((AccountShared *) part)->mutex);
+}
+
+void
+account_health_shmem(void)
+{
+	moneroo_shared_part("moneroo account health", sizeof(AccountShared), (void **) &account_shared, init_account_shared);
+}
 
 #define KEY_PAUSE_MIN_MS (60 * 1000)
 #define BREAKER_PAUSE_MIN_MS (30 * 1000)
 #define PAUSE_MAX_MS (10 * 60 * 1000)
-
-bool
-http_status_refuses_key(long http_status)
-{
-	return http_status == 401 || http_status == 403;
-}
 
 static bool
 answered_refusing_key(HttpCall *call)
@@ -64,11 +80,11 @@ account_pause(TimestampTz *until)
 {
 	AccountPause pause;
 
-	SpinLockAcquire(&moneroo_shared->mutex);
-	pause = moneroo_shared->account.pause;
+	SpinLockAcquire(&account_shared->mutex);
+	pause = account_shared->health.pause;
 	if (until)
-		*until = moneroo_shared->account.paused_until;
-	SpinLockRelease(&moneroo_shared->mutex);
+		*until = account_shared->health.paused_until;
+	SpinLockRelease(&account_shared->mutex);
 	return pause;
 }
 
@@ -130,13 +146,13 @@ recovered_locked(AccountHealth *health)
 static int
 allowance(int in_flight, int max, bool for_send)
 {
-	AccountHealth *health = &moneroo_shared->account;
+	AccountHealth *health = &account_shared->health;
 	int			allowed = 0;
 
-	SpinLockAcquire(&moneroo_shared->mutex);
+	SpinLockAcquire(&account_shared->mutex);
 	if (health->pause == ACCOUNT_OK)
 		allowed = (for_send && health->ramp > 0 ? health->ramp : max) - in_flight;
-	SpinLockRelease(&moneroo_shared->mutex);
+	SpinLockRelease(&account_shared->mutex);
 	return Max(allowed, 0);
 }
 
@@ -155,26 +171,26 @@ account_verify_allowance(int in_flight, int max)
 bool
 account_take_probe(void)
 {
-	AccountHealth *health = &moneroo_shared->account;
+	AccountHealth *health = &account_shared->health;
 	TimestampTz now = GetCurrentTimestamp();
 	bool		take;
 
-	SpinLockAcquire(&moneroo_shared->mutex);
+	SpinLockAcquire(&account_shared->mutex);
 	take = health->pause != ACCOUNT_OK && now >= health->paused_until &&
 		(health->probe_at == 0 ||
 		 TimestampDifferenceExceeds(health->probe_at, now, moneroo_request_timeout_ms + 5000));
 	if (take)
 		health->probe_at = now;
-	SpinLockRelease(&moneroo_shared->mutex);
+	SpinLockRelease(&account_shared->mutex);
 	return take;
 }
 
 void
 account_probe_not_sent(void)
 {
-	SpinLockAcquire(&moneroo_shared->mutex);
-	moneroo_shared->account.probe_at = 0;
-	SpinLockRelease(&moneroo_shared->mutex);
+	SpinLockAcquire(&account_shared->mutex);
+	account_shared->health.probe_at = 0;
+	SpinLockRelease(&account_shared->mutex);
 }
 
 /*
@@ -185,10 +201,10 @@ account_probe_not_sent(void)
 void
 account_note_probe(HttpCall *call)
 {
-	AccountHealth *health = &moneroo_shared->account;
+	AccountHealth *health = &account_shared->health;
 	TimestampTz now = GetCurrentTimestamp();
 
-	SpinLockAcquire(&moneroo_shared->mutex);
+	SpinLockAcquire(&account_shared->mutex);
 	if (answered_refusing_key(call))
 		pause_locked(health, ACCOUNT_KEY_REFUSED, KEY_PAUSE_MIN_MS, now);
 	else if (call->outcome == HTTP_ANSWERED && call->status == 429)
@@ -197,16 +213,16 @@ account_note_probe(HttpCall *call)
 		resume_locked(health);
 	else
 		pause_locked(health, ACCOUNT_MONEROO_FAILING, BREAKER_PAUSE_MIN_MS, now);
-	SpinLockRelease(&moneroo_shared->mutex);
+	SpinLockRelease(&account_shared->mutex);
 }
 
 void
 account_note_send(HttpCall *call, SendVerdict verdict)
 {
-	AccountHealth *health = &moneroo_shared->account;
+	AccountHealth *health = &account_shared->health;
 	TimestampTz now = GetCurrentTimestamp();
 
-	SpinLockAcquire(&moneroo_shared->mutex);
+	SpinLockAcquire(&account_shared->mutex);
 	if (answered_refusing_key(call))
 		pause_locked(health, ACCOUNT_KEY_REFUSED, KEY_PAUSE_MIN_MS, now);
 	else if (verdict == SEND_UNKNOWN)
@@ -219,36 +235,36 @@ account_note_send(HttpCall *call, SendVerdict verdict)
 	}
 	else if ((verdict == SEND_ACCEPTED || verdict == SEND_REFUSED) && health->pause == ACCOUNT_OK)
 		recovered_locked(health);
-	SpinLockRelease(&moneroo_shared->mutex);
+	SpinLockRelease(&account_shared->mutex);
 }
 
 /* A verification (the worker's or a backend's) that the key was refused, or that it works. */
 void
 account_note_verify(HttpCall *call)
 {
-	AccountHealth *health = &moneroo_shared->account;
+	AccountHealth *health = &account_shared->health;
 	TimestampTz now = GetCurrentTimestamp();
 
-	SpinLockAcquire(&moneroo_shared->mutex);
+	SpinLockAcquire(&account_shared->mutex);
 	if (answered_refusing_key(call))
 		pause_locked(health, ACCOUNT_KEY_REFUSED, KEY_PAUSE_MIN_MS, now);
 	else if (call->outcome == HTTP_ANSWERED && call->status < 400 &&
 			 health->pause == ACCOUNT_KEY_REFUSED)
 		resume_locked(health);
-	SpinLockRelease(&moneroo_shared->mutex);
+	SpinLockRelease(&account_shared->mutex);
 }
 
 void
 account_key_may_work(void)
 {
-	AccountHealth *health = &moneroo_shared->account;
+	AccountHealth *health = &account_shared->health;
 	TimestampTz now = GetCurrentTimestamp();
 
-	SpinLockAcquire(&moneroo_shared->mutex);
+	SpinLockAcquire(&account_shared->mutex);
 	if (health->pause == ACCOUNT_KEY_REFUSED)
 	{
 		health->paused_until = now;
 		health->probe_at = 0;
 	}
-	SpinLockRelease(&moneroo_shared->mutex);
+	SpinLockRelease(&account_shared->mutex);
 }

@@ -19,7 +19,7 @@ typedef enum AccountPause
 	ACCOUNT_MONEROO_FAILING		/* the circuit breaker is open */
 } AccountPause;
 
-/* Its state, in shared memory under MonerooShared's mutex. */
+/* Its state, in shared memory under the module's own mutex. */
 typedef struct AccountHealth
 {
 	AccountPause pause;
@@ -64,7 +64,7 @@ extern void account_note_verify(HttpCall *call);
 /* The key may work now (a reload, a new key file): try again at once. */
 extern void account_key_may_work(void);
 
-/* 401 and 403 mean the key, not the payout. */
-extern bool http_status_refuses_key(long http_status);
+/* Registers the account's shared memory; from _PG_init. */
+extern void account_health_shmem(void);
 
 #endif

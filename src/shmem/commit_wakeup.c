@@ -13,7 +13,7 @@
 #include "access/xact.h"
 
 #include "shmem/commit_wakeup.h"
-#include "shmem/shared_state.h"
+#include "shmem/served_databases.h"
 
 static bool queued_in_this_transaction = false;
 

@@ -19,9 +19,9 @@
 #include "tcop/utility.h"
 #include "utils/acl.h"
 
+#include "common/settings.h"
 #include "shmem/database_events.h"
 #include "shmem/served_databases.h"
-#include "common/settings.h"
 
 /* The worker may take this long past its requests' timeout to stop. */
 #define DROP_WAIT_EXTRA_MS 5000

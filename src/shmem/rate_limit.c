@@ -12,11 +12,48 @@
  */
 #include "postgres.h"
 
+#include "miscadmin.h"
+#include "storage/spin.h"
 #include "utils/timestamp.h"
 
-#include "shmem/rate_limit.h"
 #include "common/settings.h"
+#include "shmem/rate_limit.h"
+#include "shmem/served_databases.h"
 #include "shmem/shared_state.h"
+
+
+/*
+ * One worker's turn at the limiter, kept at its served_databases.c index:
+ * one database's backlog must not hold another's payout back for long, so
+ * when a place frees, the worker that has waited longest takes it.
+ */
+typedef struct RateTurn
+{
+	pid_t		pid;			/* the worker the turn is of */
+	TimestampTz waiting_since;	/* refused by the limiter since; 0: not */
+	TimestampTz asked_at;		/* last asked the limiter */
+} RateTurn;
+
+/* The limiter's part of shared memory: one account, one allowance. */
+typedef struct RateShared
+{
+	slock_t		mutex;			/* protects every field below */
+	RateLimiter rate;
+	RateTurn	turns[SERVED_DATABASES_MAX];
+} RateShared;
+
+static RateShared *rate_shared = NULL;
+static void
+init_rate_shared(void *part)
+{
+	SpinLockInit(&((RateShared *) part)->mutex);
+}
+
+void
+moneroo_rate_limit_shmem(void)
+{
+	moneroo_shared_part("moneroo rate limit", sizeof(RateShared), (void **) &rate_shared, init_rate_shared);
+}
 
 /* Requests leave this many percent of 60 s / moneroo.rate_limit apart. */
 #define RATE_MARGIN_PERCENT 101
@@ -53,11 +90,11 @@ moneroo_rate_wait_ms(void)
 {
 	long		wait_ms;
 
-	if (moneroo_shared == NULL)
+	if (rate_shared == NULL)
 		return 0;
-	SpinLockAcquire(&moneroo_shared->mutex);
-	wait_ms = rate_wait_locked(&moneroo_shared->rate, GetCurrentTimestamp());
-	SpinLockRelease(&moneroo_shared->mutex);
+	SpinLockAcquire(&rate_shared->mutex);
+	wait_ms = rate_wait_locked(&rate_shared->rate, GetCurrentTimestamp());
+	SpinLockRelease(&rate_shared->mutex);
 	return wait_ms;
 }
 
@@ -74,6 +111,43 @@ rate_spacing_us(int limit)
 	return (USECS_PER_SEC * 60 * RATE_MARGIN_PERCENT) / (100 * (int64) limit) + 1;
 }
 
+/*
+ * Hold the mutex.  Whether a worker other than mine has waited longer and
+ * still asks: one that stopped asking (it found other work, or stopped)
+ * loses its turn after still_asking_us.
+ */
+static bool
+turn_of_another_locked(int mine, TimestampTz now, int64 still_asking_us)
+{
+	TimestampTz waited = rate_shared->turns[mine].waiting_since;
+
+	for (int i = 0; i < SERVED_DATABASES_MAX; i++)
+	{
+		RateTurn   *other = &rate_shared->turns[i];
+
+		if (i == mine || other->waiting_since == 0 || other->asked_at < now - still_asking_us)
+			continue;
+		if (waited == 0 || other->waiting_since < waited)
+			return true;
+	}
+	return false;
+}
+
+/* Hold the mutex.  What my ask did; a new worker at the index starts afresh. */
+static void
+asked_locked(int mine, TimestampTz now, bool granted)
+{
+	RateTurn   *turn = &rate_shared->turns[mine];
+
+	if (turn->pid != MyProcPid)
+		*turn = (RateTurn) {MyProcPid, 0, 0};
+	turn->asked_at = now;
+	if (granted)
+		turn->waiting_since = 0;
+	else if (turn->waiting_since == 0)
+		turn->waiting_since = now;
+}
+
 long
 moneroo_rate_acquire(void)
 {
@@ -81,16 +155,17 @@ moneroo_rate_acquire(void)
 	RateLimiter *rate;
 	long		wait_ms;
 	int			limit = moneroo_rate_limit;
+	int			mine = served_my_index();	/* only workers take turns */
 
-	if (moneroo_shared == NULL)
+	if (rate_shared == NULL)
 		return 0;
 
-	rate = &moneroo_shared->rate;
-	SpinLockAcquire(&moneroo_shared->mutex);
+	rate = &rate_shared->rate;
+	SpinLockAcquire(&rate_shared->mutex);
 	wait_ms = rate_wait_locked(rate, now);
-	/* the workers of several databases take turns (see served_databases.c) */
-	if (wait_ms == 0 && limit > 0 &&
-		served_rate_turn_of_another_locked(now, rate_spacing_us(limit) + RATE_TURN_ASKS_US))
+	/* the workers of several databases take turns */
+	if (wait_ms == 0 && limit > 0 && mine >= 0 &&
+		turn_of_another_locked(mine, now, rate_spacing_us(limit) + RATE_TURN_ASKS_US))
 		wait_ms = 1;
 	if (wait_ms == 0)
 	{
@@ -98,8 +173,9 @@ moneroo_rate_acquire(void)
 			rate->next_request_at = now + rate_spacing_us(limit);
 		count_request(rate, now);
 	}
-	served_rate_asked_locked(now, wait_ms == 0);
-	SpinLockRelease(&moneroo_shared->mutex);
+	if (mine >= 0)
+		asked_locked(mine, now, wait_ms == 0);
+	SpinLockRelease(&rate_shared->mutex);
 	return wait_ms;
 }
 
@@ -108,12 +184,12 @@ moneroo_rate_pause(long pause_ms)
 {
 	TimestampTz until = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), pause_ms);
 
-	if (moneroo_shared == NULL)
+	if (rate_shared == NULL)
 		return;
-	SpinLockAcquire(&moneroo_shared->mutex);
-	if (moneroo_shared->rate.paused_until < until)
-		moneroo_shared->rate.paused_until = until;
-	SpinLockRelease(&moneroo_shared->mutex);
+	SpinLockAcquire(&rate_shared->mutex);
+	if (rate_shared->rate.paused_until < until)
+		rate_shared->rate.paused_until = until;
+	SpinLockRelease(&rate_shared->mutex);
 }
 
 int
@@ -123,13 +199,13 @@ moneroo_requests_last_minute(void)
 	RateLimiter *rate;
 	int			total = 0;
 
-	if (moneroo_shared == NULL)
+	if (rate_shared == NULL)
 		return 0;
-	rate = &moneroo_shared->rate;
-	SpinLockAcquire(&moneroo_shared->mutex);
+	rate = &rate_shared->rate;
+	SpinLockAcquire(&rate_shared->mutex);
 	for (int i = 0; i < 60; i++)
 		if (rate->second_of_bucket[i] > now_second - 60)
 			total += rate->requests_in_bucket[i];
-	SpinLockRelease(&moneroo_shared->mutex);
+	SpinLockRelease(&rate_shared->mutex);
 	return total;
 }

@@ -11,7 +11,7 @@
 /* After a 429 Moneroo asks for 60 seconds of silence. */
 #define RATE_LIMIT_PAUSE_MS (60 * 1000)
 
-/* Its state, in shared memory under MonerooShared's mutex. */
+/* Its state, in shared memory under the module's own mutex. */
 typedef struct RateLimiter
 {
 	TimestampTz next_request_at;	/* the earliest moment the next may leave */
@@ -36,5 +36,8 @@ extern long moneroo_rate_acquire(void);
 extern void moneroo_rate_pause(long pause_ms);
 
 extern int	moneroo_requests_last_minute(void);
+
+/* Registers the limiter's shared memory; from _PG_init. */
+extern void moneroo_rate_limit_shmem(void);
 
 #endif

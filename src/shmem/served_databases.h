@@ -33,8 +33,6 @@ typedef struct ServedDatabase
 	bool		extension_changed;	/* a CREATE or DROP EXTENSION committed here */
 	int32		requests;		/* in flight: its part of max_concurrency */
 	bool		waiting_for_place;	/* found max_concurrency full: wake it when one frees */
-	TimestampTz rate_waiting_since; /* refused by the rate limiter since; 0: not */
-	TimestampTz rate_asked_at;	/* last asked the rate limiter */
 	int32		in_flight;		/* shown: requests and claims about to leave */
 	char		last_error[LAST_ERROR_BYTES];
 	TimestampTz last_error_at;
@@ -108,13 +106,8 @@ extern bool served_take_request_place(int limit);
  */
 extern void served_wait_for_place(void);
 
-/*
- * Turns at the rate limiter (hold the mutex): whether another worker has
- * waited longer than this one and still asks; and what each ask did.
- * False for a backend: only workers take turns.
- */
-extern bool served_rate_turn_of_another_locked(TimestampTz now, int64 still_asking_us);
-extern void served_rate_asked_locked(TimestampTz now, bool granted);
+/* This worker's entry (0 to SERVED_DATABASES_MAX - 1); -1 in a backend. */
+extern int	served_my_index(void);
 
 /* requests: this worker's calls in flight; shown adds the claims about to leave. */
 extern void served_publish_in_flight(int requests, int shown);
@@ -136,5 +129,8 @@ extern void served_entry_forget(int entry);
 extern void served_entry_starting(int entry);
 
 extern void served_launcher_attach(void);
+
+/* Registers the served databases' shared memory; from _PG_init. */
+extern void served_databases_shmem(void);
 
 #endif

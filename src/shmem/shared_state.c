@@ -1,6 +1,7 @@
 /*
  * shared_state.c
- *		The extension's shared memory, set up at server start.
+ *		The extension's shared memory, set up at server start, one part per
+ *		module (see shared_state.h).
  */
 #include "postgres.h"
 
@@ -11,47 +12,72 @@
 
 #include "shmem/shared_state.h"
 
-MonerooShared *moneroo_shared = NULL;
+/* More than the modules that own a part: a new one fails loudly at start. */
+#define SHARED_PARTS_MAX 8
+
+typedef struct SharedPart
+{
+	const char *name;
+	Size		size;
+	void	  **location;
+	SharedPartInit init;
+} SharedPart;
+
+static SharedPart parts[SHARED_PARTS_MAX];
+static int	n_parts = 0;
 
 static shmem_request_hook_type previous_shmem_request = NULL;
 static shmem_startup_hook_type previous_shmem_startup = NULL;
 
+void
+moneroo_shared_part(const char *name, Size size, void **location, SharedPartInit init)
+{
+	if (!process_shared_preload_libraries_in_progress)
+		elog(ERROR, "shared memory part \"%s\" requested outside shared_preload_libraries", name);
+	if (n_parts >= SHARED_PARTS_MAX)
+		elog(ERROR, "too many shared memory parts (at most %d)", SHARED_PARTS_MAX);
+	parts[n_parts++] = (SharedPart) {name, size, location, init};
+}
+
 static void
 request_shmem(void)
 {
+	Size		total = 0;
+
 	if (previous_shmem_request)
 		previous_shmem_request();
-	RequestAddinShmemSpace(MAXALIGN(sizeof(MonerooShared)));
+	for (int i = 0; i < n_parts; i++)
+		total = add_size(total, MAXALIGN(parts[i].size));
+	RequestAddinShmemSpace(total);
 }
 
 static void
 startup_shmem(void)
 {
-	bool		found;
-
 	if (previous_shmem_startup)
 		previous_shmem_startup();
 
 	LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
-	moneroo_shared = ShmemInitStruct("moneroo", sizeof(MonerooShared), &found);
-	if (!found)
+	for (int i = 0; i < n_parts; i++)
 	{
-		memset(moneroo_shared, 0, sizeof(MonerooShared));
-		SpinLockInit(&moneroo_shared->mutex);
+		bool		found;
+		void	   *part = ShmemInitStruct(parts[i].name, parts[i].size, &found);
+
+		if (!found)
+		{
+			memset(part, 0, parts[i].size);
+			parts[i].init(part);
+		}
+		*parts[i].location = part;
 	}
 	LWLockRelease(AddinShmemInitLock);
 }
 
 void
-moneroo_request_shared_memory(void)
+moneroo_shared_memory_hooks(void)
 {
 	previous_shmem_request = shmem_request_hook;
 	shmem_request_hook = request_shmem;
-}
-
-void
-moneroo_init_shared_memory(void)
-{
 	previous_shmem_startup = shmem_startup_hook;
 	shmem_startup_hook = startup_shmem;
 }

@@ -1,39 +1,29 @@
 /*
  * shared_state.h
- *		What the launcher, the workers and the backends share: the served
- *		databases, the rate limiter and the account's state (one Moneroo
- *		account for every worker) and the transfer slots.
+ *		The extension's shared memory: one part per module, each with its own
+ *		struct, its own lock and its own size (served_databases.c,
+ *		rate_limit.c, account_health.c, transfer_slots.c, verify_schedule.c).
+ *
+ * A module registers its part from _PG_init; the part is created, zeroed
+ * and handed to the module's init function once, at server start, and every
+ * process finds it at the address the module gave.  Nothing here knows
+ * what a part holds: no lock is shared between two modules.
  */
 #ifndef MONEROO_SHARED_STATE_H
 #define MONEROO_SHARED_STATE_H
 
-#include "datatype/timestamp.h"
-#include "storage/latch.h"
-#include "storage/spin.h"
+/* Sets up a part just created (zeroed): its spinlock, say. */
+typedef void (*SharedPartInit) (void *part);
 
-#include "shmem/account_health.h"
-#include "common/message_text.h"
-#include "shmem/rate_limit.h"
-#include "shmem/served_databases.h"
-#include "shmem/transfer_slots.h"
+/*
+ * Asks for size bytes of shared memory named name; *location points to it
+ * in every process once the server has started (NULL before).  Only from
+ * _PG_init, while shared_preload_libraries loads.
+ */
+extern void moneroo_shared_part(const char *name, Size size, void **location,
+								SharedPartInit init);
 
-typedef struct MonerooShared
-{
-	slock_t		mutex;			/* protects every field below */
-	pid_t		launcher_pid;	/* 0 when the launcher does not run */
-	Latch	   *launcher_latch;
-	ServedDatabase served[SERVED_DATABASES_MAX];	/* see served_databases.c */
-
-	RateLimiter rate;			/* see rate_limit.c */
-	AccountHealth account;		/* see account_health.c */
-	TimestampTz last_webhook_at;	/* see verify_schedule.c */
-
-	TransferSlot transfers[TRANSFER_SLOTS]; /* see transfer_slots.c */
-} MonerooShared;
-
-extern MonerooShared *moneroo_shared;
-
-extern void moneroo_request_shared_memory(void);
-extern void moneroo_init_shared_memory(void);
+/* Installs the hooks that create the registered parts; once, from _PG_init. */
+extern void moneroo_shared_memory_hooks(void);
 
 #endif

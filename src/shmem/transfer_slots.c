@@ -3,16 +3,39 @@
  *		Every transition of a moneroo_transfer slot, from both sides; the
  *		state diagram is in transfer_slots.h.
  *
- * A slot's state changes only under MonerooShared's mutex, and only here.
+ * A slot's state changes only under the slots' own mutex, and only here.
  */
 #include "postgres.h"
 
 #include "miscadmin.h"
 #include "storage/ipc.h"
+#include "storage/spin.h"
 #include "utils/wait_event.h"
 
+#include "shmem/served_databases.h"
 #include "shmem/shared_state.h"
 #include "shmem/transfer_slots.h"
+
+
+/* The slots' part of shared memory. */
+typedef struct SlotsShared
+{
+	slock_t		mutex;			/* protects every slot's state */
+	TransferSlot slots[TRANSFER_SLOTS];
+} SlotsShared;
+
+static SlotsShared *slots_shared = NULL;
+static void
+init_slots_shared(void *part)
+{
+	SpinLockInit(&((SlotsShared *) part)->mutex);
+}
+
+void
+transfer_slots_shmem(void)
+{
+	moneroo_shared_part("moneroo transfer slots", sizeof(SlotsShared), (void **) &slots_shared, init_slots_shared);
+}
 
 /* The slot this backend waits on, so that leaving by any road frees it. */
 static int	my_slot = -1;
@@ -20,7 +43,7 @@ static int	my_slot = -1;
 static TransferSlot *
 slot_at(int i)
 {
-	return &moneroo_shared->transfers[i];
+	return &slots_shared->slots[i];
 }
 
 static void
@@ -35,7 +58,7 @@ reserve_free_slot(void)
 {
 	TransferSlot *slot = NULL;
 
-	SpinLockAcquire(&moneroo_shared->mutex);
+	SpinLockAcquire(&slots_shared->mutex);
 	for (int i = 0; i < TRANSFER_SLOTS && slot == NULL; i++)
 	{
 		if (slot_at(i)->state == SLOT_FREE)
@@ -45,16 +68,16 @@ reserve_free_slot(void)
 			my_slot = i;
 		}
 	}
-	SpinLockRelease(&moneroo_shared->mutex);
+	SpinLockRelease(&slots_shared->mutex);
 	return slot;
 }
 
 static void
 set_slot_state(TransferSlot *slot, TransferSlotState state)
 {
-	SpinLockAcquire(&moneroo_shared->mutex);
+	SpinLockAcquire(&slots_shared->mutex);
 	slot->state = state;
-	SpinLockRelease(&moneroo_shared->mutex);
+	SpinLockRelease(&slots_shared->mutex);
 }
 
 TransferSlot *
@@ -97,9 +120,9 @@ transfer_slot_state(TransferSlot *slot)
 {
 	TransferSlotState state;
 
-	SpinLockAcquire(&moneroo_shared->mutex);
+	SpinLockAcquire(&slots_shared->mutex);
 	state = slot->state;
-	SpinLockRelease(&moneroo_shared->mutex);
+	SpinLockRelease(&slots_shared->mutex);
 	return state;
 }
 
@@ -112,7 +135,7 @@ transfer_slot_leave(void)
 	if (my_slot < 0)
 		return SLOT_FREE;
 	slot = slot_at(my_slot);
-	SpinLockAcquire(&moneroo_shared->mutex);
+	SpinLockAcquire(&slots_shared->mutex);
 	found = slot->state;
 	switch (found)
 	{
@@ -130,7 +153,7 @@ transfer_slot_leave(void)
 		default:
 			break;
 	}
-	SpinLockRelease(&moneroo_shared->mutex);
+	SpinLockRelease(&slots_shared->mutex);
 	my_slot = -1;
 	return found;
 }
@@ -150,13 +173,13 @@ transfer_slot_take(int i)
 {
 	bool		taken = false;
 
-	SpinLockAcquire(&moneroo_shared->mutex);
+	SpinLockAcquire(&slots_shared->mutex);
 	if (slot_at(i)->state == SLOT_SUBMITTED && slot_at(i)->database == MyDatabaseId)
 	{
 		slot_at(i)->state = SLOT_CLAIMED;
 		taken = true;
 	}
-	SpinLockRelease(&moneroo_shared->mutex);
+	SpinLockRelease(&slots_shared->mutex);
 	return taken;
 }
 
@@ -171,13 +194,13 @@ transfer_slot_start_sending(int i)
 {
 	bool		claimed;
 
-	SpinLockAcquire(&moneroo_shared->mutex);
+	SpinLockAcquire(&slots_shared->mutex);
 	claimed = slot_at(i)->state == SLOT_CLAIMED;
 	if (claimed)
 		slot_at(i)->state = SLOT_SENDING;
 	else if (slot_at(i)->state == SLOT_WITHDRAWN)
 		slot_at(i)->state = SLOT_FREE;
-	SpinLockRelease(&moneroo_shared->mutex);
+	SpinLockRelease(&slots_shared->mutex);
 	return claimed;
 }
 
@@ -200,7 +223,7 @@ transfer_slot_release(int i)
 	TransferSlot *slot = slot_at(i);
 	Latch	   *latch = NULL;
 
-	SpinLockAcquire(&moneroo_shared->mutex);
+	SpinLockAcquire(&slots_shared->mutex);
 	if (slot->state == SLOT_ABANDONED || slot->state == SLOT_WITHDRAWN)
 		slot->state = SLOT_FREE;
 	else
@@ -208,7 +231,7 @@ transfer_slot_release(int i)
 		slot->state = SLOT_DONE;
 		latch = slot->backend_latch;
 	}
-	SpinLockRelease(&moneroo_shared->mutex);
+	SpinLockRelease(&slots_shared->mutex);
 	if (latch)
 		SetLatch(latch);
 }

@@ -119,4 +119,7 @@ extern void transfer_slot_release(int i);
  */
 extern void transfer_slots_release_orphans(void);
 
+/* Registers the slots' shared memory; from _PG_init. */
+extern void transfer_slots_shmem(void);
+
 #endif

@@ -26,9 +26,9 @@
 #include "utils/memutils.h"
 #include "utils/rel.h"
 
-#include "table/audit_trail.h"
 #include "common/message_text.h"
-#include "table/payout_guard.h"
+#include "common/settings.h"
+#include "table/audit_trail.h"
 #include "table/run_as_owner.h"
 #include "table/state_counts.h"
 
@@ -217,6 +217,7 @@ write_pending_events(Relation payouts)
 	Datum		values[6];
 	ListCell   *lc;
 	Oid			events = get_relname_relid("payout_events", RelationGetNamespace(payouts));
+	const char *schema;
 	int			rc;
 
 	for (int c = 0; c < 4; c++)
@@ -254,6 +255,7 @@ write_pending_events(Relation payouts)
 		values[c + 1] = text_array(columns[c], nulls[c], n);
 	values[5] = PointerGetDatum(construct_array(count_only, n, BOOLOID, 1, true, TYPALIGN_CHAR));
 
+	schema = quote_identifier(get_namespace_name(RelationGetNamespace(payouts)));
 	SPI_connect();
 	PG_TRY();
 	{
@@ -274,15 +276,9 @@ write_pending_events(Relation payouts)
 											   "    (payout_id, status, previous_status, actor, detail) "
 											   "  SELECT payout_id, status, previous_status, actor, detail "
 											   "  FROM e WHERE NOT count_only) "
-											   "INSERT INTO %1$s.moneroo_state_counts (status, payouts) "
-											   "SELECT c.status, sum(c.delta) FROM ("
-											   "    SELECT status, 1 FROM e WHERE status <> '%2$s' "
-											   "    UNION ALL "
-											   "    SELECT previous_status, -1 FROM e WHERE previous_status IS NOT NULL"
-											   "  ) AS c(status, delta) "
-											   "GROUP BY c.status HAVING sum(c.delta) <> 0",
-											   quote_identifier(get_namespace_name(RelationGetNamespace(payouts))),
-											   AUDIT_DELETED),
+											   "%2$s",
+											   schema,
+											   state_counts_insert_sql(schema, "e", AUDIT_DELETED)),
 									  6, types, values, NULL, false, InvalidSnapshot, events);
 	}
 	PG_FINALLY();

@@ -17,18 +17,19 @@
 #include "commands/trigger.h"
 #include "executor/spi.h"
 #include "miscadmin.h"
-#include "tcop/tcopprot.h"
 #include "utils/builtins.h"
 #include "utils/datum.h"
 #include "utils/jsonb.h"
 #include "utils/rel.h"
 #include "utils/timestamp.h"
 
-#include "table/audit_trail.h"
+#include "common/settings.h"
 #include "shmem/commit_wakeup.h"
+#include "table/audit_trail.h"
 #include "table/payout_guard.h"
 #include "table/payouts_table.h"
 #include "table/request_validator.h"
+#include "table/run_as_owner.h"
 #include "table/spending_limits.h"
 
 PG_FUNCTION_INFO_V1(moneroo_payouts_guard);
@@ -42,39 +43,6 @@ static const char *const state_columns[] = {
 
 /* Columns nobody changes once the row exists. */
 static const char *const identity_columns[] = {"id", "reference", "created_by", "idempotency_key"};
-
-/*
- * The triggers the extension creates on its tables (sql/): any other would
- * run with the owner's rights during the extension's writes.
- */
-static const char *const own_triggers[] = {
-	"payouts_guard", "payouts_refuse_truncate",
-	"payouts_history",
-	"payout_events_guard", "payout_events_refuse_truncate",
-};
-
-void
-moneroo_refuse_foreign_triggers(Relation rel)
-{
-	TriggerDesc *triggers = rel->trigdesc;
-
-	for (int i = 0; triggers != NULL && i < triggers->numtriggers; i++)
-	{
-		Trigger    *t = &triggers->triggers[i];
-		bool		own = t->tgisinternal;
-
-		for (int j = 0; j < lengthof(own_triggers) && !own; j++)
-			own = strcmp(t->tgname, own_triggers[j]) == 0;
-		if (own)
-			continue;
-		ereport(ERROR,
-				errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-				errmsg("%s has a trigger the moneroo extension did not create: \"%s\"",
-					   RelationGetRelationName(rel), t->tgname),
-				errdetail("The extension writes this table with its owner's privileges, which such a trigger would share."),
-				errhint("Drop the trigger; react to payouts from another table or with LISTEN/NOTIFY instead."));
-	}
-}
 
 /*
  * A column's number, or 0 for one that a schema older than the library
@@ -136,16 +104,19 @@ row_id(TupleDesc desc, HeapTuple row)
 	return isnull ? 0 : DatumGetInt64(id);
 }
 
-/* Validates the request column; NULL is left to the NOT NULL constraint. */
+/*
+ * Validates the request column; NULL is left to the NOT NULL constraint.
+ * A restored row was judged by the limits of its day.
+ */
 static void
-validate_row(Relation rel, HeapTuple row)
+validate_row(Relation rel, HeapTuple row, bool restoring)
 {
 	TupleDesc	desc = RelationGetDescr(rel);
 	bool		isnull;
 	Datum		request = heap_getattr(row, column_number(desc, "request"), desc, &isnull);
 
 	if (!isnull)
-		moneroo_validate_request(DatumGetJsonbP(request), RelationGetNamespace(rel));
+		moneroo_validate_request(DatumGetJsonbP(request), RelationGetNamespace(rel), !restoring);
 }
 
 /*
@@ -263,22 +234,6 @@ refuse_state_change(const char *column)
 }
 
 /*
- * pg_restore brings payouts back in every state with COPY, run by a
- * superuser; nothing else may insert a payout that is not pending.
- */
-bool
-moneroo_restoring_from_dump(void)
-{
-	const char *query = debug_query_string;
-
-	if (!superuser() || query == NULL)
-		return false;
-	while (*query == ' ' || *query == '\t' || *query == '\n' || *query == '\r')
-		query++;
-	return pg_strncasecmp(query, "COPY", 4) == 0;
-}
-
-/*
  * A payout dumped while it was being sent may have reached Moneroo since:
  * it comes back unknown, as it would after a crash.  Its history comes
  * back from the dump of payout_events; this last change is in last_error.
@@ -354,9 +309,10 @@ guard_insert(Relation rel, HeapTuple row)
 	const char *status;
 	bool		isnull;
 	Datum		send_at;
+	bool		restoring = !moneroo_internal_write && moneroo_restoring_from_dump();
 
-	validate_row(rel, row);
-	if (!moneroo_internal_write && moneroo_restoring_from_dump())
+	validate_row(rel, row, restoring);
+	if (restoring)
 		return restore_row(rel, row);
 	if (!moneroo_internal_write)
 		check_new_row_from_caller(desc, row);
@@ -420,7 +376,7 @@ guard_change_before_sending(Relation rel, HeapTuple old_row, HeapTuple new_row,
 	{
 		char	   *held;
 
-		validate_row(rel, new_row);
+		validate_row(rel, new_row, false);
 		held = hold_reason(rel, new_row);
 		change_text_column(&changes, desc, "status", held ? "held" : "pending");
 		change_text_column(&changes, desc, "last_error", held);

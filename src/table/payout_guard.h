@@ -7,13 +7,4 @@
 
 #include "utils/relcache.h"
 
-/*
- * Refuses to go on when rel carries a trigger the extension did not create:
- * it would run with the owner's rights during the extension's writes.
- */
-extern void moneroo_refuse_foreign_triggers(Relation rel);
-
-/* Whether this statement is pg_restore's COPY, which brings rows back as they were. */
-extern bool moneroo_restoring_from_dump(void);
-
 #endif

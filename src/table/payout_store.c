@@ -15,9 +15,9 @@
 
 #include "common/jsonb_fields.h"
 #include "common/payout_status.h"
+#include "common/settings.h"
 #include "table/payout_store.h"
 #include "table/payouts_table.h"
-#include "common/settings.h"
 #include "table/verify_schedule.h"
 
 PayoutWork *

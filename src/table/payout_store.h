@@ -7,7 +7,6 @@
 
 #include "access/xlogdefs.h"
 #include "datatype/timestamp.h"
-
 #include "nodes/pg_list.h"
 
 #include "moneroo/moneroo_api.h"

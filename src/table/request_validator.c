@@ -23,14 +23,10 @@
 
 #include "common/jsonb_fields.h"
 #include "common/message_text.h"
-#include "table/payout_guard.h"
-#include "table/payouts_table.h"
+#include "common/statement_key.h"
 #include "table/request_validator.h"
 #include "table/run_as_owner.h"
 #include "table/spending_limits.h"
-#include "common/statement_key.h"
-
-PG_FUNCTION_INFO_V1(moneroo_validate_sql);
 
 /* Moneroo's former SDK limits, in characters. */
 #define DESCRIPTION_MAX_CHARS 155
@@ -525,8 +521,7 @@ check_metadata(JsonbValue *metadata)
 
 /*
  * max_amount of moneroo_limits: the one limit that refuses a request
- * rather than hold it, since no approval should make it payable.  A row
- * pg_restore brings back was judged by the limits of its day.
+ * rather than hold it, since no approval should make it payable.
  */
 static void
 check_max_amount(JsonbValue *amount_value, const char *currency, Oid schema)
@@ -534,8 +529,6 @@ check_max_amount(JsonbValue *amount_value, const char *currency, Oid schema)
 	CurrencyLimits limits;
 	int64		amount;
 
-	if (moneroo_restoring_from_dump())
-		return;
 	limits = limits_of_currency(schema, currency);
 	if (!limits.has_max_amount)
 		return;
@@ -686,7 +679,7 @@ required_field(JsonbContainer *root, const char *name)
 }
 
 void
-moneroo_validate_request(Jsonb *request, Oid method_schema)
+moneroo_validate_request(Jsonb *request, Oid method_schema, bool check_limits)
 {
 	JsonbContainer *root;
 	JsonbValue *value;
@@ -750,7 +743,7 @@ moneroo_validate_request(Jsonb *request, Oid method_schema)
 			currency = NULL;
 		}
 	}
-	if (amount_ok && currency && method)
+	if (amount_ok && currency && method && check_limits)
 		check_max_amount(amount, currency, method_schema);
 
 	value = required_field(root, "customer");
@@ -769,12 +762,4 @@ moneroo_validate_request(Jsonb *request, Oid method_schema)
 		check_recipient(value, method, method_code);
 
 	raise_problems();
-}
-
-/* moneroo_validate(request): the validator alone, raising what INSERT would */
-Datum
-moneroo_validate_sql(PG_FUNCTION_ARGS)
-{
-	moneroo_validate_request(PG_ARGISNULL(0) ? NULL : PG_GETARG_JSONB_P(0), payouts_schema());
-	PG_RETURN_VOID();
 }

@@ -11,15 +11,48 @@
 
 #include "access/htup_details.h"
 #include "access/table.h"
+#include "commands/trigger.h"
 #include "catalog/pg_class.h"
 #include "miscadmin.h"
 #include "utils/guc.h"
 #include "utils/rel.h"
 #include "utils/syscache.h"
 
-#include "table/payout_guard.h"
 #include "common/plan_cache.h"
 #include "table/run_as_owner.h"
+
+/*
+ * The triggers the extension creates on its tables (moneroo--*.sql): any other would
+ * run with the owner's rights during the extension's writes.
+ */
+static const char *const own_triggers[] = {
+	"payouts_guard", "payouts_refuse_truncate",
+	"payouts_history",
+	"payout_events_guard", "payout_events_refuse_truncate",
+};
+
+void
+moneroo_refuse_foreign_triggers(Relation rel)
+{
+	TriggerDesc *triggers = rel->trigdesc;
+
+	for (int i = 0; triggers != NULL && i < triggers->numtriggers; i++)
+	{
+		Trigger    *t = &triggers->triggers[i];
+		bool		own = t->tgisinternal;
+
+		for (int j = 0; j < lengthof(own_triggers) && !own; j++)
+			own = strcmp(t->tgname, own_triggers[j]) == 0;
+		if (own)
+			continue;
+		ereport(ERROR,
+				errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				errmsg("%s has a trigger the moneroo extension did not create: \"%s\"",
+					   RelationGetRelationName(rel), t->tgname),
+				errdetail("The extension writes this table with its owner's privileges, which such a trigger would share."),
+				errhint("Drop the trigger; react to payouts from another table or with LISTEN/NOTIFY instead."));
+	}
+}
 
 /* The role that called the extension, while it runs as an owner. */
 static Oid	calling_role = InvalidOid;

@@ -8,7 +8,14 @@
 #include "postgres.h"
 
 #include "executor/spi.h"
+#include "utils/relcache.h"
 #include "utils/snapshot.h"
+
+/*
+ * Refuses to go on when rel carries a trigger the extension did not create:
+ * it would run with the owner's rights during the extension's writes.
+ */
+extern void moneroo_refuse_foreign_triggers(Relation rel);
 
 /*
  * Runs one statement through SPI as the owner of relation relid, with the

@@ -30,9 +30,9 @@
 
 #include "common/jsonb_fields.h"
 #include "common/payout_status.h"
+#include "common/statement_key.h"
 #include "table/run_as_owner.h"
 #include "table/spending_limits.h"
-#include "common/statement_key.h"
 
 /* What this transaction knows of one currency's usage, under its lock. */
 typedef struct UsageAddition

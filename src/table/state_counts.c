@@ -42,6 +42,19 @@ run_on_counts(Oid schema, const char *sql_format)
 	SPI_finish();
 }
 
+char *
+state_counts_insert_sql(const char *schema, const char *changes, const char *deleted_status)
+{
+	return psprintf("INSERT INTO %1$s.moneroo_state_counts (status, payouts) "
+					"SELECT c.status, sum(c.delta) FROM ("
+					"    SELECT status, 1 FROM %2$s WHERE status <> %3$s "
+					"    UNION ALL "
+					"    SELECT previous_status, -1 FROM %2$s WHERE previous_status IS NOT NULL"
+					"  ) AS c(status, delta) "
+					"GROUP BY c.status HAVING sum(c.delta) <> 0",
+					schema, changes, quote_literal_cstr(deleted_status));
+}
+
 void
 state_counts_forget_all(Relation payouts)
 {

@@ -8,6 +8,17 @@
 
 #include "utils/relcache.h"
 
+/*
+ * The counts' half of the statement that records a statement's changes of
+ * state (audit_trail.c): an INSERT of one row per state whose count the
+ * changes move, read from the CTE named changes (columns status and
+ * previous_status; status is deleted_status for a deleted payout, which
+ * leaves its state and enters none).  schema is quoted.  Events and counts
+ * are written by one statement: one round trip per statement of the caller.
+ */
+extern char *state_counts_insert_sql(const char *schema, const char *changes,
+									 const char *deleted_status);
+
 /* After TRUNCATE payouts: no payout is left in any state. */
 extern void state_counts_forget_all(Relation payouts);
 

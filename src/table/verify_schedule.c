@@ -20,25 +20,50 @@
 
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
+#include "storage/spin.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/timestamp.h"
 
-#include "table/payouts_table.h"
 #include "common/settings.h"
 #include "shmem/shared_state.h"
+#include "table/payouts_table.h"
 #include "table/verify_schedule.h"
+
+
+/*
+ * When the last signed webhook reached any backend, in shared memory: the
+ * workers poll less often while webhooks arrive.
+ */
+typedef struct WebhooksShared
+{
+	slock_t		mutex;			/* protects last_webhook_at */
+	TimestampTz last_webhook_at;
+} WebhooksShared;
+
+static WebhooksShared *webhooks_shared = NULL;
+static void
+init_webhooks_shared(void *part)
+{
+	SpinLockInit(&((WebhooksShared *) part)->mutex);
+}
+
+void
+verify_schedule_shmem(void)
+{
+	moneroo_shared_part("moneroo webhooks", sizeof(WebhooksShared), (void **) &webhooks_shared, init_webhooks_shared);
+}
 
 void
 verify_schedule_note_webhook(void)
 {
 	TimestampTz now = GetCurrentTimestamp();
 
-	if (moneroo_shared == NULL)
+	if (webhooks_shared == NULL)
 		return;
-	SpinLockAcquire(&moneroo_shared->mutex);
-	moneroo_shared->last_webhook_at = now;
-	SpinLockRelease(&moneroo_shared->mutex);
+	SpinLockAcquire(&webhooks_shared->mutex);
+	webhooks_shared->last_webhook_at = now;
+	SpinLockRelease(&webhooks_shared->mutex);
 }
 
 /* When the last signed webhook came in (0: none since the server started). */
@@ -47,11 +72,11 @@ last_webhook(void)
 {
 	TimestampTz at;
 
-	if (moneroo_shared == NULL)
+	if (webhooks_shared == NULL)
 		return 0;
-	SpinLockAcquire(&moneroo_shared->mutex);
-	at = moneroo_shared->last_webhook_at;
-	SpinLockRelease(&moneroo_shared->mutex);
+	SpinLockAcquire(&webhooks_shared->mutex);
+	at = webhooks_shared->last_webhook_at;
+	SpinLockRelease(&webhooks_shared->mutex);
 	return at;
 }
 

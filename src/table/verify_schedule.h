@@ -36,4 +36,7 @@ extern void verify_schedule_learn(void);
 /* moneroo_webhook: a delivery with a valid signature came in. */
 extern void verify_schedule_note_webhook(void);
 
+/* Registers the last webhook's shared memory; from _PG_init. */
+extern void verify_schedule_shmem(void);
+
 #endif

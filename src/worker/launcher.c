@@ -39,9 +39,9 @@
 #include "utils/timestamp.h"
 #include "utils/wait_event.h"
 
-#include "worker/launcher.h"
-#include "shmem/served_databases.h"
 #include "common/settings.h"
+#include "shmem/served_databases.h"
+#include "worker/launcher.h"
 #include "worker/worker.h"
 
 /* How often pg_database is read for databases created since. */

@@ -12,15 +12,16 @@
 #include "utils/memutils.h"
 #include "utils/timestamp.h"
 
-#include "shmem/account_health.h"
+#include "common/settings.h"
 #include "moneroo/moneroo_api.h"
+#include "shmem/account_health.h"
+#include "shmem/rate_limit.h"
+#include "shmem/served_databases.h"
+#include "shmem/transfer_slots.h"
 #include "table/payout_store.h"
 #include "table/payouts_table.h"
-#include "shmem/rate_limit.h"
-#include "worker/record.h"
-#include "common/settings.h"
-#include "shmem/shared_state.h"
 #include "table/verify_schedule.h"
+#include "worker/record.h"
 #include "worker/worker_transaction.h"
 
 /* A payout that could not connect is retried after this long. */

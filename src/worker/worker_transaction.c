@@ -20,7 +20,7 @@
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 
-#include "shmem/shared_state.h"
+#include "shmem/served_databases.h"
 #include "worker/worker_transaction.h"
 
 /*

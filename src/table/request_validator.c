@@ -10,22 +10,16 @@
  */
 #include "postgres.h"
 
-#include "catalog/namespace.h"
-#include "executor/spi.h"
-#include "fmgr.h"
-#include "lib/stringinfo.h"
 #include "mb/pg_wchar.h"
 #include "utils/builtins.h"
 #include "utils/jsonb.h"
-#include "utils/lsyscache.h"
-#include "utils/memutils.h"
 #include "utils/numeric.h"
 
 #include "common/jsonb_fields.h"
 #include "common/message_text.h"
-#include "common/statement_key.h"
+#include "table/payout_methods.h"
+#include "table/request_problems.h"
 #include "table/request_validator.h"
-#include "table/run_as_owner.h"
 #include "table/spending_limits.h"
 
 /* Moneroo's former SDK limits, in characters. */
@@ -39,9 +33,6 @@
 #define METADATA_VALUE_MAX_CHARS 500
 /* 15 digits stay below 2^53, the largest integer every JSON parser keeps. */
 #define AMOUNT_MAX_DIGITS 15
-/* E.164: at most 15 digits; shorter than 7 is no phone number anywhere. */
-#define PHONE_MIN_DIGITS 7
-#define PHONE_MAX_DIGITS 15
 
 /* The 249 officially assigned ISO 3166-1 alpha-2 codes, each followed by a space. */
 static const char iso_3166_countries[] =
@@ -55,13 +46,6 @@ static const char iso_3166_countries[] =
 	"PG PH PK PL PM PN PR PS PT PW PY QA RE RO RS RU RW SA SB SC SD SE SG SH SI "
 	"SJ SK SL SM SN SO SR SS ST SV SX SY SZ TC TD TF TG TH TJ TK TL TM TN TO TR "
 	"TT TV TW TZ UA UG UM US UY UZ VA VC VE VG VI VN VU WF WS YE YT ZA ZM ZW ";
-
-typedef struct FieldRule
-{
-	const char *name;
-	int			max_chars;		/* 0: not a free-text field */
-	bool		required;
-} FieldRule;
 
 static const FieldRule top_level_fields[] = {
 	{"amount", 0, true},
@@ -84,187 +68,6 @@ static const FieldRule customer_fields[] = {
 	{"country", 0, false},
 	{"zip", PLACE_MAX_CHARS, false},
 };
-
-/* What moneroo_payout_methods says about the requested method. */
-typedef struct PayoutMethod
-{
-	char	   *currency;
-	char	   *country;
-	char	   *recipient_field;
-	char	   *dial_code;		/* NULL: exempt from the dial-code check */
-} PayoutMethod;
-
-/*
- * What is wrong with a request.  Every check notes its problems rather than
- * raising the first: the caller gets the first in errmsg and all of them in
- * errdetail, so that one round trip fixes a request (as Moneroo's own 422
- * lists its field errors).  A field with a problem is not checked further,
- * and a check that needs a sound field (the recipient needs the method) is
- * left out when that field has one.
- */
-typedef enum ProblemKind
-{
-	PROBLEM_MISSING,
-	PROBLEM_INVALID,
-	PROBLEM_UNKNOWN_KEY,
-} ProblemKind;
-
-typedef struct Problem
-{
-	ProblemKind kind;
-	const char *field;			/* its path: customer.email, metadata.x */
-	const char *summary;		/* NULL, or a few words for errmsg */
-	const char *detail;			/* a full sentence */
-	const char *hint;			/* NULL: the default for its kind */
-} Problem;
-
-/* errdetail lists at most this many; a request of 10,000 stray keys stays readable */
-#define PROBLEMS_LISTED 20
-
-static List *problems = NIL;
-
-static void
-note_problem(ProblemKind kind, const char *field, const char *summary,
-			 const char *detail, const char *hint)
-{
-	Problem    *p = palloc(sizeof(Problem));
-
-	p->kind = kind;
-	p->field = field;
-	p->summary = summary;
-	p->detail = detail;
-	p->hint = hint;
-	problems = lappend(problems, p);
-}
-
-/* Always false, so that a check can "return reject(...)". */
-static bool
-reject(const char *field, const char *detail, const char *hint)
-{
-	note_problem(PROBLEM_INVALID, field, NULL, detail, hint);
-	return false;
-}
-
-static bool
-reject_missing(const char *field)
-{
-	note_problem(PROBLEM_MISSING, field, NULL, "The field is required.", NULL);
-	return false;
-}
-
-static bool
-reject_type(const char *field, const char *expected, JsonbValue *value)
-{
-	return reject(field,
-				  psprintf("Expected %s, got %s.", expected, jsonb_type_name(value)),
-				  NULL);
-}
-
-static char *
-default_hint(const Problem *p)
-{
-	switch (p->kind)
-	{
-		case PROBLEM_MISSING:
-			return psprintf("Add \"%s\"; the request format is in the moneroo README.", p->field);
-		case PROBLEM_UNKNOWN_KEY:
-			return pstrdup("Remove the key or check its spelling.");
-		case PROBLEM_INVALID:
-			break;
-	}
-	return psprintf("Correct \"%s\" and send the request again; the request format is in the moneroo README.",
-					p->field);
-}
-
-/*
- * Raises the problems noted, if any: 22023, the first in errmsg (naming its
- * field, as before problems were listed), every one in errdetail on a line
- * of its own, "path: sentence".
- */
-static void
-raise_problems(void)
-{
-	List	   *noted = problems;
-	Problem    *first;
-	StringInfoData detail;
-	int			n = list_length(noted);
-	ListCell   *lc;
-
-	problems = NIL;
-	if (n == 0)
-		return;
-	first = linitial(noted);
-	initStringInfo(&detail);
-	foreach(lc, noted)
-	{
-		Problem    *p = lfirst(lc);
-		int			i = foreach_current_index(lc);
-
-		if (i == PROBLEMS_LISTED)
-		{
-			appendStringInfo(&detail, "\n... and %d more problems.", n - i);
-			break;
-		}
-		appendStringInfo(&detail, "%s%s: %s", i ? "\n" : "", p->field, p->detail);
-	}
-	ereport(ERROR,
-			errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-			first->kind == PROBLEM_MISSING ?
-			errmsg("missing \"%s\" in payout request", first->field) :
-			first->kind == PROBLEM_UNKNOWN_KEY ?
-			errmsg("unknown key \"%s\" in payout request", first->field) :
-			first->summary ?
-			errmsg("invalid \"%s\" in payout request: %s", first->field, first->summary) :
-			errmsg("invalid \"%s\" in payout request", first->field),
-			errdetail_internal("%s", detail.data),
-			n == 1 ? errhint("%s", first->hint ? first->hint : default_hint(first)) :
-			errhint("Correct the %d problems found and send the request again; the request format is in the moneroo README.", n));
-}
-
-/*
- * Notes keys that no rule names: a misspelt optional field would otherwise
- * be dropped without anyone noticing.
- */
-static void
-reject_unknown_keys(JsonbContainer *object, const FieldRule *rules, int nrules,
-					const char *prefix)
-{
-	JsonbIterator *it = JsonbIteratorInit(object);
-	JsonbValue	v;
-	JsonbIteratorToken tok;
-	char	   *allowed = NULL;
-
-	while ((tok = JsonbIteratorNext(&it, &v, true)) != WJB_DONE)
-	{
-		bool		known = false;
-		char	   *key;
-
-		if (tok != WJB_KEY)
-			continue;
-		for (int i = 0; i < nrules && !known; i++)
-			known = strlen(rules[i].name) == v.val.string.len &&
-				memcmp(rules[i].name, v.val.string.val, v.val.string.len) == 0;
-		if (known)
-			continue;
-		if (allowed == NULL)
-		{
-			StringInfoData names;
-
-			initStringInfo(&names);
-			for (int i = 0; i < nrules; i++)
-				appendStringInfo(&names, "%s%s", i ? ", " : "", rules[i].name);
-			allowed = names.data;
-		}
-		key = text_for_message(v.val.string.val, v.val.string.len,
-							   ECHO_MAX_BYTES, TEXT_KEEP_CONTROLS);
-		note_problem(PROBLEM_UNKNOWN_KEY, psprintf("%s%s", prefix, key), NULL,
-					 psprintf("Not an allowed key; the allowed keys%s%s are: %s.",
-							  prefix[0] ? " of " : "",
-							  prefix[0] ? pnstrdup(prefix, strlen(prefix) - 1) : "",
-							  allowed),
-					 NULL);
-	}
-}
 
 /*
  * A free-text field: a string of 1 to max_chars characters, not blank,
@@ -542,133 +345,6 @@ check_max_amount(JsonbValue *amount_value, const char *currency, Oid schema)
 					 psprintf("Split the payout, or have max_amount of %s raised in moneroo_limits.", currency));
 }
 
-static PayoutMethod *
-read_method(const char *code, Oid method_schema, MemoryContext context)
-{
-	PayoutMethod *method = NULL;
-	char	   *query;
-	Oid			argtypes[1] = {TEXTOID};
-	Datum		args[1];
-
-	query = psprintf("SELECT currency, country, recipient_field, dial_code "
-					 "FROM %s.moneroo_payout_methods WHERE code = $1",
-					 quote_identifier(get_namespace_name(method_schema)));
-	args[0] = CStringGetTextDatum(code);
-
-	/*
-	 * Read as the table's owner: a role allowed to queue payouts need not
-	 * be granted the catalogue of methods to have its requests checked.
-	 */
-	SPI_connect();
-	if (moneroo_execute_as_owner(query, 1, argtypes, args, NULL, true, InvalidSnapshot,
-								 get_relname_relid("moneroo_payout_methods", method_schema)) != SPI_OK_SELECT)
-		elog(ERROR, "could not read moneroo_payout_methods");
-	if (SPI_processed == 1)
-	{
-		HeapTuple	row = SPI_tuptable->vals[0];
-		TupleDesc	desc = SPI_tuptable->tupdesc;
-		MemoryContext spi_context = MemoryContextSwitchTo(context);
-		char	   *dial_code = SPI_getvalue(row, desc, 4);
-
-		method = palloc(sizeof(PayoutMethod));
-		method->currency = pstrdup(SPI_getvalue(row, desc, 1));
-		method->country = pstrdup(SPI_getvalue(row, desc, 2));
-		method->recipient_field = pstrdup(SPI_getvalue(row, desc, 3));
-		method->dial_code = dial_code ? pstrdup(dial_code) : NULL;
-		MemoryContextSwitchTo(spi_context);
-	}
-	SPI_finish();
-	return method;
-}
-
-/*
- * The methods one statement looked up (found or not), since a statement
- * that queues a payroll asks for the same few for every row
- * (statement_key.h).
- */
-typedef struct MethodSeen
-{
-	char	   *code;
-	Oid			schema;
-	PayoutMethod *method;		/* NULL: no such method */
-} MethodSeen;
-
-static StatementKey methods_key;
-static List *methods_seen = NIL;
-static MemoryContext methods_context = NULL;
-
-static PayoutMethod *
-find_method(const char *code, Oid method_schema)
-{
-	ListCell   *lc;
-	MethodSeen *seen;
-	MemoryContext old;
-
-	if (methods_context == NULL)
-		methods_context = AllocSetContextCreate(TopMemoryContext, "moneroo payout methods seen",
-												ALLOCSET_SMALL_SIZES);
-	if (!statement_key_is_current(&methods_key))
-	{
-		MemoryContextReset(methods_context);
-		methods_seen = NIL;
-	}
-	foreach(lc, methods_seen)
-	{
-		seen = lfirst(lc);
-		if (seen->schema == method_schema && strcmp(seen->code, code) == 0)
-			return seen->method;
-	}
-
-	seen = MemoryContextAlloc(methods_context, sizeof(MethodSeen));
-	seen->method = read_method(code, method_schema, methods_context);
-	seen->code = MemoryContextStrdup(methods_context, code);
-	seen->schema = method_schema;
-	old = MemoryContextSwitchTo(methods_context);
-	methods_seen = lappend(methods_seen, seen);
-	MemoryContextSwitchTo(old);
-	return seen->method;
-}
-
-static void
-check_recipient(JsonbValue *recipient, PayoutMethod *method, const char *method_code)
-{
-	FieldRule	rule = {method->recipient_field, 0, true};
-	char	   *field = psprintf("recipient.%s", method->recipient_field);
-	JsonbValue *value;
-	char	   *digits;
-	int			n;
-
-	reject_unknown_keys(recipient->val.binary.data, &rule, 1, "recipient.");
-
-	value = jsonb_field(recipient->val.binary.data, method->recipient_field);
-	if (value == NULL || value->type == jbvNull)
-	{
-		reject_missing(field);
-		return;
-	}
-
-	digits = jsonb_digits_of(value);
-	if (digits == NULL)
-	{
-		reject(field,
-			   "The recipient number must be an integer or a string of digits, in international format without \"+\" or spaces.",
-			   "Write +229 51 34 50 20 as \"22951345020\".");
-		return;
-	}
-	n = strlen(digits);
-	if (n < PHONE_MIN_DIGITS || n > PHONE_MAX_DIGITS)
-		reject(field,
-			   psprintf("The recipient number has %d digits; an E.164 number has %d to %d.",
-						n, PHONE_MIN_DIGITS, PHONE_MAX_DIGITS),
-			   NULL);
-	else if (method->dial_code != NULL &&
-			 strncmp(digits, method->dial_code, strlen(method->dial_code)) != 0)
-		reject(field,
-			   psprintf("Method %s pays numbers in %s, which start with the dial code %s.",
-						method_code, method->country, method->dial_code),
-			   "Write the number in international format, starting with the country code.");
-}
-
 /* The value of a top-level field, or NULL when it is absent or JSON null. */
 static JsonbValue *
 required_field(JsonbContainer *root, const char *name)
@@ -701,7 +377,7 @@ moneroo_validate_request(Jsonb *request, Oid method_schema, bool check_limits)
 				errhint("Pass a JSON object with amount, currency, description, method, customer and recipient."));
 
 	/* a problem left by a check that raised another error is not ours */
-	problems = NIL;
+	forget_problems();
 	root = &request->root;
 	reject_unknown_keys(root, top_level_fields, lengthof(top_level_fields), "");
 	for (int i = 0; i < lengthof(top_level_fields); i++)
@@ -728,7 +404,7 @@ moneroo_validate_request(Jsonb *request, Oid method_schema, bool check_limits)
 	else if (value)
 	{
 		method_code = pnstrdup(value->val.string.val, value->val.string.len);
-		method = find_method(method_code, method_schema);
+		method = find_payout_method(method_code, method_schema);
 		if (method == NULL)
 			reject("method",
 				   psprintf("\"%s\" is not a known payout method.",

@@ -9,7 +9,6 @@
  */
 #include "postgres.h"
 
-#include "access/xlog.h"
 #include "miscadmin.h"
 #include "postmaster/interrupt.h"
 #include "storage/pmsignal.h"
@@ -62,8 +61,8 @@ dispatch_verify_capacity(WorkerState *ws)
  * last one) and under the rate limit.  While the account is paused only
  * the probe has one.
  */
-static bool
-take_request_place(WorkerState *ws, CallPurpose purpose)
+bool
+dispatch_take_request_place(WorkerState *ws, CallPurpose purpose)
 {
 	int			limit = purpose == PURPOSE_SEND ? account_send_allowance(0, moneroo_max_concurrency) :
 		purpose == PURPOSE_VERIFY ? account_verify_allowance(0, moneroo_max_concurrency) :
@@ -100,8 +99,8 @@ dispatch_publish_in_flight(WorkerState *ws)
  * fails leaves nothing behind once the round ends; what is kept moves under
  * the worker's context here, once it is safely taken.
  */
-static void
-keep_work(WorkerState *ws, PayoutWork *work)
+void
+dispatch_keep_work(WorkerState *ws, PayoutWork *work)
 {
 	MemoryContextSetParent(work->context, ws->work_context);
 }
@@ -116,78 +115,6 @@ dispatch_pause_after_failure(WorkerState *ws)
 {
 	ws->paused_until = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), WORKER_FAILURE_PAUSE_MS);
 	return WORKER_FAILURE_PAUSE_MS;
-}
-
-/* What claim_standbys waits for: the claim's commit, just made. */
-static void
-note_claim_commit(PayoutWork *work)
-{
-	work->claim_lsn = XactLastCommitEnd;
-	work->claimed_at = GetCurrentTimestamp();
-}
-
-/* ---- moneroo_transfer hand-offs ---- */
-
-typedef struct TransferInsert
-{
-	WorkerState *ws;
-	int			slot;
-	PayoutWork *work;
-} TransferInsert;
-
-static void
-insert_transfer(void *arg)
-{
-	TransferInsert *insert = (TransferInsert *) arg;
-	const TransferSlot *slot = transfer_slot_at(insert->slot);
-	Jsonb	   *request = DatumGetJsonbP(DirectFunctionCall1(jsonb_in,
-															 CStringGetDatum(slot->request)));
-	const char *worker = audit_set_actor(slot->created_by);
-
-	/* the row is the caller's: it is created by, and its history starts with, them */
-	PG_TRY();
-	{
-		insert->work = payout_store_insert_sending(request, slot->reference,
-												   slot->has_idempotency_key ? slot->idempotency_key : NULL,
-												   insert->ws->round_context);
-	}
-	PG_FINALLY();
-	{
-		(void) audit_set_actor(worker);
-	}
-	PG_END_TRY();
-	insert->work->transfer_slot = insert->slot;
-}
-
-/* Each in its own transaction, so that one bad request cannot hold up another. */
-void
-dispatch_take_transfers(WorkerState *ws)
-{
-	for (int i = 0; i < TRANSFER_SLOTS; i++)
-	{
-		TransferInsert insert = {.ws = ws, .slot = i};
-
-		if (!transfer_slot_take(i))
-			continue;
-		if (worker_transaction(insert_transfer, &insert, "record a moneroo_transfer payout"))
-		{
-			MemoryContext old = MemoryContextSwitchTo(ws->work_context);
-
-			keep_work(ws, insert.work);
-			note_claim_commit(insert.work);
-			ws->ready = lcons(insert.work, ws->ready);	/* a user waits for it */
-			MemoryContextSwitchTo(old);
-		}
-		else
-		{
-			ServedWorkerInfo info;
-
-			/* nothing was recorded, so nothing will be sent; why is the last error */
-			served_worker_info(&info);
-			transfer_slot_note_result(i, SEND_NOT_SENT, 0, info.last_error, NULL, false);
-			transfer_slot_release(i);
-		}
-	}
 }
 
 /*
@@ -236,8 +163,8 @@ start_send(WorkerState *ws, PayoutWork *work)
 	ws->sends_since_verification++;
 }
 
-static void
-start_verification(WorkerState *ws, PayoutWork *work)
+void
+dispatch_start_verification(WorkerState *ws, PayoutWork *work)
 {
 	start_call(ws, work, PURPOSE_VERIFY, moneroo_verify_path(work->moneroo_id), NULL);
 	ws->sends_since_verification = 0;
@@ -276,7 +203,7 @@ start_sends(void *arg)
 	WorkerState *ws = (WorkerState *) arg;
 
 	while (ws->ready != NIL && !claims_may_be_unreplicated() && claim_on_standbys(linitial(ws->ready)) &&
-		   dispatch_send_capacity(ws) > 0 && take_request_place(ws, PURPOSE_SEND))
+		   dispatch_send_capacity(ws) > 0 && dispatch_take_request_place(ws, PURPOSE_SEND))
 	{
 		PayoutWork *work = linitial(ws->ready);
 
@@ -294,8 +221,8 @@ start_sends(void *arg)
  * that added them is over, rather than after the rest of the round's table
  * work: a request should not wait for the next claim or lease.
  */
-static void
-let_requests_leave(WorkerState *ws)
+void
+dispatch_let_requests_leave(WorkerState *ws)
 {
 	(void) http_pool_wait(ws->pool, 0, PG_WAIT_EXTENSION);
 }
@@ -344,169 +271,10 @@ dispatch_start_ready_sends(WorkerState *ws)
 	{
 		if (!worker_transaction(start_sends, ws, "prepare requests to Moneroo"))
 			(void) dispatch_pause_after_failure(ws);
-		let_requests_leave(ws);
+		dispatch_let_requests_leave(ws);
 	}
 	give_up_on_standbys(ws);
 	dispatch_publish_in_flight(ws);
-}
-
-/* ---- claims and leases ---- */
-
-typedef struct Take
-{
-	WorkerState *ws;
-	int			wanted;
-	List	   *taken;			/* in the round's context */
-} Take;
-
-static void
-claim_pending(void *arg)
-{
-	Take	   *claim = (Take *) arg;
-	MemoryContext round = claim->ws->round_context;
-	MemoryContext txn;
-
-	if (!moneroo_extension_locked())
-		return;
-	txn = MemoryContextSwitchTo(round);
-	claim->taken = payout_store_claim(claim->wanted, round);
-	MemoryContextSwitchTo(txn);
-}
-
-/*
- * Under moneroo.rate_limit a round's claim takes the limiter's one place,
- * and the verifications leased after it find none: while sends wait, no
- * verification would ever leave.  So once in every
- * DISPATCH_SENDS_PER_VERIFICATION sends a due verification, if there is
- * one, goes in the claim's place.
- */
-static bool
-verification_turn(WorkerState *ws)
-{
-	return moneroo_rate_limit > 0 && ws->more_to_verify &&
-		ws->sends_since_verification >= DISPATCH_SENDS_PER_VERIFICATION;
-}
-
-/*
- * With fewer standbys streaming than moneroo.claim_standbys asks for, a
- * claim could only wait out claim_standbys_timeout and go back to pending
- * (and one caught in "sending" by a crash meanwhile would be unknown for
- * nothing): nothing is claimed, and moneroo_status says why.  A standby
- * that streams but has not flushed a claim is waited for
- * (give_up_on_standbys).  Checked before every claim: the worker sends
- * again within a second of a standby streaming (worker.c counts them).
- */
-static bool
-too_few_standbys(WorkerState *ws)
-{
-	int			streaming;
-	bool		was_short = ws->too_few_standbys;
-	char	   *why;
-
-	ws->too_few_standbys = standbys_too_few(&streaming);
-	if (!ws->too_few_standbys)
-	{
-		if (was_short && moneroo_claim_standbys > 0)
-			ereport(LOG, errmsg("moneroo worker is claiming payouts again: %d standbys stream", streaming));
-		else if (was_short)
-			ereport(LOG, errmsg("moneroo worker is claiming payouts again: moneroo.claim_standbys is 0"));
-		return false;
-	}
-	why = psprintf("not claiming: %d standbys stream, moneroo.claim_standbys requires %d",
-				   streaming, moneroo_claim_standbys);
-	moneroo_note_error(why);
-	if (!was_short)
-		ereport(WARNING,
-				errmsg("moneroo worker is not sending: too few standbys stream"),
-				errdetail("Payouts stay pending: %s.", why),
-				errhint("They are sent once enough standbys stream; check the standbys, or lower moneroo.claim_standbys."));
-	return true;
-}
-
-/* The claimed rows join the ready list only once the claim has committed. */
-bool
-dispatch_claim(WorkerState *ws, int n)
-{
-	Take		claim = {.ws = ws, .wanted = n};
-	MemoryContext old;
-	ListCell   *lc;
-
-	if (too_few_standbys(ws))
-		return true;			/* nothing to claim for: not a failure */
-	if (verification_turn(ws))
-	{
-		if (!dispatch_lease_verifications(ws, 1))
-			return false;
-		if (ws->sends_since_verification == 0)
-			return true;		/* one left: it had the round's place */
-	}
-	/* a claim that never committed took nothing: its work goes with the round */
-	if (!worker_transaction(claim_pending, &claim, "claim pending payouts"))
-		return false;
-	foreach(lc, claim.taken)
-	{
-		keep_work(ws, lfirst(lc));
-		note_claim_commit(lfirst(lc));
-	}
-	ws->more_pending = list_length(claim.taken) == n;
-	old = MemoryContextSwitchTo(ws->work_context);
-	ws->ready = list_concat(ws->ready, claim.taken);
-	MemoryContextSwitchTo(old);
-	dispatch_start_ready_sends(ws);
-	return true;
-}
-
-static void
-lease_verifications(void *arg)
-{
-	Take	   *lease = (Take *) arg;
-	WorkerState *ws = lease->ws;
-	MemoryContext txn;
-	ListCell   *lc;
-
-	if (!moneroo_extension_locked())
-	{
-		ws->more_to_verify = false;
-		return;
-	}
-	txn = MemoryContextSwitchTo(ws->round_context);
-	lease->taken = payout_store_lease_verifications(lease->wanted,
-													moneroo_request_timeout_ms + 60 * 1000,
-													ws->round_context);
-	MemoryContextSwitchTo(txn);
-	ws->more_to_verify = list_length(lease->taken) == lease->wanted;
-
-	/*
-	 * Another database's worker may have taken the last place since the
-	 * round counted them: what finds none is due again at once, in the same
-	 * transaction, rather than wait for its lease to expire.
-	 */
-	foreach(lc, lease->taken)
-	{
-		PayoutWork *work = lfirst(lc);
-
-		if (take_request_place(ws, PURPOSE_VERIFY))
-		{
-			keep_work(ws, work);
-			start_verification(ws, work);
-		}
-		else
-		{
-			payout_store_unlease(work->id);
-			ws->more_to_verify = true;
-		}
-	}
-}
-
-bool
-dispatch_lease_verifications(WorkerState *ws, int n)
-{
-	Take		lease = {.ws = ws, .wanted = n};
-
-	if (!worker_transaction(lease_verifications, &lease, "lease payouts to verify"))
-		return false;
-	let_requests_leave(ws);
-	return true;
 }
 
 /* ---- the probe that ends a pause ---- */
@@ -526,7 +294,7 @@ start_probe(void *arg)
 	if (work->moneroo_id == NULL)
 		work->moneroo_id = PROBE_UNKNOWN_ID;
 	start_call(ws, work, PURPOSE_PROBE, moneroo_verify_path(work->moneroo_id), NULL);
-	keep_work(ws, work);
+	dispatch_keep_work(ws, work);
 }
 
 void
@@ -534,9 +302,9 @@ dispatch_probe(WorkerState *ws)
 {
 	if (moneroo_rate_wait_ms() > 0 || !account_take_probe())
 		return;
-	if (take_request_place(ws, PURPOSE_PROBE) &&
+	if (dispatch_take_request_place(ws, PURPOSE_PROBE) &&
 		worker_transaction(start_probe, ws, "probe Moneroo"))
-		let_requests_leave(ws);
+		dispatch_let_requests_leave(ws);
 	else
 		account_probe_not_sent();
 }

@@ -1,7 +1,8 @@
 /*
  * dispatch.h
- *		The worker taking work and starting its requests: moneroo_transfer
- *		hand-offs, claims of queued payouts, leases of verifications.
+ *		The worker starting its requests: places under max_concurrency and
+ *		the rate limit, sends, verifications and the probe, and what never
+ *		left going back.
  */
 #ifndef MONEROO_DISPATCH_H
 #define MONEROO_DISPATCH_H
@@ -18,30 +19,11 @@ extern int	dispatch_verify_capacity(WorkerState *ws);
 /* How many requests the rate limiter lets through in the next 100 ms. */
 extern int	dispatch_rate_allowance(void);
 
-/*
- * Records each submitted moneroo_transfer as a sending row and puts it
- * first in line: a user is waiting for it.
- */
-extern void dispatch_take_transfers(WorkerState *ws);
-
 /* Starts the ready sends that capacity and the rate limiter allow. */
 extern void dispatch_start_ready_sends(WorkerState *ws);
 
 /* The first claimed send waits for moneroo.claim_standbys standbys. */
 extern bool dispatch_waiting_for_standbys(WorkerState *ws);
-
-/* While sends wait, a due verification gets one request in this many sends. */
-#define DISPATCH_SENDS_PER_VERIFICATION 10
-
-/*
- * Claims up to n pending payouts and starts what it can of them, unless a
- * due verification has its turn (see DISPATCH_SENDS_PER_VERIFICATION).
- * False when the claim failed: then nothing was taken.
- */
-extern bool dispatch_claim(WorkerState *ws, int n);
-
-/* Leases up to n due verifications and starts them; false when the lease failed. */
-extern bool dispatch_lease_verifications(WorkerState *ws, int n);
 
 /* When a pause of the account is over, sends the probe that ends it. */
 extern void dispatch_probe(WorkerState *ws);
@@ -58,6 +40,21 @@ extern void dispatch_return_unsent(WorkerState *ws, const char *why, bool uncoun
  * work for WORKER_FAILURE_PAUSE_MS, which it returns.
  */
 extern long dispatch_pause_after_failure(WorkerState *ws);
+
+/*
+ * A place for one request of purpose under max_concurrency (every worker's
+ * requests counted) and the rate limit; false when there is none.
+ */
+extern bool dispatch_take_request_place(WorkerState *ws, CallPurpose purpose);
+
+/* Work taken in the round's context is the worker's to keep from now on. */
+extern void dispatch_keep_work(WorkerState *ws, PayoutWork *work);
+
+/* Starts the verify request of work (inside the transaction that leased it). */
+extern void dispatch_start_verification(WorkerState *ws, PayoutWork *work);
+
+/* Starts the connects of the requests just added, without waiting for an answer. */
+extern void dispatch_let_requests_leave(WorkerState *ws);
 
 /* Tells moneroo_status how many requests the worker has in hand. */
 extern void dispatch_publish_in_flight(WorkerState *ws);

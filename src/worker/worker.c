@@ -38,6 +38,7 @@
 #include "table/verify_schedule.h"
 #include "worker/dispatch.h"
 #include "worker/record.h"
+#include "worker/take_work.h"
 #include "worker/worker.h"
 #include "worker/worker_state.h"
 #include "worker/worker_transaction.h"
@@ -174,7 +175,7 @@ verification_due(void)
 {
 	return state.more_to_verify && state.ready == NIL &&
 		(!state.more_pending || state.too_few_standbys ||
-		 state.sends_since_verification >= DISPATCH_SENDS_PER_VERIFICATION);
+		 state.sends_since_verification >= TAKE_SENDS_PER_VERIFICATION);
 }
 
 /*
@@ -275,7 +276,7 @@ work_once(void)
 		return 0;				/* a stop claims, takes and leases nothing more */
 
 	if (transfer_slots_any_submitted())
-		dispatch_take_transfers(&state);
+		take_transfers(&state);
 	if (account_pause(NULL) != ACCOUNT_OK)
 	{
 		/* nothing claimed waits out a pause in "sending": a crash would make it unknown */
@@ -290,11 +291,11 @@ work_once(void)
 
 	n = Min(dispatch_send_capacity(&state), dispatch_rate_allowance());
 	if (state.ready == NIL && state.more_pending && n > 0 &&
-		!dispatch_claim(&state, n))
+		!take_claim(&state, n))
 		return dispatch_pause_after_failure(&state);
 
 	n = Min(dispatch_verify_capacity(&state), dispatch_rate_allowance());
-	if (n > 0 && verification_due() && !dispatch_lease_verifications(&state, n))
+	if (n > 0 && verification_due() && !take_verifications(&state, n))
 		return dispatch_pause_after_failure(&state);
 
 	keep_up_when_due(now);

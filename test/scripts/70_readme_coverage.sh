@@ -66,8 +66,8 @@ fi
 SRC_DIR=$(dirname "$README")/src
 # the table rows' first cells: `| `a.c`, `b.c` | job |` gives a.c and b.c
 mapped=$(sed -n '/^Source layout (`src\/`)/,/^Code style/p' "$README" |
-    awk -F'|' '/^\| `/ { print $2 }' | grep -o '[a-z_]*\.c' | sort -u)
-sources=$(cd "$SRC_DIR" && ls -- *.c | sort)
+    awk -F'|' '/^\| `/ { print $2 }' | grep -o '[a-z_/]*\.c' | sort -u)
+sources=$(cd "$SRC_DIR" && ls -- *.c */*.c | sort)
 stale=$(comm -23 <(printf '%s\n' "$mapped") <(printf '%s\n' "$sources") | grep -c .)
 
 echo "1..$((count + $(printf '%s\n' "$sources" | grep -c .) + 1))"

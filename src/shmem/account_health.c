@@ -38,16 +38,10 @@ typedef struct AccountShared
 } AccountShared;
 
 static AccountShared *account_shared = NULL;
-static void
-init_account_shared(void *part)
-{
-	SpinLockInit(&((AccountShared *) part)->mutex);
-}
-
 void
 account_health_shmem(void)
 {
-	moneroo_shared_part("moneroo account health", sizeof(AccountShared), (void **) &account_shared, init_account_shared);
+	MONEROO_SHARED_PART("moneroo account health", AccountShared, &account_shared);
 }
 
 #define KEY_PAUSE_MIN_MS (60 * 1000)

@@ -43,16 +43,10 @@ typedef struct RateShared
 } RateShared;
 
 static RateShared *rate_shared = NULL;
-static void
-init_rate_shared(void *part)
-{
-	SpinLockInit(&((RateShared *) part)->mutex);
-}
-
 void
 moneroo_rate_limit_shmem(void)
 {
-	moneroo_shared_part("moneroo rate limit", sizeof(RateShared), (void **) &rate_shared, init_rate_shared);
+	MONEROO_SHARED_PART("moneroo rate limit", RateShared, &rate_shared);
 }
 
 /* Requests leave this many percent of 60 s / moneroo.rate_limit apart. */

@@ -31,16 +31,10 @@ typedef struct ServedShared
 } ServedShared;
 
 static ServedShared *served_shared = NULL;
-static void
-init_served_shared(void *part)
-{
-	SpinLockInit(&((ServedShared *) part)->mutex);
-}
-
 void
 served_databases_shmem(void)
 {
-	moneroo_shared_part("moneroo served databases", sizeof(ServedShared), (void **) &served_shared, init_served_shared);
+	MONEROO_SHARED_PART("moneroo served databases", ServedShared, &served_shared);
 }
 
 /* The entry this process works for, when it is a worker. */

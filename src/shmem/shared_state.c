@@ -9,6 +9,7 @@
 #include "storage/ipc.h"
 #include "storage/lwlock.h"
 #include "storage/shmem.h"
+#include "storage/spin.h"
 
 #include "shmem/shared_state.h"
 
@@ -19,8 +20,8 @@ typedef struct SharedPart
 {
 	const char *name;
 	Size		size;
+	Size		mutex_offset;
 	void	  **location;
-	SharedPartInit init;
 } SharedPart;
 
 static SharedPart parts[SHARED_PARTS_MAX];
@@ -30,13 +31,13 @@ static shmem_request_hook_type previous_shmem_request = NULL;
 static shmem_startup_hook_type previous_shmem_startup = NULL;
 
 void
-moneroo_shared_part(const char *name, Size size, void **location, SharedPartInit init)
+moneroo_shared_part(const char *name, Size size, Size mutex_offset, void **location)
 {
 	if (!process_shared_preload_libraries_in_progress)
 		elog(ERROR, "shared memory part \"%s\" requested outside shared_preload_libraries", name);
 	if (n_parts >= SHARED_PARTS_MAX)
 		elog(ERROR, "too many shared memory parts (at most %d)", SHARED_PARTS_MAX);
-	parts[n_parts++] = (SharedPart) {name, size, location, init};
+	parts[n_parts++] = (SharedPart) {name, size, mutex_offset, location};
 }
 
 static void
@@ -66,7 +67,7 @@ startup_shmem(void)
 		if (!found)
 		{
 			memset(part, 0, parts[i].size);
-			parts[i].init(part);
+			SpinLockInit((slock_t *) ((char *) part + parts[i].mutex_offset));
 		}
 		*parts[i].location = part;
 	}

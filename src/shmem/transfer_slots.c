@@ -25,16 +25,10 @@ typedef struct SlotsShared
 } SlotsShared;
 
 static SlotsShared *slots_shared = NULL;
-static void
-init_slots_shared(void *part)
-{
-	SpinLockInit(&((SlotsShared *) part)->mutex);
-}
-
 void
 transfer_slots_shmem(void)
 {
-	moneroo_shared_part("moneroo transfer slots", sizeof(SlotsShared), (void **) &slots_shared, init_slots_shared);
+	MONEROO_SHARED_PART("moneroo transfer slots", SlotsShared, &slots_shared);
 }
 
 /* The slot this backend waits on, so that leaving by any road frees it. */

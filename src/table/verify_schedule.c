@@ -42,16 +42,10 @@ typedef struct WebhooksShared
 } WebhooksShared;
 
 static WebhooksShared *webhooks_shared = NULL;
-static void
-init_webhooks_shared(void *part)
-{
-	SpinLockInit(&((WebhooksShared *) part)->mutex);
-}
-
 void
 verify_schedule_shmem(void)
 {
-	moneroo_shared_part("moneroo webhooks", sizeof(WebhooksShared), (void **) &webhooks_shared, init_webhooks_shared);
+	MONEROO_SHARED_PART("moneroo webhooks", WebhooksShared, &webhooks_shared);
 }
 
 void

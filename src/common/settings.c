@@ -20,7 +20,6 @@
 #include "miscadmin.h"
 #include "nodes/pg_list.h"
 #include "storage/fd.h"
-#include "tcop/tcopprot.h"
 #include "utils/guc.h"
 #include "utils/varlena.h"
 
@@ -41,6 +40,7 @@ int			moneroo_poll_interval_ms = 60000;
 int			moneroo_breaker_threshold = 3;
 int			moneroo_claim_standbys = 0;
 int			moneroo_claim_standbys_timeout_ms = 5000;
+bool		moneroo_restoring = false;
 
 /* Longest key file we accept: real keys are well under 200 bytes. */
 #define MAX_KEY_FILE_BYTES 4096
@@ -339,6 +339,18 @@ moneroo_define_settings(void)
 							PGC_SIGHUP, GUC_UNIT_MS,
 							NULL, NULL, NULL);
 
+	/*
+	 * The one way in for rows as they were: a restore is said, never
+	 * guessed, and only a superuser (or a role granted SET on it) says it.
+	 */
+	DefineCustomBoolVariable("moneroo.restoring",
+							 "Lets a restore bring payouts and their history back as they were, without validation or limits.",
+							 "Set it for the restoring session only, for example PGOPTIONS='-c moneroo.restoring=on' pg_restore ...",
+							 &moneroo_restoring,
+							 false,
+							 PGC_SUSET, 0,
+							 NULL, NULL, NULL);
+
 	MarkGUCPrefixReserved("moneroo");
 }
 
@@ -459,22 +471,4 @@ void
 moneroo_check_configuration(void)
 {
 	(void) moneroo_get_secret_key();
-}
-
-/*
- * pg_restore brings payouts back in every state with COPY, run by a
- * superuser; nothing else may insert a payout that is not pending.  The
- * session is judged here, once per row, by the guards of payouts and
- * payout_events, which pass the answer down (to the validator).
- */
-bool
-moneroo_restoring_from_dump(void)
-{
-	const char *query = debug_query_string;
-
-	if (!superuser() || query == NULL)
-		return false;
-	while (*query == ' ' || *query == '\t' || *query == '\n' || *query == '\r')
-		query++;
-	return pg_strncasecmp(query, "COPY", 4) == 0;
 }

@@ -22,6 +22,11 @@ extern int	moneroo_poll_interval_ms;
 extern int	moneroo_breaker_threshold;
 extern int	moneroo_claim_standbys;
 extern int	moneroo_claim_standbys_timeout_ms;
+/* moneroo.restoring: rows enter payouts and payout_events as they were dumped. */
+extern bool moneroo_restoring;
+/* The hint of every refusal of a row that looks restored from a dump. */
+#define MONEROO_RESTORING_HINT \
+	"To restore a dump, set moneroo.restoring to on for the restoring session, for example PGOPTIONS='-c moneroo.restoring=on'."
 
 extern void moneroo_define_settings(void);
 
@@ -49,8 +54,5 @@ extern bool moneroo_secret_key_file_changed(void);
  * it is set.)
  */
 extern void moneroo_check_configuration(void);
-
-/* Whether this statement is pg_restore's COPY, which brings rows back as they were. */
-extern bool moneroo_restoring_from_dump(void);
 
 #endif

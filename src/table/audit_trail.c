@@ -322,6 +322,9 @@ refuse(const char *what)
 			errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
 			errmsg("cannot %s payout_events", what),
 			errdetail("payout_events is the history of every payout: the moneroo extension appends to it, and nobody, its owner included, changes or removes a row."),
+			strcmp(what, "insert into") == 0 ?
+			errhint("Read it with SELECT; the extension records every change of payouts by itself. %s",
+					MONEROO_RESTORING_HINT) :
 			errhint("Read it with SELECT; the extension records every change of payouts by itself."));
 }
 
@@ -342,8 +345,8 @@ moneroo_payout_events_guard(PG_FUNCTION_ARGS)
 		refuse("update");
 	if (TRIGGER_FIRED_BY_DELETE(trigger->tg_event))
 		refuse("delete from");
-	/* pg_restore brings the history back with COPY */
-	if (!writing_event && !moneroo_restoring_from_dump())
+	/* a restore brings the history back as it was */
+	if (!writing_event && !moneroo_restoring)
 		refuse("insert into");
 	return PointerGetDatum(trigger->tg_trigtuple);
 }

@@ -223,14 +223,18 @@ note_change(Relation rel, HeapTuple row, const char *status, const char *previou
 					  change_detail(desc, row, status, previous));
 }
 
+/* Hints: an UPDATE of a state column, and an INSERT of one (a dump's row). */
+#define STATE_CHANGE_HINT "Use moneroo_retry() to requeue an unknown payout and moneroo_verify() to refresh one."
+#define STATE_INSERT_HINT "Insert only the request; the extension sets the status. " MONEROO_RESTORING_HINT
+
 static pg_attribute_noreturn() void
-refuse_state_change(const char *column)
+refuse_state_change(const char *column, const char *hint)
 {
 	ereport(ERROR,
 			errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
 			errmsg("column \"%s\" of payouts is maintained by the moneroo extension", column),
 			errdetail("Applications insert requests; the extension records what happened to them."),
-			errhint("Use moneroo_retry() to requeue an unknown payout and moneroo_verify() to refresh one."));
+			errhint("%s", hint));
 }
 
 /*
@@ -272,7 +276,7 @@ check_new_row_from_caller(TupleDesc desc, HeapTuple row)
 				errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
 				errmsg("a new payout must have status \"pending\", not \"%s\"",
 					   status ? status : "null"),
-				errhint("Insert only the request; the extension sets the status."));
+				errhint("%s", STATE_INSERT_HINT));
 	for (int i = 0; i < lengthof(state_columns); i++)
 	{
 		const char *column = state_columns[i];
@@ -290,13 +294,13 @@ check_new_row_from_caller(TupleDesc desc, HeapTuple row)
 			Datum		created_at = heap_getattr(row, column_number(desc, column), desc, &isnull);
 
 			if (isnull || DatumGetTimestampTz(created_at) != GetCurrentTransactionStartTimestamp())
-				refuse_state_change(column);
+				refuse_state_change(column, STATE_INSERT_HINT);
 			continue;
 		}
 		if (value != NULL &&
 			!((strcmp(column, "attempts") == 0 || strcmp(column, "verifications") == 0) &&
 			  strcmp(value, "0") == 0))
-			refuse_state_change(column);
+			refuse_state_change(column, STATE_INSERT_HINT);
 	}
 }
 
@@ -309,7 +313,7 @@ guard_insert(Relation rel, HeapTuple row)
 	const char *status;
 	bool		isnull;
 	Datum		send_at;
-	bool		restoring = !moneroo_internal_write && moneroo_restoring_from_dump();
+	bool		restoring = !moneroo_internal_write && moneroo_restoring;
 
 	validate_row(rel, row, restoring);
 	if (restoring)
@@ -410,7 +414,7 @@ guard_update(Relation rel, HeapTuple old_row, HeapTuple new_row)
 	{
 		for (int i = 0; i < lengthof(state_columns); i++)
 			if (column_changed(desc, old_row, new_row, state_columns[i]))
-				refuse_state_change(state_columns[i]);
+				refuse_state_change(state_columns[i], STATE_CHANGE_HINT);
 		new_row = guard_change_before_sending(rel, old_row, new_row, old_status);
 	}
 	else if (column_changed(desc, old_row, new_row, "request"))

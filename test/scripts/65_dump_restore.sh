@@ -17,7 +17,10 @@
 #      while the worker was sending would hold it): after the restore the
 #      pending ones are pending, column for column, and the sending one is
 #      "unknown" with a last_error saying why, never pending.
-# pg_dump and pg_restore run as the postgres superuser, as the README says.
+# pg_dump and pg_restore run as the postgres superuser, as the README says,
+# pg_restore with moneroo.restoring on (PGOPTIONS): without it the same
+# restore is refused with a hint naming the setting, and a superuser's COPY
+# into payouts is validated and recorded like an INSERT.
 #
 # Run by test/run.sh (bash, TAP on stdout); needs the variables and cluster.sh
 # functions it exports.  Drops the databases it creates, removes the payout
@@ -36,7 +39,7 @@ COPY_B=moneroo_dump_src_copy
 COPY_B2=moneroo_dump_src_copy2
 TRUNC=moneroo_dump_truncate
 METHOD=regress_dump_gm
-PLAN=28
+PLAN=32
 D=$(mktemp -d /tmp/moneroo-dump.XXXXXX)
 
 # ---------------------------------------------------------------- TAP
@@ -60,6 +63,8 @@ sql1() {
     if out=$(printf '%s\n' "$2" | cluster_psql -d "$1" -At 2>&1); then printf '%s' "$out"; else printf 'ERROR:%s' "$out" | tr '\n' ' '; fi
 }
 pg() { "$PGBIN/$1" -h "$PGHOST" -p "$PGPORT" -U postgres "${@:2}"; }
+# restoring TOOL ARGS...: a restore, said as README's Backups section says it
+restoring() { PGOPTIONS='-c moneroo.restoring=on' pg "$@"; }
 
 # ---------------------------------------------------------------- clean-up
 restore() {
@@ -170,14 +175,38 @@ is "$dump_rc/$(head -c 300 "$D/a.dump.err")" "0/" \
 
 rc=0
 out=$(pg createdb "$COPY_A" 2>&1 && pg pg_restore --exit-on-error -d "$COPY_A" "$D/a.dump" 2>&1) || rc=$?
-is "$rc" "0" "pg_restore -d into a new database succeeds, without a single error" "$(printf '%s' "$out" | head -n 10)"
+if [ "$rc" -ne 0 ] && [[ $out == *"moneroo.restoring"* ]]; then
+    pass "pg_restore without moneroo.restoring is refused, with a hint that names the setting"
+else
+    fail "pg_restore without moneroo.restoring is refused, with a hint that names the setting" \
+        "exit status $rc: $(printf '%s' "$out" | head -n 10)"
+fi
+is "$(sql1 "$COPY_A" "SELECT count(*) FROM payouts")" "0" "... and no payout of the dump came in"
+
+# a superuser's COPY without the setting: an INSERT like any other
+# (COPY's text format: the request has no tab, newline or backslash to escape)
+out=$(req "dump: copied in" 4149518161 | tr -d '\n' | cluster_psql -d "$COPY_A" -c "COPY payouts (request) FROM STDIN" 2>&1)
+is "$(sql1 "$COPY_A" "SELECT p.status || '/' || (p.created_by = 'postgres') || '/' || count(e.*)
+                       FROM payouts p JOIN payout_events e ON e.payout_id = p.id GROUP BY p.id")" "pending/true/1" \
+    "a superuser's COPY of a valid request without moneroo.restoring is queued like an INSERT: pending, created_by, one event" "$out"
+out=$(printf '%s\n' '{"amount": -5}' | cluster_psql -d "$COPY_A" -c "COPY payouts (request) FROM STDIN" 2>&1)
+if [[ $out == *'in payout request'* ]]; then
+    pass "... and a COPY of an invalid request is refused by the validator, as an INSERT would be"
+else
+    fail "... and a COPY of an invalid request is refused by the validator, as an INSERT would be" "$out"
+fi
+
+rc=0
+out=$(pg dropdb "$COPY_A" 2>&1 && pg createdb "$COPY_A" 2>&1 &&
+      restoring pg_restore --exit-on-error -d "$COPY_A" "$D/a.dump" 2>&1) || rc=$?
+is "$rc" "0" "pg_restore -d into a new database with moneroo.restoring on succeeds, without a single error" "$(printf '%s' "$out" | head -n 10)"
 
 same "$(sql1 "$COPY_A" "$ROWS")" "$(cat "$D/a.rows")" \
     "every payout comes back with every column as dumped (ids, references, requests, states, Moneroo ids, responses, times, generated amount/currency/method)"
 is "$(sql1 "$COPY_A" "$MINE")" "$(sql1 "$PGDATABASE" "$MINE")" \
     "the restored copy holds the payouts in their states: rejected, unknown, success, failed, sent"
 same "$(sql1 "$COPY_A" "$COUNTED")" "$(sql1 "$COPY_A" "$COUNTS")" \
-    "moneroo_status counts the restored payouts, state by state, exactly (pg_restore's COPY counts what it brings back)"
+    "moneroo_status counts the restored payouts, state by state, exactly (the restore counts what it brings back)"
 same "$(sql1 "$COPY_A" "$METHODS")" "$(cat "$D/a.methods")" \
     "the payout methods come back: Moneroo's documented ones once, and the user's own"
 is "$(sql1 "$COPY_A" "SELECT count(*) FROM moneroo_payout_methods WHERE code = '$METHOD' AND NOT documented")" "1" \
@@ -187,7 +216,7 @@ is "$(sql1 "$COPY_A" "SELECT extversion FROM pg_extension WHERE extname = 'moner
     "the copy runs the same extension version as the source"
 same "$(sql1 "$COPY_A" "$LIMITS")" "$(cat "$D/a.limits")" "moneroo_limits comes back"
 same "$(sql1 "$COPY_A" "$EVENTS")" "$(cat "$D/a.events")" \
-    "payout_events comes back, every event as dumped (pg_restore's COPY is the one insert its guard lets in besides the extension's)"
+    "payout_events comes back, every event as dumped (a restore is the one insert its guard lets in besides the extension's)"
 is "$(sql1 "$COPY_A" "SELECT count(*) FROM payouts WHERE idempotency_key = 'dump-key-$mark' AND created_by = 'postgres'")" "1" \
     "the idempotency key and created_by of a payout come back"
 is "$(sql1 "$COPY_A" "SELECT (moneroo_transfer('$(req "dump: keyed" 4149518161)', 'dump-key-$mark')).id = (SELECT id FROM payouts WHERE idempotency_key = 'dump-key-$mark')")" "t" \
@@ -224,7 +253,7 @@ max_b=$(sql1 "$SRC_B" "SELECT max(id) FROM payouts")
 
 rc=0
 out=$(pg pg_dump -Fc -f "$D/b.dump" "$SRC_B" 2>&1 && pg createdb "$COPY_B" 2>&1 &&
-      pg pg_restore --exit-on-error -d "$COPY_B" "$D/b.dump" 2>&1) || rc=$?
+      restoring pg_restore --exit-on-error -d "$COPY_B" "$D/b.dump" 2>&1) || rc=$?
 is "$rc" "0" "pg_dump -Fc of it and pg_restore into a new database succeed, without a single error" \
     "$(printf '%s' "$out" | head -n 10)"
 
@@ -270,7 +299,7 @@ out=$(sql1 "$SRC_B" "INSERT INTO payouts (request) VALUES ('$(req "dump: pending
 [ "$out" = pending ] || printf '# moneroo_retry() in %s: %s\n' "$SRC_B" "$out"
 rc=0
 out=$(pg pg_dump -Fc -f "$D/b2.dump" "$SRC_B" 2>&1 && pg createdb "$COPY_B2" 2>&1 &&
-      pg pg_restore --exit-on-error -d "$COPY_B2" "$D/b2.dump" 2>&1) || rc=$?
+      restoring pg_restore --exit-on-error -d "$COPY_B2" "$D/b2.dump" 2>&1) || rc=$?
 is "$rc" "0" "a dump holding pending payouts that were tried before (failed attempts; moneroo_retry) restores without an error" \
     "$(printf '%s' "$out" | head -n 6)"
 PENDING="SELECT p::text FROM payouts p WHERE status = 'pending' ORDER BY id"

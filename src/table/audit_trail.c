@@ -278,7 +278,7 @@ write_pending_events(Relation payouts)
 											   "  FROM e WHERE NOT count_only) "
 											   "%2$s",
 											   schema,
-											   state_counts_insert_sql(schema, "e", AUDIT_DELETED)),
+											   state_counts_insert_sql(RelationGetNamespace(payouts), "e", AUDIT_DELETED)),
 									  6, types, values, NULL, false, InvalidSnapshot, events);
 	}
 	PG_FINALLY();

@@ -54,6 +54,15 @@ moneroo_refuse_foreign_triggers(Relation rel)
 	}
 }
 
+void
+moneroo_refuse_foreign_triggers_of(Oid relid)
+{
+	Relation	rel = table_open(relid, AccessShareLock);
+
+	moneroo_refuse_foreign_triggers(rel);
+	table_close(rel, NoLock);
+}
+
 /* The role that called the extension, while it runs as an owner. */
 static Oid	calling_role = InvalidOid;
 
@@ -89,12 +98,7 @@ moneroo_execute_as_owner(const char *sql, int nargs, Oid *types, Datum *values,
 
 	/* checked before anything runs with the owner's rights, not from inside */
 	if (!read_only)
-	{
-		Relation	rel = table_open(relid, AccessShareLock);
-
-		moneroo_refuse_foreign_triggers(rel);
-		table_close(rel, NoLock);
-	}
+		moneroo_refuse_foreign_triggers_of(relid);
 
 	GetUserIdAndSecContext(&saved_user, &saved_context);
 	/* a statement run from inside another keeps the first caller */

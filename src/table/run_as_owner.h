@@ -16,10 +16,13 @@
  * it would run with the owner's rights during the extension's writes.
  */
 extern void moneroo_refuse_foreign_triggers(Relation rel);
+extern void moneroo_refuse_foreign_triggers_of(Oid relid);
 
 /*
  * Runs one statement through SPI as the owner of relation relid, with the
- * given snapshot (InvalidSnapshot: the usual one).  The caller's role needs
+ * given snapshot (InvalidSnapshot: the usual one).  A statement that writes
+ * relid has its triggers checked first; one that writes other tables too
+ * checks theirs with moneroo_refuse_foreign_triggers_of.  The caller's role needs
  * only EXECUTE on the extension's function, not privileges on its tables.
  */
 extern int	moneroo_execute_as_owner(const char *sql, int nargs, Oid *types,

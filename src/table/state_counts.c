@@ -43,8 +43,12 @@ run_on_counts(Oid schema, const char *sql_format)
 }
 
 char *
-state_counts_insert_sql(const char *schema, const char *changes, const char *deleted_status)
+state_counts_insert_sql(Oid schema_oid, const char *changes, const char *deleted_status)
 {
+	const char *schema = quote_identifier(get_namespace_name(schema_oid));
+
+	/* written as the owner, like payouts: no trigger of anyone else's may run */
+	moneroo_refuse_foreign_triggers_of(get_relname_relid("moneroo_state_counts", schema_oid));
 	return psprintf("INSERT INTO %1$s.moneroo_state_counts (status, payouts) "
 					"SELECT c.status, sum(c.delta) FROM ("
 					"    SELECT status, 1 FROM %2$s WHERE status <> %3$s "

@@ -13,10 +13,12 @@
  * state (audit_trail.c): an INSERT of one row per state whose count the
  * changes move, read from the CTE named changes (columns status and
  * previous_status; status is deleted_status for a deleted payout, which
- * leaves its state and enters none).  schema is quoted.  Events and counts
- * are written by one statement: one round trip per statement of the caller.
+ * leaves its state and enters none).  Events and counts are written by one
+ * statement: one round trip per statement of the caller.  Refuses a trigger
+ * on moneroo_state_counts that the extension did not create, since the
+ * statement runs with the owner's rights.
  */
-extern char *state_counts_insert_sql(const char *schema, const char *changes,
+extern char *state_counts_insert_sql(Oid schema, const char *changes,
 									 const char *deleted_status);
 
 /* After TRUNCATE payouts: no payout is left in any state. */

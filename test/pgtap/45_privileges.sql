@@ -44,7 +44,7 @@ END $$;
 
 SELECT coalesce(max(id), 0) AS start_id FROM payouts \gset
 
-SELECT plan(119);
+SELECT plan(123);
 
 -- ---------------------------------------------------------------- the roles
 -- The README's Security section, verbatim but for the names.
@@ -587,6 +587,22 @@ SELECT is((SELECT count(*) FROM payouts WHERE id > :'id_before_trigger'::bigint)
 SELECT is(pg_temp.bumps('t45_probe.trigger_su_calls'), 0::bigint,
           'the foreign trigger never ran with the extension''s (the table owner''s, superuser) rights');
 DROP TRIGGER aaa_t45_foreign ON payouts;
+
+-- moneroo_state_counts is written as the owner by the statement that writes
+-- the history: a trigger of anyone else's there is refused the same way.
+SELECT pg_temp.bumps('t45_probe.trigger_calls') AS trigger_calls_before_counts \gset
+CREATE TRIGGER aaa_t45_counts BEFORE INSERT ON moneroo_state_counts
+    FOR EACH ROW EXECUTE FUNCTION t45_probe.foreign_trigger();
+SELECT is(pg_temp.try_as('counts trigger insert', 't45_payouts_writer',
+                         format('INSERT INTO payouts (request) VALUES (%L) RETURNING id', pg_temp.req('4149518161'))),
+          '42501', 'with a foreign trigger on moneroo_state_counts, an INSERT into payouts is refused (42501)');
+SELECT matches(pg_temp.error_of('counts trigger insert'), 'aaa_t45_counts',
+               'the refusal names the trigger on moneroo_state_counts');
+SELECT is(pg_temp.bumps('t45_probe.trigger_calls'), :'trigger_calls_before_counts'::bigint,
+          'the trigger on moneroo_state_counts never ran');
+SELECT is((SELECT count(*) FROM payouts WHERE id > :'id_before_trigger'::bigint), 0::bigint,
+          'with a foreign trigger on moneroo_state_counts, no payout was recorded');
+DROP TRIGGER aaa_t45_counts ON moneroo_state_counts;
 SELECT is(pg_temp.try_as('after trigger transfer', 't45_payouts_writer',
                          format('SELECT (moneroo_transfer(%L::jsonb)).status', pg_temp.req('4149518161'))),
           'ok', 'once the trigger is dropped, moneroo_transfer works again');

@@ -1,0 +1,21 @@
+-- moneroo 1.2 -> 1.3 (unreleased: several changes land in this one script;
+-- each adds its own section below, headed by a comment that says what it
+-- changes and why).
+--
+-- Rules for every statement of this script (and of any later one):
+--   - PostgreSQL runs it with search_path set to the extension's schema, and
+--     binds a view's, constraint's, default's or index's operators when the
+--     statement runs.  pg_catalog is searched first, but only for an
+--     operator whose argument types match exactly: for any other (numeric *
+--     bigint, say) a same-named operator of exactly those types in the
+--     extension's schema wins, and runs as whoever later reads the view or
+--     writes the row.  So every operator must have arguments of the exact
+--     types of a pg_catalog operator (cast the operands, as in
+--     (count(*))::numeric), or be written OPERATOR(pg_catalog.op).
+--   - SQL and PL/pgSQL functions resolve their operators when they run, under
+--     the caller's search_path: give them SET search_path = pg_catalog, pg_temp
+--     and name the extension's objects @extschema@.name.
+--   - Views are replaced (CREATE OR REPLACE VIEW, new columns last), never
+--     dropped, so that they keep their grants; nothing here may rewrite a row
+--     of payouts, so that the update stays safe while the worker sends.
+\echo Use "ALTER EXTENSION moneroo UPDATE TO '1.3'" to load this file. \quit

@@ -20,7 +20,9 @@
 #   fresh  CREATE EXTENSION moneroo (1.0's script, then every update script);
 #   1.1    CREATE EXTENSION moneroo VERSION '1.1' before the planting, then
 #          ALTER EXTENSION moneroo UPDATE (1.1--1.2 and 1.2--1.3);
-#   1.2    the same from 1.2 (1.2--1.3 only);
+#   1.2    the same from 1.2 (1.2--1.3 only), whose moneroo_batches is first
+#          bound to the planted operators, as the released 1.1--1.2 left it
+#          when they were there: the update must replace it;
 # each succeeds, no object depends on a planted operator, payouts in several
 # states are written (the generated columns are computed), a superuser reads
 # every view of the extension (moneroo_batches computes the share settled
@@ -44,7 +46,7 @@ cluster_env
 PLANTER=moneroo_t46_planter
 CASES="fresh 1.1 1.2"
 db_of() { printf 'moneroo_t46_%s' "${1//./_}"; }
-PLAN=$((1 + 6 * 3))
+PLAN=$((1 + 6 * 3 + 2))
 tap_plan "$PLAN"
 
 # in_db DB SQL: SQL's output in DB (one line per row), or ERROR:<message>.
@@ -177,14 +179,20 @@ BEGIN
 END \$\$;
 SELECT settled_percent FROM moneroo_batches WHERE batch = 'payroll'"
 
+# README's Security section: the query that lists the roles, superusers
+# aside, that may create in the schema (two lines, indented in a list item).
+README_CREATORS=$(sed -n '/^  SELECT rolname FROM pg_roles$/{N;s/^  //;s/\n  / /;p;q}' \
+                  "${REPO:-$(dirname "$0")/../..}/README.md")
+[ -n "$README_CREATORS" ] || bail "README.md's Security section has no query of the roles that may create in the schema"
+
 # The test's own bookkeeping runs with only pg_catalog in search_path, where
 # the planted operators are not found: the objects that depend on a planted
 # operator, and the calls of planted operators.
 BOUND="SET search_path = pg_catalog;
-SELECT coalesce(string_agg(pg_describe_object(d.classid, d.objid, d.objsubid) || ' uses '
-                           || o.oid::regoperator::text, '; '), 'none')
-FROM pg_depend d JOIN pg_operator o ON d.refclassid = 'pg_operator'::regclass AND d.refobjid = o.oid
-WHERE o.oprnamespace = 'public'::regnamespace"
+SELECT coalesce(string_agg(use, '; ' ORDER BY use COLLATE \"C\"), 'none') FROM (
+    SELECT pg_describe_object(d.classid, d.objid, d.objsubid) || ' uses ' || o.oid::regoperator::text
+    FROM pg_depend d JOIN pg_operator o ON d.refclassid = 'pg_operator'::regclass AND d.refobjid = o.oid
+    WHERE o.oprnamespace = 'public'::regnamespace) AS uses(use)"
 CALLS="SET search_path = pg_catalog;
 SELECT coalesce(string_agg(operator || ' as ' || called_by || ' in: ' || regexp_replace(left(query, 100), '\s+', ' ', 'g'), ' | '), 'none')
 FROM public.t46_calls"
@@ -211,7 +219,23 @@ for c in $CASES; do
     else
         fail "$c: a role that may only create in public plants operators there, *(numeric, bigint) and /(numeric, bigint) among them" "$planted"
     fi
+    if [ "$c" = 1.2 ]; then
+        # An installation made while the operators were there, by the
+        # released 1.1--1.2 (which did not cast the counts): its view is
+        # bound to them, until the update replaces it.
+        is "$(in_db "$db" "DO \$\$ BEGIN
+                               EXECUTE 'CREATE OR REPLACE VIEW moneroo_batches AS '
+                                       || replace(pg_get_viewdef('moneroo_batches'::regclass), ')::numeric', ')');
+                           END \$\$;
+                           $BOUND")" \
+            "rule _RETURN on view public.moneroo_batches uses public.*(numeric,bigint); rule _RETURN on view public.moneroo_batches uses public./(numeric,bigint)" \
+            "$c: moneroo_batches as the released 1.1--1.2 made it while the operators were there uses *(numeric, bigint) and /(numeric, bigint)"
+    fi
 
+    if [ "$c" = fresh ]; then
+        is "$(in_db "$db" "$README_CREATORS")" "$PLANTER" \
+            "$c: README's query of the roles that may create in the schema names the planting role"
+    fi
     is "$(in_db "$db" "$install; SELECT extversion FROM pg_extension WHERE extname = 'moneroo'")" "$DEFAULT_VERSION" \
         "$c: $install succeeds (version $DEFAULT_VERSION) with the planted operators in the extension's schema"
     is "$(in_db "$db" "$BOUND")" "none" \

@@ -26,7 +26,9 @@
 # each succeeds, no object depends on a planted operator, payouts in several
 # states are written (the generated columns are computed), a superuser reads
 # every view of the extension (moneroo_batches computes the share settled
-# right), and no planted operator has run.
+# right), and no planted operator has run.  In the fresh database, README's
+# query of the roles that may create in the schema (Security) names the
+# planting role, and runs none of its operators either.
 #
 # Run by test/run.sh (bash, TAP on stdout); needs the variables and
 # cluster.sh functions it exports.  Creates its own databases and role and
@@ -46,7 +48,7 @@ cluster_env
 PLANTER=moneroo_t46_planter
 CASES="fresh 1.1 1.2"
 db_of() { printf 'moneroo_t46_%s' "${1//./_}"; }
-PLAN=$((1 + 6 * 3 + 2))
+PLAN=$((1 + 6 * 3 + 2))   # the update paths; six per database; README's query; the bound 1.2 view
 tap_plan "$PLAN"
 
 # in_db DB SQL: SQL's output in DB (one line per row), or ERROR:<message>.

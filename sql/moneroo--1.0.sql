@@ -77,9 +77,13 @@ CREATE TABLE payouts (
     attempts        integer NOT NULL DEFAULT 0,
     last_error      text,
     response        jsonb,
-    amount          bigint GENERATED ALWAYS AS ((request ->> 'amount')::bigint) STORED,
-    currency        text GENERATED ALWAYS AS (request ->> 'currency') STORED,
-    method          text GENERATED ALWAYS AS (request ->> 'method') STORED,
+    -- 'amount'::text, not 'amount': an untyped literal takes the other
+    -- operand's type, and pg_catalog has no ->>(jsonb, jsonb), so an operator
+    -- of that name and those types in the extension's schema would be chosen
+    -- (edited after 1.0's release, with the same result: see moneroo--1.2--1.3.sql)
+    amount          bigint GENERATED ALWAYS AS ((request ->> 'amount'::text)::bigint) STORED,
+    currency        text GENERATED ALWAYS AS (request ->> 'currency'::text) STORED,
+    method          text GENERATED ALWAYS AS (request ->> 'method'::text) STORED,
     created_at      timestamptz NOT NULL DEFAULT now(),
     updated_at      timestamptz NOT NULL DEFAULT now(),
     sent_at         timestamptz,

@@ -263,8 +263,12 @@ SELECT p.batch,
            AS amount_open,
        coalesce(sum(p.amount) FILTER (WHERE p.status IN ('failed', 'rejected', 'cancelled')), 0)
            AS amount_not_paid,
-       round(100.0 * count(*) FILTER (WHERE p.status IN ('success', 'failed', 'rejected', 'cancelled'))
-             / count(*), 1) AS settled_percent,
+       -- counts cast to numeric: pg_catalog has no numeric * bigint, so an
+       -- operator *(numeric, bigint) in the extension's schema would be
+       -- chosen and run as whoever reads the view (edited after 1.2's
+       -- release, with the same result: see moneroo--1.2--1.3.sql)
+       round(100.0 * (count(*) FILTER (WHERE p.status IN ('success', 'failed', 'rejected', 'cancelled')))::numeric
+             / (count(*))::numeric, 1) AS settled_percent,
        min(p.sent_at) AS first_sent_at,
        max(p.sent_at) AS last_sent_at,
        min(p.created_at) FILTER (WHERE p.status = 'pending') AS oldest_pending

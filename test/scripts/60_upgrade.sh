@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# test/scripts/60_upgrade.sh: ALTER EXTENSION moneroo UPDATE from 1.0 and 1.1
-# to the default version (1.2).
+# test/scripts/60_upgrade.sh: ALTER EXTENSION moneroo UPDATE from 1.0, 1.1 and
+# 1.2 to the default version (1.3).
 #
 # What a user upgrading a live installation needs to know holds:
 #   A. In a database of its own (moneroo_upgrade, not served by the worker),
@@ -15,8 +15,8 @@
 #      runs while they are on the wire to Moneroo (the mock answers slowly).
 #      They all reach their final states afterwards, none is sent twice, and
 #      the extension is left at the default version as the other tests expect.
-#      The update runs the script of 1.2 (1.1--1.2: new columns, limits,
-#      the history) while they fly; their history starts at the update.
+#      The update runs the scripts of 1.2 (1.1--1.2: new columns, limits,
+#      the history) and 1.3 while they fly; their history starts at the update.
 #
 # Run by test/run.sh (bash, TAP on stdout); needs the variables and cluster.sh
 # functions it exports.  Leaves the settings and the mock as it found them,
@@ -128,9 +128,9 @@ NEW_OBJECTS="SELECT to_regclass('payouts_created_at') IS NOT NULL AND to_regclas
                 AND to_regprocedure('moneroo_cancel(bigint)') IS NOT NULL"
 
 # ================================================================ A. a database of its own
-is "$(sql1 postgres "SELECT string_agg(version, ' ' ORDER BY version) FROM pg_available_extension_versions WHERE name = 'moneroo'") / $(sql1 postgres "SELECT default_version FROM pg_available_extensions WHERE name = 'moneroo'") / $(sql1 postgres "SELECT string_agg(path, ', ' ORDER BY source) FROM pg_extension_update_paths('moneroo') WHERE target = '1.2' AND source IN ('1.0', '1.1')")" \
-    "1.0 1.1 1.2 / $DEFAULT_VERSION / 1.0--1.1--1.2, 1.1--1.2" \
-    "versions 1.0, 1.1 and 1.2 are installed, moneroo.control's default is 1.2, and 1.0 and 1.1 update to it"
+is "$(sql1 postgres "SELECT string_agg(version, ' ' ORDER BY version) FROM pg_available_extension_versions WHERE name = 'moneroo'") / $(sql1 postgres "SELECT default_version FROM pg_available_extensions WHERE name = 'moneroo'") / $(sql1 postgres "SELECT string_agg(path, ', ' ORDER BY source) FROM pg_extension_update_paths('moneroo') WHERE target = '1.3' AND source IN ('1.0', '1.1', '1.2')")" \
+    "1.0 1.1 1.2 1.3 / $DEFAULT_VERSION / 1.0--1.1--1.2--1.3, 1.1--1.2--1.3, 1.2--1.3" \
+    "versions 1.0 to 1.3 are installed, moneroo.control's default is 1.3, and 1.0, 1.1 and 1.2 update to it"
 
 meta=$(python3 -c 'import json, sys; m = json.load(open(sys.argv[1])); print(m["version"], m["provides"]["moneroo"]["version"])' \
        "${REPO:-.}/META.json" 2>&1)
@@ -349,7 +349,7 @@ during=$(sql1 "$PGDATABASE" "ALTER EXTENSION moneroo UPDATE;
     SELECT count(*) FILTER (WHERE status = 'sending') > 0 AND count(*) FILTER (WHERE status IN ('pending', 'sending')) = 3
     FROM ($MINE) m")
 is "$during" "t" \
-    "ALTER EXTENSION moneroo UPDATE (1.1 to 1.2) completes while the payouts are in flight or queued, none answered yet" \
+    "ALTER EXTENSION moneroo UPDATE (1.1 to 1.3) completes while the payouts are in flight or queued, none answered yet" \
     "states when the update committed: $(sql1 "$PGDATABASE" "SELECT string_agg(status, ' ' ORDER BY id) FROM ($MINE) m")"
 is "$(sql1 "$PGDATABASE" "$VERSION; $NEW_OBJECTS")" "$DEFAULT_VERSION"$'\nt' \
     "the worker's database is at $DEFAULT_VERSION, with the new index, views and functions"

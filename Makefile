@@ -59,7 +59,7 @@ ISOLATION_TESTDB = $(or $(PGDATABASE),moneroo_test)
 # PGXS tracks no dependencies on headers or flags: a new version, or a
 # changed header (a struct in shared memory, say), must reach every object
 # (only the objects are rebuilt, by make's own rules).
-$(OBJS): moneroo.control $(wildcard src/*.h)
+$(OBJS): moneroo.control $(wildcard src/*.h src/*/*.h)
 
 # META.json's "version" and provides.moneroo.version must be
 # $(EXTVERSION_SEMVER).  Needs python3 (to read JSON exactly); without it the

@@ -27,6 +27,7 @@
 #include "utils/rel.h"
 
 #include "audit_trail.h"
+#include "compat/compat.h"
 #include "message_text.h"
 #include "payout_guard.h"
 #include "run_as_owner.h"
@@ -319,7 +320,7 @@ moneroo_payouts_record_events(PG_FUNCTION_ARGS)
 	return PointerGetDatum(NULL);
 }
 
-static pg_attribute_noreturn() void
+pg_noreturn static void
 refuse(const char *what)
 {
 	ereport(ERROR,

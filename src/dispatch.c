@@ -29,6 +29,7 @@
 #include "settings.h"
 #include "shared_state.h"
 #include "standby_wait.h"
+#include "wait_events.h"
 #include "worker_transaction.h"
 
 /*
@@ -296,7 +297,7 @@ start_sends(void *arg)
 static void
 let_requests_leave(WorkerState *ws)
 {
-	(void) http_pool_wait(ws->pool, 0, PG_WAIT_EXTENSION);
+	(void) http_pool_wait(ws->pool, 0, moneroo_wait_event(MONEROO_WAIT_ANSWERS));
 }
 
 /*

@@ -42,6 +42,7 @@
 #include "launcher.h"
 #include "served_databases.h"
 #include "settings.h"
+#include "wait_events.h"
 #include "worker.h"
 
 /* How often pg_database is read for databases created since. */
@@ -354,7 +355,7 @@ moneroo_launcher_main(Datum arg)
 
 		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
 						 Max(1, TimestampDifferenceMilliseconds(GetCurrentTimestamp(), next)),
-						 PG_WAIT_EXTENSION);
+						 moneroo_wait_event(MONEROO_WAIT_LAUNCHER));
 		ResetLatch(MyLatch);
 		CHECK_FOR_INTERRUPTS();
 	}

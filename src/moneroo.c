@@ -11,13 +11,14 @@
 
 #include "audit_trail.h"
 #include "commit_wakeup.h"
+#include "compat/compat.h"
 #include "database_events.h"
 #include "launcher.h"
 #include "settings.h"
 #include "shared_state.h"
 #include "spending_limits.h"
 
-PG_MODULE_MAGIC;
+PG_MODULE_MAGIC_EXT(.name = "moneroo", .version = MONEROO_VERSION);
 
 void		_PG_init(void);
 

@@ -26,6 +26,7 @@
 
 #include "audit_trail.h"
 #include "commit_wakeup.h"
+#include "compat/compat.h"
 #include "payout_guard.h"
 #include "payouts_table.h"
 #include "request_validator.h"
@@ -252,7 +253,7 @@ note_change(Relation rel, HeapTuple row, const char *status, const char *previou
 					  change_detail(desc, row, status, previous));
 }
 
-static pg_attribute_noreturn() void
+pg_noreturn static void
 refuse_state_change(const char *column)
 {
 	ereport(ERROR,

@@ -18,6 +18,7 @@
 
 #include "served_databases.h"
 #include "shared_state.h"
+#include "wait_events.h"
 
 /* The entry this process works for, when it is a worker. */
 static int	my_entry = -1;
@@ -173,7 +174,7 @@ served_stop_for_drop(Oid database, long wait_ms)
 		if (pid == 0)
 			return;
 		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, 10,
-						 PG_WAIT_EXTENSION);
+						 moneroo_wait_event(MONEROO_WAIT_DROP_DATABASE));
 		ResetLatch(MyLatch);
 		CHECK_FOR_INTERRUPTS();
 	}

@@ -24,6 +24,7 @@
 #include "utils/guc.h"
 #include "utils/varlena.h"
 
+#include "compat/compat.h"
 #include "settings.h"
 
 char	   *moneroo_api_url = NULL;
@@ -342,7 +343,7 @@ moneroo_define_settings(void)
 	MarkGUCPrefixReserved("moneroo");
 }
 
-static pg_attribute_noreturn() void
+pg_noreturn static void
 config_error(const char *message, const char *hint)
 {
 	ereport(ERROR,

@@ -7,12 +7,13 @@
 #include "access/xact.h"
 #include "storage/proc.h"
 
+#include "compat/compat.h"
 #include "statement_key.h"
 
 bool
 statement_key_is_current(StatementKey *key)
 {
-	LocalTransactionId lxid = MyProc->lxid;
+	LocalTransactionId lxid = compat_my_lxid();
 	CommandId	command = GetCurrentCommandId(false);
 	TimestampTz statement = GetCurrentStatementStartTimestamp();
 

@@ -24,6 +24,7 @@
 #include "utils/wait_event.h"
 
 #include "account_health.h"
+#include "compat/compat.h"
 #include "moneroo_api.h"
 #include "payout_lookup.h"
 #include "payouts_table.h"
@@ -33,6 +34,7 @@
 #include "spending_limits.h"
 #include "standby_wait.h"
 #include "transfer_slots.h"
+#include "wait_events.h"
 
 PG_FUNCTION_INFO_V1(moneroo_transfer);
 
@@ -97,7 +99,7 @@ wait_for_worker(TransferSlot *slot, const char *reference)
 						errhint("Check the server log for why the worker stopped; it restarts on its own within seconds."));
 
 			(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-							 1000, PG_WAIT_EXTENSION);
+							 1000, moneroo_wait_event(MONEROO_WAIT_TRANSFER));
 			ResetLatch(MyLatch);
 		}
 	}
@@ -109,7 +111,7 @@ wait_for_worker(TransferSlot *slot, const char *reference)
 	PG_END_TRY();
 }
 
-static pg_attribute_noreturn() void
+pg_noreturn static void
 key_refused_error(const char *detail)
 {
 	ereport(ERROR,

@@ -13,6 +13,7 @@
 
 #include "shared_state.h"
 #include "transfer_slots.h"
+#include "wait_events.h"
 
 /* The slot this backend waits on, so that leaving by any road frees it. */
 static int	my_slot = -1;
@@ -72,7 +73,7 @@ transfer_slot_submit(const char *reference, const char *request, const char *cre
 	while ((slot = reserve_free_slot()) == NULL)
 	{
 		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-						 10, PG_WAIT_EXTENSION);
+						 10, moneroo_wait_event(MONEROO_WAIT_TRANSFER_SLOT));
 		ResetLatch(MyLatch);
 		CHECK_FOR_INTERRUPTS();
 	}

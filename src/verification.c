@@ -24,6 +24,7 @@
 #include "shared_state.h"
 #include "verification.h"
 #include "verify_schedule.h"
+#include "wait_events.h"
 
 PG_FUNCTION_INFO_V1(moneroo_verify);
 
@@ -36,7 +37,7 @@ wait_for_rate_limit(void)
 	while ((wait_ms = moneroo_rate_acquire()) > 0)
 	{
 		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-						 Min(wait_ms, 1000), PG_WAIT_EXTENSION);
+						 Min(wait_ms, 1000), moneroo_wait_event(MONEROO_WAIT_RATE_LIMIT));
 		ResetLatch(MyLatch);
 		CHECK_FOR_INTERRUPTS();
 	}

@@ -17,6 +17,7 @@
 #include "utils/jsonb.h"
 
 #include "audit_trail.h"
+#include "compat/compat.h"
 #include "jsonb_fields.h"
 #include "message_text.h"
 #include "moneroo_api.h"
@@ -87,7 +88,7 @@ check_signature(const char *body, size_t len, const char *signature)
 	explicit_bzero(expected, sizeof(expected));
 }
 
-static pg_attribute_noreturn() void
+pg_noreturn static void
 malformed(const char *detail)
 {
 	ereport(ERROR,
@@ -126,7 +127,7 @@ payout_id_of(const char *body, size_t len)
 	return pnstrdup(id->val.string.val, id->val.string.len);
 }
 
-static pg_attribute_noreturn() void
+pg_noreturn static void
 no_payout_carries(const char *moneroo_id, const char *detail)
 {
 	ereport(ERROR,

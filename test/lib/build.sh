@@ -54,7 +54,7 @@ build_extension() {
     # object never hides a change.
     for o in src/*.o; do
         [ -e "$o" ] || continue
-        for h in src/*.h Makefile moneroo.control; do
+        for h in src/*.h src/*/*.h Makefile moneroo.control; do
             if [ -e "$h" ] && [ "$h" -nt "$o" ]; then rm -f "$o" "${o%.o}.bc"; break; fi
         done
     done

@@ -22,11 +22,12 @@
 # only once mmdebstrap succeeded, so a half-built root is never used.
 #
 # Entering a root: each command runs in its own mount and PID namespaces
-# (unshare), where /proc, /sys, /dev (bound from the host, for /dev/shm and
-# /dev/null) and a fresh /tmp are mounted.  The mounts are private to the
+# (unshare), where /proc, /sys and /dev (bound from the host, for /dev/shm
+# and /dev/null) are mounted.  The mounts are private to the
 # namespace and vanish with it, however the command ends (even killed), and
 # every process started inside (a server, the mock) ends with it: nothing
 # leaks into the host's mount table or process list.  Loopback is the host's.
+# The root's /tmp is a plain folder: what KEEP=1 keeps of a run is there.
 #
 # As root; needs mmdebstrap and the Debian mirror this machine's apt uses.
 # shellcheck disable=SC2317,SC2016  # single-quoted scripts expand inside the root
@@ -124,7 +125,7 @@ pgroot_build() {
 }
 
 # pgroot_run N CMD...: run CMD as root inside major N's root (built first if
-# needed), with /proc, /sys, /dev and a fresh /tmp, in private namespaces.
+# needed), with /proc, /sys and /dev, in private namespaces.
 pgroot_run() {
     local major=$1 root
     shift
@@ -136,7 +137,6 @@ pgroot_run() {
         mount -t proc proc "$root/proc"
         mount -t sysfs sysfs "$root/sys"
         mount --rbind /dev "$root/dev"
-        mount -t tmpfs -o mode=1777 tmpfs "$root/tmp"
         exec chroot "$root" /usr/bin/env -i HOME=/root TERM="${TERM:-dumb}" LANG=C.UTF-8 \
             PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin "$@"
     ' pgroot "$root" "$@"
@@ -146,8 +146,16 @@ pgroot_run() {
 # root and run its test/run.sh ARG... there with PG_MAJOR=N.  The root has
 # every package, so run.sh's package step finds nothing to install.
 pgroot_test() {
-    local major=$1 root
+    local major=$1 root a
     shift
+    # Everything started in the root ends with the run (its PID namespace).
+    for a in "$@"; do
+        case $a in
+            --keep|--up|--stop)
+                echo "test/run.sh: $a keeps a stack on the host's PostgreSQL; with --pg the stack ends with the run" >&2
+                return 2 ;;
+        esac
+    done
     root=$(pgroot_build "$major") || return 1
     rm -rf --one-file-system "$root/build/moneroo"
     mkdir -p "$root/build/moneroo"

@@ -10,6 +10,7 @@
 #include "miscadmin.h"
 
 #include "common/settings.h"
+#include "compat/compat.h"
 #include "shmem/account_health.h"
 #include "shmem/commit_wakeup.h"
 #include "shmem/database_events.h"
@@ -22,7 +23,7 @@
 #include "table/verify_schedule.h"
 #include "worker/launcher.h"
 
-PG_MODULE_MAGIC;
+PG_MODULE_MAGIC_EXT(.name = "moneroo", .version = MONEROO_VERSION);
 
 void		_PG_init(void);
 

@@ -5,7 +5,7 @@
 #   bash test/demo.sh --check   # unattended: no screen refresh, exits non-zero
 #                               # unless every payout ends where it should
 #
-# It starts a throwaway PostgreSQL 15 with moneroo preloaded and a local
+# It starts a throwaway PostgreSQL ($PG_MAJOR, 15 by default) with moneroo preloaded and a local
 # sandbox Moneroo API (test/mock/moneroo_mock.py), sends payouts both ways
 # (moneroo_transfer and INSERT), and shows them moving through their states.
 set -euo pipefail
@@ -19,7 +19,7 @@ CHECK=0
 [ "${1:-}" = --check ] && CHECK=1
 [ -t 1 ] || CHECK=1
 
-PG_CONFIG=/usr/lib/postgresql/15/bin/pg_config
+PG_CONFIG=/usr/lib/postgresql/${PG_MAJOR:-15}/bin/pg_config
 if [ "$(id -u)" = 0 ]; then SUDO=(); else SUDO=(sudo); fi
 export PGDATABASE=moneroo_demo STACK_EXTENSIONS=moneroo
 

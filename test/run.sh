@@ -6,6 +6,8 @@
 #   bash test/run.sh --up            # bring a stack up and leave it running; no test
 #   bash test/run.sh --only TEST...  # only these tests, on the kept stack if one runs
 #   bash test/run.sh --stop          # stop the kept stack, remove its work directory
+#   bash test/run.sh --pg 17 [...]   # the same on PostgreSQL 17 (or 18), in a Debian
+#                                    # root of its own (test/lib/pgroot.sh)
 #
 # As root (or a user with sudo) on Debian 12.  Steps: install the Debian
 # packages it needs (skipped when all are there), build and install the
@@ -56,11 +58,24 @@ REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 CALLER_PWD=$PWD
 cd "$REPO"
 
-PGBIN=/usr/lib/postgresql/15/bin
+# --pg N: another major runs in a Debian root that has it; test/lib/pgroot.sh
+# builds (or reuses) the root and runs this script there with PG_MAJOR=N.
+PG_MAJOR=${PG_MAJOR:-15}
+for ((i = 1; i <= $#; i++)); do
+    case ${!i} in
+        --pg|--pg=*)
+            if [ "${!i}" = --pg ]; then j=$((i + 1)); pg=${!j:-}; else j=$i; pg=${!i#--pg=}; fi
+            [[ $pg =~ ^[0-9]+$ ]] || { echo "test/run.sh: --pg needs a major (15, 17 or 18)" >&2; exit 2; }
+            set -- "${@:1:i-1}" "${@:j+1}"
+            [ "$pg" = "$PG_MAJOR" ] && break
+            exec bash "$REPO/test/lib/pgroot.sh" test "$pg" "$@" ;;
+    esac
+done
+PGBIN=/usr/lib/postgresql/$PG_MAJOR/bin
 PG_CONFIG=$PGBIN/pg_config
 MONEROO_TEST_KEY='pvk_sandbox_t3stK3y|01JTESTKEYDONOTLOG0000000'
 PGDATABASE=moneroo_test
-export PGBIN MONEROO_TEST_KEY PGDATABASE
+export PG_MAJOR PGBIN MONEROO_TEST_KEY PGDATABASE
 export DEBIAN_FRONTEND=noninteractive
 # Only these settings come from the environment; a stray PGOPTIONS or
 # PGSERVICE would change what the tests see.
@@ -217,7 +232,7 @@ stack_stop_kept() {
 stack_print() {
     say ""
     say "==== the stack is left running"
-    say "  PostgreSQL 15: host $PGHOST (or 127.0.0.1) port $PGPORT, user postgres, database $PGDATABASE"
+    say "  PostgreSQL $PG_MAJOR: host $PGHOST (or 127.0.0.1) port $PGPORT, user postgres, database $PGDATABASE"
     say "  mock:          $MOCK_URL (control API: test/mock/README.md)"
     say "  work dir:      $WORK (logs: server.log, mock.log; outputs: regress-out, isolation-out, tap-out)"
     say "  environment:   . $STACK_ENV"
@@ -341,7 +356,7 @@ if [ "$REUSE" = 1 ]; then
 else
     install_packages || die "could not install the packages moneroo needs"
 fi
-[ -x "$PG_CONFIG" ] || die "$PG_CONFIG not found (postgresql-server-dev-15)"
+[ -x "$PG_CONFIG" ] || die "$PG_CONFIG not found (postgresql-server-dev-$PG_MAJOR)"
 PGXS_DIR=$("$PG_CONFIG" --pkglibdir)/pgxs
 PG_REGRESS=$PGXS_DIR/src/test/regress/pg_regress
 PG_ISOLATION_REGRESS=$PGXS_DIR/src/test/isolation/pg_isolation_regress

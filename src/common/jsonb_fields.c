@@ -12,6 +12,7 @@
 
 #include "common/jsonapi.h"
 #include "common/jsonb_fields.h"
+#include "compat/compat.h"
 
 /* Deepest nesting accepted from outside: the JSON parsers recurse. */
 #define JSON_MAX_DEPTH 64
@@ -135,7 +136,7 @@ parse_in_subtransaction(char *copy, size_t len)
 	MemoryContextSwitchTo(caller);
 	PG_TRY();
 	{
-		JsonLexContext *lex = makeJsonLexContextCstringLen(copy, len, GetDatabaseEncoding(), true);
+		JsonLexContext *lex = compat_json_lex_cstring(copy, len, GetDatabaseEncoding(), true);
 
 		if (pg_parse_json(lex, &nullSemAction) == JSON_SUCCESS)
 			result = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(copy)));

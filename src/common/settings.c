@@ -24,6 +24,7 @@
 #include "utils/varlena.h"
 
 #include "common/settings.h"
+#include "compat/compat.h"
 
 char	   *moneroo_api_url = NULL;
 char	   *moneroo_secret_key = NULL;
@@ -354,7 +355,7 @@ moneroo_define_settings(void)
 	MarkGUCPrefixReserved("moneroo");
 }
 
-static pg_attribute_noreturn() void
+pg_noreturn static void
 config_error(const char *message, const char *hint)
 {
 	ereport(ERROR,

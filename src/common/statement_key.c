@@ -8,11 +8,12 @@
 #include "storage/proc.h"
 
 #include "common/statement_key.h"
+#include "compat/compat.h"
 
 bool
 statement_key_is_current(StatementKey *key)
 {
-	LocalTransactionId lxid = MyProc->lxid;
+	LocalTransactionId lxid = compat_my_lxid();
 	CommandId	command = GetCurrentCommandId(false);
 	TimestampTz statement = GetCurrentStatementStartTimestamp();
 

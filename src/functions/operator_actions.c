@@ -14,6 +14,7 @@
 #include "utils/builtins.h"
 
 #include "common/jsonb_fields.h"
+#include "compat/compat.h"
 #include "functions/verification.h"
 #include "moneroo/moneroo_api.h"
 #include "table/audit_trail.h"
@@ -34,7 +35,7 @@ calling_role(void)
 	return GetUserNameFromId(GetUserId(), false);
 }
 
-static pg_attribute_noreturn() void
+pg_noreturn static void
 wrong_state(int64 id, PayoutStatus status, const char *wanted, const char *detail,
 			const char *hint)
 {

@@ -24,6 +24,8 @@
 #include "utils/wait_event.h"
 
 #include "common/settings.h"
+#include "common/wait_events.h"
+#include "compat/compat.h"
 #include "moneroo/moneroo_api.h"
 #include "shmem/account_health.h"
 #include "shmem/served_databases.h"
@@ -97,7 +99,7 @@ wait_for_worker(TransferSlot *slot, const char *reference)
 						errhint("Check the server log for why the worker stopped; it restarts on its own within seconds."));
 
 			(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-							 1000, PG_WAIT_EXTENSION);
+							 1000, moneroo_wait_event(MONEROO_WAIT_TRANSFER));
 			ResetLatch(MyLatch);
 		}
 	}
@@ -109,7 +111,7 @@ wait_for_worker(TransferSlot *slot, const char *reference)
 	PG_END_TRY();
 }
 
-static pg_attribute_noreturn() void
+pg_noreturn static void
 key_refused_error(const char *detail)
 {
 	ereport(ERROR,

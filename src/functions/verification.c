@@ -15,6 +15,7 @@
 #include "utils/wait_event.h"
 
 #include "common/settings.h"
+#include "common/wait_events.h"
 #include "functions/verification.h"
 #include "moneroo/http_client.h"
 #include "moneroo/moneroo_api.h"
@@ -37,7 +38,7 @@ wait_for_rate_limit(void)
 	while ((wait_ms = moneroo_rate_acquire()) > 0)
 	{
 		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-						 Min(wait_ms, 1000), PG_WAIT_EXTENSION);
+						 Min(wait_ms, 1000), moneroo_wait_event(MONEROO_WAIT_RATE_LIMIT));
 		ResetLatch(MyLatch);
 		CHECK_FOR_INTERRUPTS();
 	}

@@ -19,6 +19,7 @@
 #include "common/message_text.h"
 #include "common/settings.h"
 #include "common/sha2.h"
+#include "compat/compat.h"
 #include "functions/verification.h"
 #include "moneroo/moneroo_api.h"
 #include "table/audit_trail.h"
@@ -87,7 +88,7 @@ check_signature(const char *body, size_t len, const char *signature)
 	explicit_bzero(expected, sizeof(expected));
 }
 
-static pg_attribute_noreturn() void
+pg_noreturn static void
 malformed(const char *detail)
 {
 	ereport(ERROR,
@@ -126,7 +127,7 @@ payout_id_of(const char *body, size_t len)
 	return pnstrdup(id->val.string.val, id->val.string.len);
 }
 
-static pg_attribute_noreturn() void
+pg_noreturn static void
 no_payout_carries(const char *moneroo_id, const char *detail)
 {
 	ereport(ERROR,

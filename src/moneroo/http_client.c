@@ -17,6 +17,7 @@
 #include "utils/wait_event.h"
 
 #include "common/settings.h"
+#include "common/wait_events.h"
 #include "moneroo/http_client.h"
 
 /* Connecting is quick or it is not going to happen. */
@@ -230,7 +231,7 @@ http_call_perform(HttpCall *call)
 	SET_OPT(call, CURLOPT_XFERINFOFUNCTION, check_cancel);
 	SET_OPT(call, CURLOPT_NOPROGRESS, 0L);
 
-	pgstat_report_wait_start(PG_WAIT_EXTENSION);
+	pgstat_report_wait_start(moneroo_wait_event(MONEROO_WAIT_REQUEST));
 	rc = curl_easy_perform(call->easy);
 	pgstat_report_wait_end();
 	http_call_classify(call, rc);

@@ -21,6 +21,7 @@
 #include "utils/memutils.h"
 #include "utils/timestamp.h"
 
+#include "compat/compat.h"
 #include "moneroo/http_pool.h"
 
 struct HttpPool
@@ -87,7 +88,7 @@ http_pool_create(void)
 	 * so a single WaitEventSet covers the latch, postmaster death and every
 	 * request in flight, without rebuilding anything per request.
 	 */
-	pool->wait_set = CreateWaitEventSet(TopMemoryContext, 3);
+	pool->wait_set = compat_create_wait_event_set(3);
 	AddWaitEventToSet(pool->wait_set, WL_LATCH_SET, PGINVALID_SOCKET, MyLatch, NULL);
 	AddWaitEventToSet(pool->wait_set, WL_EXIT_ON_PM_DEATH, PGINVALID_SOCKET, NULL, NULL);
 	AddWaitEventToSet(pool->wait_set, WL_SOCKET_READABLE, pool->epoll_fd, NULL, NULL);

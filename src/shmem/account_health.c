@@ -38,6 +38,7 @@ typedef struct AccountShared
 } AccountShared;
 
 static AccountShared *account_shared = NULL;
+
 void
 account_health_shmem(void)
 {

@@ -13,6 +13,7 @@
 #include "postgres.h"
 
 #include "access/xact.h"
+#include "catalog/pg_database.h"
 #include "commands/dbcommands.h"
 #include "miscadmin.h"
 #include "nodes/parsenodes.h"
@@ -20,6 +21,7 @@
 #include "utils/acl.h"
 
 #include "common/settings.h"
+#include "compat/compat.h"
 #include "shmem/database_events.h"
 #include "shmem/served_databases.h"
 
@@ -66,7 +68,7 @@ served_database_to_drop(DropdbStmt *stmt)
 {
 	Oid			database = get_database_oid(stmt->dbname, true);
 
-	if (!OidIsValid(database) || !pg_database_ownercheck(database, GetUserId()))
+	if (!OidIsValid(database) || !object_ownercheck(DatabaseRelationId, database, GetUserId()))
 		return InvalidOid;
 	return database;
 }

@@ -43,6 +43,7 @@ typedef struct RateShared
 } RateShared;
 
 static RateShared *rate_shared = NULL;
+
 void
 moneroo_rate_limit_shmem(void)
 {

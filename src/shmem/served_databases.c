@@ -17,6 +17,7 @@
 #include "utils/timestamp.h"
 #include "utils/wait_event.h"
 
+#include "common/wait_events.h"
 #include "shmem/served_databases.h"
 #include "shmem/shared_state.h"
 
@@ -31,6 +32,7 @@ typedef struct ServedShared
 } ServedShared;
 
 static ServedShared *served_shared = NULL;
+
 void
 served_databases_shmem(void)
 {
@@ -191,7 +193,7 @@ served_stop_for_drop(Oid database, long wait_ms)
 		if (pid == 0)
 			return;
 		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, 10,
-						 PG_WAIT_EXTENSION);
+						 moneroo_wait_event(MONEROO_WAIT_DROP_DATABASE));
 		ResetLatch(MyLatch);
 		CHECK_FOR_INTERRUPTS();
 	}

@@ -12,6 +12,7 @@
 #include "storage/spin.h"
 #include "utils/wait_event.h"
 
+#include "common/wait_events.h"
 #include "shmem/served_databases.h"
 #include "shmem/shared_state.h"
 #include "shmem/transfer_slots.h"
@@ -25,6 +26,7 @@ typedef struct SlotsShared
 } SlotsShared;
 
 static SlotsShared *slots_shared = NULL;
+
 void
 transfer_slots_shmem(void)
 {
@@ -89,7 +91,7 @@ transfer_slot_submit(const char *reference, const char *request, const char *cre
 	while ((slot = reserve_free_slot()) == NULL)
 	{
 		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-						 10, PG_WAIT_EXTENSION);
+						 10, moneroo_wait_event(MONEROO_WAIT_TRANSFER_SLOT));
 		ResetLatch(MyLatch);
 		CHECK_FOR_INTERRUPTS();
 	}

@@ -28,6 +28,7 @@
 
 #include "common/message_text.h"
 #include "common/settings.h"
+#include "compat/compat.h"
 #include "table/audit_trail.h"
 #include "table/run_as_owner.h"
 #include "table/state_counts.h"
@@ -315,7 +316,7 @@ moneroo_payouts_record_events(PG_FUNCTION_ARGS)
 	return PointerGetDatum(NULL);
 }
 
-static pg_attribute_noreturn() void
+pg_noreturn static void
 refuse(const char *what)
 {
 	ereport(ERROR,

@@ -24,6 +24,7 @@
 #include "utils/timestamp.h"
 
 #include "common/settings.h"
+#include "compat/compat.h"
 #include "shmem/commit_wakeup.h"
 #include "table/audit_trail.h"
 #include "table/payout_guard.h"
@@ -227,7 +228,7 @@ note_change(Relation rel, HeapTuple row, const char *status, const char *previou
 #define STATE_CHANGE_HINT "Use moneroo_retry() to requeue an unknown payout and moneroo_verify() to refresh one."
 #define STATE_INSERT_HINT "Insert only the request; the extension sets the status. " MONEROO_RESTORING_HINT
 
-static pg_attribute_noreturn() void
+pg_noreturn static void
 refuse_state_change(const char *column, const char *hint)
 {
 	ereport(ERROR,

@@ -11,6 +11,7 @@
 #include "utils/builtins.h"
 #include "utils/snapmgr.h"
 
+#include "compat/compat.h"
 #include "table/payout_lookup.h"
 #include "table/payouts_table.h"
 
@@ -37,7 +38,7 @@ fetch_row(const char *condition, Oid type, Datum value, Datum *row)
 	return found;
 }
 
-static pg_attribute_noreturn() void
+pg_noreturn static void
 payout_not_found(int64 id)
 {
 	ereport(ERROR,

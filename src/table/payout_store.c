@@ -269,11 +269,12 @@ payout_store_record_send(int64 id, const char *reference, SendVerdict verdict,
 {
 	Oid			types[7] = {INT8OID, TEXTOID, TEXTOID, JSONBOID, INT4OID, TEXTOID, TEXTOID};
 	Datum		values[7];
-	char		nulls[7] = "       ";
+	char		nulls[7];
 	const char *error;
 	PayoutStatus status;
 	MemoryContext caller = CurrentMemoryContext;
 
+	memset(nulls, ' ', sizeof(nulls));
 	SPI_connect();
 	if (verdict == SEND_ACCEPTED && moneroo_id_taken(answer->moneroo_id, id))
 	{
@@ -320,10 +321,11 @@ payout_store_record_verify(int64 id, const char *moneroo_id, bool ok, MonerooAns
 {
 	Oid			types[7] = {INT8OID, TEXTOID, TEXTOID, JSONBOID, INT4OID, TEXTOID, TEXTOID};
 	Datum		values[7];
-	char		nulls[7] = "       ";
+	char		nulls[7];
 	PayoutStatus status = ok ? payout_status_for(answer->moneroo_status) : PAYOUT_SENT;
 	const char *sql;
 
+	memset(nulls, ' ', sizeof(nulls));
 	SPI_connect();
 	values[0] = Int64GetDatum(id);
 	values[1] = text_or_null(ok ? moneroo_status_name(answer->moneroo_status) : NULL, &nulls[1]);

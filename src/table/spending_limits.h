@@ -8,6 +8,8 @@
 
 #include "utils/jsonb.h"
 
+#include "compat/compat.h"
+
 /* One currency's row of moneroo_limits; a limit that is NULL is absent. */
 typedef struct CurrencyLimits
 {
@@ -38,7 +40,7 @@ extern CurrencyLimits limits_of_currency(Oid schema, const char *currency);
 extern char *limits_hold_reason(Oid schema, Jsonb *request, bool peek);
 
 /* moneroo_transfer's ERROR (55000) for a payout that would be held. */
-extern pg_attribute_noreturn() void limits_refuse_to_send_held(const char *reason);
+pg_noreturn extern void limits_refuse_to_send_held(const char *reason);
 
 /*
  * An approved payout now counts against the daily limit: under the same

@@ -42,6 +42,7 @@ typedef struct WebhooksShared
 } WebhooksShared;
 
 static WebhooksShared *webhooks_shared = NULL;
+
 void
 verify_schedule_shmem(void)
 {

@@ -18,6 +18,7 @@
 #include "utils/wait_event.h"
 
 #include "common/settings.h"
+#include "common/wait_events.h"
 #include "moneroo/moneroo_api.h"
 #include "shmem/account_health.h"
 #include "shmem/rate_limit.h"
@@ -224,7 +225,7 @@ start_sends(void *arg)
 void
 dispatch_let_requests_leave(WorkerState *ws)
 {
-	(void) http_pool_wait(ws->pool, 0, PG_WAIT_EXTENSION);
+	(void) http_pool_wait(ws->pool, 0, moneroo_wait_event(MONEROO_WAIT_ANSWERS));
 }
 
 /*

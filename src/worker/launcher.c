@@ -40,6 +40,7 @@
 #include "utils/wait_event.h"
 
 #include "common/settings.h"
+#include "common/wait_events.h"
 #include "shmem/served_databases.h"
 #include "worker/launcher.h"
 #include "worker/worker.h"
@@ -354,7 +355,7 @@ moneroo_launcher_main(Datum arg)
 
 		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
 						 Max(1, TimestampDifferenceMilliseconds(GetCurrentTimestamp(), next)),
-						 PG_WAIT_EXTENSION);
+						 moneroo_wait_event(MONEROO_WAIT_LAUNCHER));
 		ResetLatch(MyLatch);
 		CHECK_FOR_INTERRUPTS();
 	}

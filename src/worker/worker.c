@@ -26,6 +26,7 @@
 #include "utils/wait_event.h"
 
 #include "common/settings.h"
+#include "common/wait_events.h"
 #include "shmem/account_health.h"
 #include "shmem/rate_limit.h"
 #include "shmem/served_databases.h"
@@ -322,7 +323,7 @@ finish_in_flight(void)
 	 */
 	worker_transaction_stop_waiting();
 	while (http_pool_in_flight(state.pool) > 0 && GetCurrentTimestamp() < deadline)
-		(void) http_pool_wait(state.pool, 100, PG_WAIT_EXTENSION);
+		(void) http_pool_wait(state.pool, 100, moneroo_wait_event(MONEROO_WAIT_WORKER_STOP));
 	record_finished(&state);
 	dispatch_return_unsent(&state, "the moneroo worker stopped before sending it", false);
 }
@@ -417,7 +418,9 @@ moneroo_worker_main(Datum arg)
 		 */
 		if (sleep_ms >= 1000 && http_pool_in_flight(state.pool) == 0)
 			pgstat_report_stat(true);
-		woke = http_pool_wait(state.pool, sleep_ms, PG_WAIT_EXTENSION);
+		woke = http_pool_wait(state.pool, sleep_ms,
+							  moneroo_wait_event(http_pool_in_flight(state.pool) > 0 ?
+												 MONEROO_WAIT_ANSWERS : MONEROO_WAIT_WORKER));
 		if (woke == 0 || (woke & WL_LATCH_SET))
 		{
 			/* a commit, a transfer or a due time: look at the table again */

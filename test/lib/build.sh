@@ -1,17 +1,20 @@
 # shellcheck shell=bash
 # test/lib/build.sh: install what moneroo needs on Debian 12, then build and
 # install it.  Shared by test/run.sh (the tests) and test/demo.sh (the demo).
-# Reads SUDO (an array, empty for root) and PG_CONFIG; defines functions only.
+# Reads SUDO (an array, empty for root), PG_CONFIG and PG_MAJOR (the
+# PostgreSQL major the packages are for, 15 by default); defines functions
+# and the package lists only.
+: "${PG_MAJOR:=15}"
 
 # What test/package.sh needs to build the Debian package: debian/control's
 # Build-Depends and build-essential (package.sh checks with
 # dpkg-checkbuilddeps that this list covers them).
 MONEROO_DEB_PACKAGES=(build-essential dpkg-dev debhelper postgresql-server-dev-all
-                      postgresql-server-dev-15 libcurl4-openssl-dev python3)
+                      "postgresql-server-dev-$PG_MAJOR" libcurl4-openssl-dev python3)
 # What the tests need, test/scripts/95_package.sh's package build included.
-MONEROO_PACKAGES=(postgresql-15 postgresql-server-dev-15 libcurl4-openssl-dev postgresql-15-pgtap
+MONEROO_PACKAGES=("postgresql-$PG_MAJOR" "postgresql-server-dev-$PG_MAJOR" libcurl4-openssl-dev "postgresql-$PG_MAJOR-pgtap"
                   libtap-parser-sourcehandler-pgtap-perl python3 curl openssl make gcc
-                  python3-flask python3-psycopg postgresql-15-cron pgbouncer   # the recipes: test/scripts/9*_recipe_*.sh
+                  python3-flask python3-psycopg "postgresql-$PG_MAJOR-cron" pgbouncer   # the recipes: test/scripts/9*_recipe_*.sh
                   patroni etcd-server   # failover: test/scripts/97_patroni_failover.sh, test/campaign.sh ha
                   "${MONEROO_DEB_PACKAGES[@]}")
 

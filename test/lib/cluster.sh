@@ -36,7 +36,7 @@
 #   cluster_psql -d postgres -c 'CREATE DATABASE moneroo_test'
 #   ...; cluster_stop; mock_stop
 
-: "${PGBIN:=/usr/lib/postgresql/15/bin}"
+: "${PGBIN:=/usr/lib/postgresql/${PG_MAJOR:-15}/bin}"
 : "${PG_OS_USER:=postgres}"
 : "${PGDATABASE:=moneroo_test}"
 : "${MONEROO_TEST_KEY:=pvk_sandbox_t3stK3y|01JTESTKEYDONOTLOG0000000}"
@@ -44,7 +44,7 @@
 # Fill in the variables derived from WORK and the ports.  Called by every
 # function, so callers may set WORK/PGPORT/MOCK_PORT at any time.
 cluster_env() {
-    : "${PGBIN:=/usr/lib/postgresql/15/bin}"
+    : "${PGBIN:=/usr/lib/postgresql/${PG_MAJOR:-15}/bin}"
     : "${PG_OS_USER:=postgres}"
     : "${PGDATABASE:=moneroo_test}"
     : "${MONEROO_TEST_KEY:=pvk_sandbox_t3stK3y|01JTESTKEYDONOTLOG0000000}"
@@ -176,7 +176,7 @@ cluster_is_running() {
 # Explain why the server did not start, from its log.
 cluster_explain_failure() {
     local libdir
-    libdir=$("$PGBIN/pg_config" --pkglibdir 2>/dev/null || echo /usr/lib/postgresql/15/lib)
+    libdir=$("$PGBIN/pg_config" --pkglibdir 2>/dev/null || echo "${PGBIN%/bin}/lib")
     CLUSTER_LOG_SHOWN=1   # read by test/run.sh
     export CLUSTER_LOG_SHOWN
     echo "---- last 50 lines of $SERVER_LOG ----" >&2

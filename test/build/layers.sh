@@ -5,7 +5,9 @@
 #   - every .c but src/moneroo.c lives in a layer's folder, and every folder is a layer;
 #   - no #include runs from a layer up to one below it in the table;
 #   - no circle: no module includes, through others, a module that includes it;
-#   - no .c file is over 600 lines (a file that grows past one job is split).
+#   - no .c file is over 600 lines (a file that grows past one job is split);
+#   - no PG_VERSION_NUM test outside src/compat/compat.h, the one home of the
+#     differences between PostgreSQL majors.
 # TAP on stdout.
 set -uo pipefail
 REPO=${REPO:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}
@@ -74,6 +76,10 @@ check(not circles, "the modules' includes form no circle",
 long_files = ["%s (%d lines)" % (r, n) for f, r in rel.items() if r.endswith(".c")
               for n in [sum(1 for _ in open(f, encoding="utf-8"))] if n > 600]
 check(not long_files, "no .c file is over 600 lines", ", ".join(long_files))
+
+versioned = [r for f, r in rel.items() if not r.startswith("compat/")
+             and "PG_VERSION_NUM" in open(f, encoding="utf-8").read()]
+check(not versioned, "no PG_VERSION_NUM test outside compat/compat.h", ", ".join(versioned))
 
 print("1..%d" % len(results))
 for i, (ok, name, why) in enumerate(results, 1):

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# test/scripts/52_daily_limit_race.sh: a daily limit holds exactly when 16
+# test/faults/52_daily_limit_race.sh: a daily limit holds exactly when 16
 # sessions queue payouts at once.
 #
 # moneroo_limits gives USD a daily_limit with room for exactly ROOM payouts

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# test/scripts/96_streaming_replication.sh: moneroo on a primary and a
+# test/ha/96_streaming_replication.sh: moneroo on a primary and a
 # streaming standby made with pg_basebackup -R, and a failover by hand
 # (pg_ctl stop -m immediate of the primary mid-drain, pg_ctl promote of the
 # standby).  Contract: "Since 1.2: several databases, and failover".

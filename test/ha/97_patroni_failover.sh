@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# test/scripts/97_patroni_failover.sh: README.md's tested Patroni
+# test/ha/97_patroni_failover.sh: README.md's tested Patroni
 # configuration, run as it is, and one failover mid-drain.
 #
 # One etcd (etcd-server 3.4.23) and two PostgreSQL members under Patroni 3.0.2

@@ -1,5 +1,5 @@
 # shellcheck shell=bash
-# test/lib/recipes.sh: what the recipe scripts (test/scripts/9*_recipe_*.sh)
+# test/lib/recipes.sh: what the recipe scripts (test/recipes/9*_recipe_*.sh)
 # share: the README's code blocks, a folder of their own owned by the
 # server's OS user, and programs they run in the background as that user
 # (needs cluster.sh's functions).

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# test/scripts/60_upgrade.sh: ALTER EXTENSION moneroo UPDATE from 1.0 and 1.1
+# test/packaging/60_upgrade.sh: ALTER EXTENSION moneroo UPDATE from 1.0 and 1.1
 # to the default version (1.2).
 #
 # What a user upgrading a live installation needs to know holds:

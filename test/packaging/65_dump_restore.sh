@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# test/scripts/65_dump_restore.sh: pg_dump and pg_restore keep every payout.
+# test/packaging/65_dump_restore.sh: pg_dump and pg_restore keep every payout.
 #
 # payouts and its id sequence are extension configuration tables
 # (pg_extension_config_dump), and so are the payout methods a user adds: a
@@ -120,16 +120,16 @@ idle=$(sql1 "$PGDATABASE" "SELECT mock.wait_for(\$\$ NOT EXISTS (SELECT FROM pay
     (status = 'pending' AND coalesce(next_attempt_at, now()) < now() + interval '30 s')) \$\$, 15)")
 [ "$idle" = t ] || printf '# payouts of earlier tests are still being sent: %s\n' "$idle"
 
-# queue DESCRIPTION ACCOUNT [FAULT_JSON]: queue one payout (after queueing the
+# queue_settled DESCRIPTION ACCOUNT [FAULT_JSON]: queue one payout (after queueing the
 # fault for the next initialize) and wait until it leaves pending and sending.
-queue() {
+queue_settled() {
     [ -n "${3:-}" ] && mock_ctl POST /__mock/faults "$3" >/dev/null
     sql1 "$PGDATABASE" "INSERT INTO payouts (request) VALUES ('$(req "$1" "$2")');
         SELECT mock.wait_for(\$\$ (SELECT status NOT IN ('pending', 'sending') FROM payouts
                                    WHERE request ->> 'description' = '$1' AND id > $mark) \$\$, 15)" >/dev/null
 }
-queue "dump: rejected" 4149518161 '{"kind": "status", "status": 422, "route": "initialize", "count": 1}'
-queue "dump: unknown" 4149518161 '{"kind": "status", "status": 500, "route": "initialize", "count": 1}'
+queue_settled "dump: rejected" 4149518161 '{"kind": "status", "status": 422, "route": "initialize", "count": 1}'
+queue_settled "dump: unknown" 4149518161 '{"kind": "status", "status": 500, "route": "initialize", "count": 1}'
 sql1 "$PGDATABASE" "INSERT INTO payouts (request) VALUES ('$(req "dump: success" 4149518161)'),
                     ('$(req "dump: failed" 4149518162)'), ('$(req "dump: sent" 4149518163)')" >/dev/null
 sql1 "$PGDATABASE" "SELECT mock.wait_for(\$\$ (SELECT count(*) FROM payouts WHERE id > $mark AND

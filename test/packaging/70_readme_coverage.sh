@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# test/scripts/70_readme_coverage.sh: README.md documents every setting and
+# test/packaging/70_readme_coverage.sh: README.md documents every setting and
 # every SQL object of the extension.
 #
 # The names come from the running server, not from a list kept by hand:

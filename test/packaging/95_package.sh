@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# test/scripts/95_package.sh: the Debian package, installed on the test stack.
+# test/packaging/95_package.sh: the Debian package, installed on the test stack.
 #
 # Builds postgresql-15-moneroo with test/package.sh, installs it with apt-get
 # (the local .deb; its dependencies from the Debian mirror, already there),
@@ -9,7 +9,7 @@
 #     default_version (moneroo.control);
 #   - its Depends names postgresql-15 and the package of the libcurl that its
 #     moneroo.so links (per ldd);
-#   - dpkg -L lists moneroo.so, moneroo.control and every sql/moneroo--*.sql
+#   - dpkg -L lists moneroo.so, moneroo.control and every moneroo--*.sql
 #     of the checkout (no other) where pg_config says, and the installed files
 #     are the package's, byte for byte (and dpkg --verify agrees);
 #   - the server, restarted, maps the packaged moneroo.so (same inode) and
@@ -132,10 +132,10 @@ grep -qx "$EXTDIR/moneroo.control" "$T95/files"
 ok $? "dpkg -L lists $EXTDIR/moneroo.control"
 # sql_scripts DIR: the moneroo--*.sql in DIR, sorted, on one line
 sql_scripts() { (cd "$1" 2>/dev/null && ls -1 moneroo--*.sql 2>/dev/null | LC_ALL=C sort | tr '\n' ' '); }
-CHECKOUT_SCRIPTS=$(sql_scripts "$REPO/sql")
+CHECKOUT_SCRIPTS=$(sql_scripts "$REPO")
 is "$(grep "^$EXTDIR/moneroo--.*\.sql$" "$T95/files" | xargs -r -n 1 basename | LC_ALL=C sort | tr '\n' ' ')" \
     "$CHECKOUT_SCRIPTS" \
-    "dpkg -L lists every sql/moneroo--*.sql of the checkout in $EXTDIR, and no other"
+    "dpkg -L lists every moneroo--*.sql of the checkout in $EXTDIR, and no other"
 
 differ=""
 n_files=0

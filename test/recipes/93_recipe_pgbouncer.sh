@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# test/scripts/93_recipe_pgbouncer.sh: moneroo through PgBouncer in
+# test/recipes/93_recipe_pgbouncer.sh: moneroo through PgBouncer in
 # transaction pooling mode (Debian 12's pgbouncer, 1.18), as README.md's
 # "Through a connection pooler" says: what works, and what does not.
 #

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# test/scripts/10_crash.sh: crashes and restarts while payouts are in flight.
+# test/faults/10_crash.sh: crashes and restarts while payouts are in flight.
 #
 # Money-safety rules 1-3 of the contract under the worst timing: the server
 # goes down while the worker has requests on the wire to Moneroo.  The mock
@@ -24,24 +24,15 @@
 # functions it exports.  Leaves the settings and the mock as it found them.
 set -uo pipefail
 
-if ! declare -F cluster_psql >/dev/null; then
-    # shellcheck source=test/lib/cluster.sh
-    . "${CLUSTER_LIB:-$(dirname "$0")/../lib/cluster.sh}"
-fi
-cluster_env
+# shellcheck source=test/lib/script.sh
+. "$(dirname "${BASH_SOURCE[0]}")/../lib/script.sh"
 
 N=50                 # payouts per round
 LATENCY_MS=1000      # the mock answers this long after creating (request_timeout is 2s)
 PLAN=42
 
 # ---------------------------------------------------------------- TAP
-# shellcheck source=test/lib/tap.sh
-. "$(dirname "${BASH_SOURCE[0]}")/../lib/tap.sh"
 tap_plan "$PLAN"
-
-# ---------------------------------------------------------------- SQL
-# shellcheck source=test/lib/server.sh
-. "$(dirname "${BASH_SOURCE[0]}")/../lib/server.sh"
 
 # ---------------------------------------------------------------- set-up / clean-up
 restore() {
@@ -61,23 +52,9 @@ mock_ctl POST /__mock/reset '{}' >/dev/null
 mock_ctl POST /__mock/config "{\"rate_limit\": 0, \"latency_ms\": $LATENCY_MS}" >/dev/null
 sql -q -c 'ALTER SYSTEM SET moneroo.rate_limit = 0' -c 'SELECT pg_reload_conf()' >/dev/null
 
-# queue TAG: queue N payouts described "TAG #i" in one transaction; prints the
-# highest payout id before them.  Recipients cycle through the sandbox numbers
-# (success, failed, pending forever).
-queue() {
-    sql -v tag="$1" -v n="$N" <<'SQL'
-SELECT coalesce(max(id), 0) FROM payouts;
-INSERT INTO payouts (request)
-SELECT jsonb_build_object(
-         'amount', 100 + i, 'currency', 'USD', 'description', format('%s #%s', :'tag', i),
-         'method', 'moneroo_payout_demo',
-         'customer', jsonb_build_object('email', 'crash@example.com',
-                                        'first_name', 'Crash', 'last_name', 'Test'),
-         'recipient', jsonb_build_object('account_number',
-                                         (ARRAY['4149518161', '4149518162', '4149518163'])[1 + i % 3]))
-FROM generate_series(1, :n) AS i;
-SQL
-}
+# Each round's payouts cycle through the sandbox numbers (success, failed,
+# pending forever): queue "$tag" "$N" "${ACCOUNTS[@]}" (test/lib/server.sh).
+ACCOUNTS=(4149518161 4149518162 4149518163)
 
 # counts MARK TAG: "pending sending done unknown other total" of the round's payouts.
 counts() {
@@ -194,7 +171,7 @@ check_round() {
 crash_round() {
     local name=$1 moment=$2 tag="10_crash $1" mark got pid rc
 
-    mark=$(queue "$tag") || { fail "$name: queue $N payouts"; return; }
+    mark=$(queue "$tag" "$N" "${ACCOUNTS[@]}") || { fail "$name: queue $N payouts"; return; }
     got=$(wait_until "$mark" "$tag" "$moment" 20)
     diag "$name: at the crash: $(counts "$mark" "$tag" 2>/dev/null) (pending sending done unknown other total)"
     rc=0
@@ -216,7 +193,7 @@ crash_round "immediate stop at the queue tail"  "sending >= 1 AND pending = 0"
 # ---------------------------------------------------------------- (b) fast stop
 fast_round() {
     local name="fast shutdown" tag="10_crash fast" mark got rc t0 secs
-    mark=$(queue "$tag") || { fail "$name: queue $N payouts"; return; }
+    mark=$(queue "$tag" "$N" "${ACCOUNTS[@]}") || { fail "$name: queue $N payouts"; return; }
     got=$(wait_until "$mark" "$tag" "sending >= 4 AND done >= 8" 20)
     diag "$name: at the stop: $(counts "$mark" "$tag" 2>/dev/null) (pending sending done unknown other total)"
     t0=$SECONDS; rc=0
@@ -239,7 +216,7 @@ fast_round
 kill_round() {
     local name="kill -9 of the worker" tag="10_crash kill" mark got pid newpid rc transfer_pid
     pid=$(wait_worker 20) || { fail "$name: find the worker"; return; }
-    mark=$(queue "$tag") || { fail "$name: queue $N payouts"; return; }
+    mark=$(queue "$tag" "$N" "${ACCOUNTS[@]}") || { fail "$name: queue $N payouts"; return; }
     got=$(wait_until "$mark" "$tag" "sending >= 1 AND done >= 4" 20)
     # one more payout through moneroo_transfer, waiting on the worker when it dies
     cluster_psql -At -c "SELECT status FROM moneroo_transfer(jsonb_build_object(

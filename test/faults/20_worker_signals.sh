@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# test/scripts/20_worker_signals.sh: the background worker is a well-behaved
+# test/faults/20_worker_signals.sh: the background worker is a well-behaved
 # PostgreSQL process.
 #
 #   - it shows in pg_stat_activity as "moneroo worker" (backend_type and
@@ -32,23 +32,16 @@
 # them.
 set -uo pipefail
 
-if ! declare -F cluster_psql >/dev/null; then
-    # shellcheck source=test/lib/cluster.sh
-    . "${CLUSTER_LIB:-$(dirname "$0")/../lib/cluster.sh}"
-fi
-cluster_env
+# shellcheck source=test/lib/script.sh
+. "$(dirname "${BASH_SOURCE[0]}")/../lib/script.sh"
 
 PLAN=23
 TMPDB=moneroo_signals_tmp
 
 # ---------------------------------------------------------------- TAP
-# shellcheck source=test/lib/tap.sh
-. "$(dirname "${BASH_SOURCE[0]}")/../lib/tap.sh"
 tap_plan "$PLAN"
 
 # ---------------------------------------------------------------- SQL
-# shellcheck source=test/lib/server.sh
-. "$(dirname "${BASH_SOURCE[0]}")/../lib/server.sh"
 # reload_settings SQL...: ALTER SYSTEM statements, then pg_reload_conf(), then
 # a moment for the postmaster to pass SIGHUP on and the worker to read it.
 reload_settings() {
@@ -60,26 +53,10 @@ reload_settings() {
 mock_config() { mock_ctl POST /__mock/config "$1" >/dev/null; }
 mock_reset() { mock_ctl POST /__mock/reset '{}' >/dev/null; }
 
-# queue TAG N [RECIPIENT]: N payouts described "TAG #i"; prints max(id) before them.
-queue() {
-    sql -v tag="$1" -v n="$2" -v rcpt="${3:-}" <<'SQL'
-SELECT coalesce(max(id), 0) FROM payouts;
-INSERT INTO payouts (request)
-SELECT jsonb_build_object(
-         'amount', 100 + i, 'currency', 'USD', 'description', format('%s #%s', :'tag', i),
-         'method', 'moneroo_payout_demo',
-         'customer', jsonb_build_object('email', 'signals@example.com',
-                                        'first_name', 'Signal', 'last_name', 'Test'),
-         'recipient', jsonb_build_object('account_number',
-                                         coalesce(nullif(:'rcpt', ''),
-                                                  (ARRAY['4149518161', '4149518162'])[1 + i % 2])))
-FROM generate_series(1, :n) AS i;
-SQL
-}
+# queue TAG N ACCOUNT... (test/lib/server.sh): these payouts alternate success and failed
+BOTH=(4149518161 4149518162)
 # of TAG MARK: the FROM item of the payouts a queue call made
 of() { printf "(SELECT * FROM payouts WHERE id > %s AND request ->> 'description' LIKE '%s #%%') AS m" "$2" "$1"; }
-# wait_sql CONDITION SECONDS: mock.wait_for in the server; prints t or f
-wait_sql() { sql1 "SELECT mock.wait_for(\$c\$ $1 \$c\$, $2)"; }
 # drained TAG MARK SECONDS: until none of them is pending or sending; t or f
 drained() {
     wait_sql "(SELECT count(*) FROM $(of "$1" "$2") WHERE status IN ('pending', 'sending')) = 0" "$3"
@@ -151,7 +128,7 @@ is "$(sql1 "SELECT worker_running || ' ' || worker_pid FROM moneroo_status")" "t
 # ================================================================ B. SIGTERM
 mock_config '{"latency_ms": 1000}'
 tag="20_signals sigterm"
-mark=$(queue "$tag" 20)
+mark=$(queue "$tag" 20 "${BOTH[@]}")
 got=$(wait_sql "(SELECT count(*) FROM $(of "$tag" "$mark") WHERE status = 'sending') >= 4" 15)
 t0=$SECONDS
 is "$got $(sql1 "SELECT pg_terminate_backend($pid)")" "t t" \
@@ -185,7 +162,7 @@ batch() {
     mock_reset
     mock_config '{"rate_limit": 0, "latency_ms": 500}'
     local m
-    m=$(queue "$1" 12)
+    m=$(queue "$1" 12 "${BOTH[@]}")
     drained "$1" "$m" 30 >/dev/null
     sql1 "WITH j AS (SELECT (e ->> 'time')::float8 AS t FROM mock.journal() AS e)
           SELECT coalesce(max((SELECT count(*) FROM j AS j2 WHERE j2.t >= j1.t AND j2.t < j1.t + 0.4)), 0)
@@ -293,7 +270,7 @@ reload_settings 'ALTER SYSTEM RESET moneroo.request_timeout'
 # ================================================================ E. CREATE/DROP DATABASE
 mock_config '{"latency_ms": 1000}'
 tag="20_signals dropdb"
-mark=$(queue "$tag" 12)
+mark=$(queue "$tag" 12 "${BOTH[@]}")
 wait_sql "(SELECT count(*) FROM $(of "$tag" "$mark") WHERE status = 'sending') >= 1" 10 >/dev/null
 t0=$(date +%s%N)
 out=$(timeout 30 "$PGBIN/psql" -X -q -v ON_ERROR_STOP=1 -h "$PGHOST" -p "$PGPORT" -U postgres -d postgres \
@@ -329,7 +306,7 @@ is "$rc $(wait_sql "(SELECT status IN ('sent', 'success', 'failed') FROM $(of "$
 # ================================================================ G. postmaster death
 mock_config '{"latency_ms": 1500}'
 tag="20_signals pmdeath"
-mark=$(queue "$tag" 10)
+mark=$(queue "$tag" 10 "${BOTH[@]}")
 got=$(wait_sql "(SELECT count(*) FROM $(of "$tag" "$mark") WHERE status = 'sending') >= 1" 10)
 pm=$(cluster_pid)
 kill -KILL "$pm"

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# test/scripts/30_account_failures.sh: the worst day of an account (1.2).
+# test/faults/30_account_failures.sh: the worst day of an account (1.2).
 #
 #   A. Moneroo refuses the key (the mock's key is changed: a revoked key):
 #      no payout is rejected or unknown, they wait pending with their attempt
@@ -23,25 +23,15 @@
 # to postgresql.conf and restarts (test/run.sh restores the file afterwards).
 set -uo pipefail
 
-if ! declare -F cluster_psql >/dev/null; then
-    # shellcheck source=test/lib/cluster.sh
-    . "${CLUSTER_LIB:-$(dirname "$0")/../lib/cluster.sh}"
-fi
-cluster_env
+# shellcheck source=test/lib/script.sh
+. "$(dirname "${BASH_SOURCE[0]}")/../lib/script.sh"
 
-# shellcheck source=test/lib/tap.sh
-. "$(dirname "${BASH_SOURCE[0]}")/../lib/tap.sh"
-# shellcheck source=test/lib/server.sh
-. "$(dirname "${BASH_SOURCE[0]}")/../lib/server.sh"
 tap_plan 38
 
 WEBHOOK_SECRET="whsec_t30_$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')"
 MAXC=8
 
 mock_config() { mock_ctl POST /__mock/config "$1" >/dev/null; }
-reload() { sql -q -c 'SELECT pg_reload_conf()' >/dev/null; sleep 0.5; }
-wait_sql() { sql1 "SELECT mock.wait_for(\$c\$ $1 \$c\$, $2)"; }
-queue() { queue_payouts "$1" "$2"; }   # queue TAG N (test/lib/server.sh)
 of() { printf "(SELECT * FROM payouts WHERE request ->> 'description' LIKE '%s #%%') AS m" "$1"; }
 counts() { sql1 "SELECT coalesce(string_agg(status || '=' || n, ' ' ORDER BY status), 'none')
                  FROM (SELECT status, count(*) AS n FROM $(of "$1") GROUP BY status) s"; }
@@ -75,7 +65,7 @@ mock_config '{"rate_limit": 0, "pending_after": 0.2, "final_after": 0.5}'
 
 # ================================================================ A. key refused
 mock_config '{"secret_key": "pvk_revoked_by_the_test"}'
-queue t30a 10
+queue t30a 10 >/dev/null
 is "$(wait_sql "(SELECT pause_reason FROM moneroo_status) LIKE '%refused the secret key%'" 10)" t \
    "A: a 401 pauses the worker: moneroo_status.pause_reason says Moneroo refused the key"
 wait_sql "(SELECT count(*) FROM $(of t30a) WHERE status = 'sending') = 0" 10 >/dev/null
@@ -103,7 +93,7 @@ is "$(sql1 "SELECT pause_reason IS NULL FROM moneroo_status")" "t" "A: the pause
 
 # ================================================================ B. key refused on verify
 mock_config '{"pending_after": 60, "final_after": 120}'
-queue t30b 3
+queue t30b 3 >/dev/null
 wait_sql "(SELECT count(*) FROM $(of t30b) WHERE status = 'sent') = 3" 10 >/dev/null
 mock_config '{"secret_key": "pvk_revoked_by_the_test"}'
 is "$(wait_sql "(SELECT pause_reason FROM moneroo_status) LIKE '%refused the secret key%'" 10)" t \
@@ -117,11 +107,11 @@ is "$(wait_sql "(SELECT count(*) FROM $(of t30b) WHERE status = 'success') = 3" 
 # ================================================================ C. Moneroo fails
 # After a pause sends ramp up again, one at a time and doubling with each good
 # answer: a few good payouts first, so that the outage meets the full width.
-queue t30r 8
+queue t30r 8 >/dev/null
 is "$(wait_sql "(SELECT count(*) FROM $(of t30r) WHERE status IN ('sent', 'success')) = 8" 15)" t \
    "C: after the pauses, sends ramp back up (8 more payouts sent)"
 mock_ctl POST /__mock/faults '{"kind": "status_after_create", "status": 503, "route": "initialize", "count": -1}' >/dev/null
-queue t30c 60
+queue t30c 60 >/dev/null
 is "$(wait_sql "(SELECT pause_reason FROM moneroo_status) LIKE '%failing%'" 20)" t \
    "C: after a few 503s the circuit breaker opens (moneroo_status.pause_reason)"
 wait_sql "(SELECT count(*) FROM $(of t30c) WHERE status = 'sending') = 0" 15 >/dev/null
@@ -194,7 +184,7 @@ is "$(sql1 "SELECT string_agg(DISTINCT (moneroo_cancel(id)).status, ',') FROM t3
    "$([ "$unknown" -gt 2 ] && echo cancelled)" "D: moneroo_cancel closes the other unknown payouts"
 # a pending payout, held back by a refused key, cancelled before it leaves
 mock_config '{"secret_key": "pvk_revoked_by_the_test"}'
-queue t30d 1
+queue t30d 1 >/dev/null
 wait_sql "(SELECT pause_reason FROM moneroo_status) IS NOT NULL
           AND (SELECT status FROM $(of t30d)) = 'pending'" 10 >/dev/null
 pend=$(sql1 "SELECT id FROM $(of t30d)")

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# test/scripts/47_webhooks_as_signal.sh: once webhooks arrive, polls are the
+# test/faults/47_webhooks_as_signal.sh: once webhooks arrive, polls are the
 # safety net (1.2, the rate budget).
 #
 # Every verification spends the rate limit that payouts waiting to leave
@@ -36,7 +36,7 @@ sql -c "ALTER SYSTEM SET moneroo.verify_min_interval = '1s'" -c "ALTER SYSTEM SE
     -c "SELECT pg_reload_conf()" >/dev/null || bail "cannot set the verification intervals"
 
 RUN="t47-$(head -c 6 /dev/urandom | od -An -tx1 | tr -d ' \n')"
-queue() {   # queue ACCOUNT TAG: the new payout's id
+queue_one() {   # queue_one ACCOUNT TAG: the new payout's id
     sql1 "INSERT INTO payouts (request) VALUES ('{\"amount\": 800, \"currency\": \"USD\",
           \"description\": \"$RUN $2\", \"method\": \"moneroo_payout_demo\",
           \"customer\": {\"email\": \"signal@example.com\", \"first_name\": \"Web\", \"last_name\": \"Hook\"},
@@ -60,7 +60,7 @@ webhook() {   # webhook ID EVENT: delivered to moneroo_webhook, signed; prints t
 }
 
 # ---------------------------------------------------------------- A: no webhook yet
-a=$(queue 4149518163 A)
+a=$(queue_one 4149518163 A)
 wait_until 10 "(SELECT status FROM payouts WHERE id = $a) = 'sent'" || bail "payout A was not sent: $(status "$a")"
 sleep 4
 n=$(verifies "$a")
@@ -69,7 +69,7 @@ is "$(webhook "$a" payout.success)/$(( $(verifies "$a") - n ))" "sent/1" \
     "a signed webhook for A has it verified once, and Moneroo's answer (still pending) wins over the body"
 
 # ---------------------------------------------------------------- B: its webhook never comes
-b=$(queue 4149518161 B)
+b=$(queue_one 4149518161 B)
 wait_until 10 "(SELECT status FROM payouts WHERE id = $b) = 'sent'" || bail "payout B was not sent: $(status "$b")"
 is "$(sql1 "SELECT round(extract(epoch FROM next_attempt_at - sent_at)) FROM payouts WHERE id = $b")" "6" \
     "once webhooks arrive, a new payout's first poll waits moneroo.verify_max_interval (6 s), not verify_min_interval"
@@ -80,7 +80,7 @@ ok $? "B's webhook never comes: the safety-net poll settles it" "status: $(statu
 is "$(verifies "$b")" "1" "... with one verification"
 
 # ---------------------------------------------------------------- C: its webhook comes
-c=$(queue 4149518161 C)
+c=$(queue_one 4149518161 C)
 wait_until 10 "(SELECT status FROM payouts WHERE id = $c) = 'sent'" || bail "payout C was not sent: $(status "$c")"
 wait_until 10 "EXISTS (SELECT FROM mock.payouts() p WHERE p ->> 'id' = (SELECT moneroo_id FROM payouts WHERE id = $c)
                        AND p ->> 'status' = 'success')" || bail "the mock did not settle payout C"

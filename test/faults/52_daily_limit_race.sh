@@ -16,11 +16,8 @@
 # functions it exports.
 set -uo pipefail
 
-if ! declare -F cluster_psql >/dev/null; then
-    # shellcheck source=test/lib/cluster.sh
-    . "${CLUSTER_LIB:-$(dirname "$0")/../lib/cluster.sh}"
-fi
-cluster_env
+# shellcheck source=test/lib/script.sh
+. "$(dirname "${BASH_SOURCE[0]}")/../lib/script.sh"
 
 PLAN=9
 AMOUNT=100
@@ -28,8 +25,6 @@ ROOM=10
 D=$(mktemp -d /tmp/moneroo-race.XXXXXX)
 chmod 755 "$D"
 
-# shellcheck source=test/lib/tap.sh
-. "$(dirname "${BASH_SOURCE[0]}")/../lib/tap.sh"
 tap_plan "$PLAN"
 
 sql1() { printf '%s\n' "$1" | cluster_psql -At 2>&1; }

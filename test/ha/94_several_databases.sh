@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# test/scripts/94_several_databases.sh: one launcher, one worker per served
+# test/ha/94_several_databases.sh: one launcher, one worker per served
 # database, one Moneroo account (1.2, "several databases").
 #
 # moneroo.database takes a list ('a, b', double quotes keep a name exactly)
@@ -61,16 +61,11 @@ set_databases() {
     for s in "$@"; do args+=(-c "ALTER SYSTEM SET ${s%%=*} = ${s#*=}"); done
     sql -q "${args[@]}" -c 'SELECT pg_reload_conf()' >/dev/null
 }
-# wpid DB: the pid of DB's moneroo worker (pg_stat_activity), or nothing
-wpid() {
-    sql1 "SELECT string_agg(pid::text, ',') FROM pg_stat_activity
-          WHERE backend_type = 'moneroo worker' AND datname = $(lit "$1")"
-}
 # wait_wpid SECONDS DB [NOT_PID]: until DB has one worker (other than NOT_PID); prints its pid
 wait_wpid() {
     local deadline=$((SECONDS + $1)) p
     while :; do
-        p=$(wpid "$2")
+        p=$(worker_pid "$2")
         case $p in ''|*,*|ERROR*|"${3:-none}") ;; *) printf '%s' "$p"; return 0 ;; esac
         [ "$SECONDS" -lt "$deadline" ] || { printf '%s' "$p"; return 1; }
         sleep 0.2
@@ -79,15 +74,15 @@ wait_wpid() {
 # wait_no_wpid SECONDS DB: until DB has no worker
 wait_no_wpid() {
     local deadline=$((SECONDS + $1))
-    until [ -z "$(wpid "$2")" ]; do [ "$SECONDS" -lt "$deadline" ] || return 1; sleep 0.2; done
+    until [ -z "$(worker_pid "$2")" ]; do [ "$SECONDS" -lt "$deadline" ] || return 1; sleep 0.2; done
 }
-# queue DB TAG N: N payouts described "$RUN TAG #i" in one transaction
-queue() { queue_payouts "$RUN $2" "$3" -d "$1"; }
+# queue_in DB TAG N: N payouts described "$RUN TAG #i" in one transaction
+queue_in() { queue -d "$1" "$RUN $2" "$3" >/dev/null; }
 # queue_at_once TAG N DB...: N payouts in each DB, the transactions at the same time
 queue_at_once() {
     local tag=$1 n=$2 db pids=() rc=0 p
     shift 2
-    for db in "$@"; do queue "$db" "$tag" "$n" & pids+=($!); done
+    for db in "$@"; do queue_in "$db" "$tag" "$n" & pids+=($!); done
     for p in "${pids[@]}"; do wait "$p" || rc=1; done
     return "$rc"
 }
@@ -231,7 +226,7 @@ set_databases 't94_a, t94_b, t94_c, t94_missing' moneroo.rate_limit=120
 t0=$SECONDS
 pc=$(wait_wpid 15 t94_c)
 ok "$([ -n "$pc" ]; echo $?)" "three databases and a missing one: t94_c's worker starts (pid ${pc:-none})"
-is "$(wpid t94_a) $(wpid t94_b)" "$pa $pb" "t94_a's and t94_b's workers keep running through the reload"
+is "$(worker_pid t94_a) $(worker_pid t94_b)" "$pa $pb" "t94_a's and t94_b's workers keep running through the reload"
 queue_at_once three 8 t94_a t94_b t94_c || diag "could not queue 8 payouts in t94_a, t94_b and t94_c at once"
 sa=$(wait_states 60 success:8 t94_a three); sb=$(wait_states 60 success:8 t94_b three)
 sc=$(wait_states 60 success:8 t94_c three)
@@ -279,37 +274,37 @@ sql -q -c 'ALTER SYSTEM RESET moneroo.max_concurrency' -c 'SELECT pg_reload_conf
 mock_ctl POST /__mock/config '{"latency_ms": 0}' >/dev/null
 
 # ---------------------------------------------------------------- 4. a reload that changes the list
-pa=$(wpid t94_a); pb=$(wpid t94_b)
+pa=$(worker_pid t94_a); pb=$(worker_pid t94_b)
 set_databases 't94_a, t94_b, "T94 Quoted,One", t94_d'
 wait_no_wpid 15 t94_c
-ok $? "a reload that takes t94_c out of the list stops its worker" "t94_c's worker: $(wpid t94_c)"
+ok $? "a reload that takes t94_c out of the list stops its worker" "t94_c's worker: $(worker_pid t94_c)"
 pq=$(wait_wpid 15 "T94 Quoted,One")
 ok $? "... and one that adds \"T94 Quoted,One\" (double quotes: a comma and capitals kept) starts its worker" \
     "workers: $(sql1 "SELECT string_agg(datname || '=' || pid, ' ') FROM pg_stat_activity WHERE backend_type = 'moneroo worker'")"
-is "$(wpid t94_a) $(wpid t94_b)" "$pa $pb" "the databases still listed keep their workers"
+is "$(worker_pid t94_a) $(worker_pid t94_b)" "$pa $pb" "the databases still listed keep their workers"
 pd=$(wait_wpid 10 t94_d)
 ok $? "t94_d, listed but without the extension, gets a worker that waits for CREATE EXTENSION (pid ${pd:-none})"
-queue "T94 Quoted,One" quoted 3; queue t94_c unserved 2
+queue_in "T94 Quoted,One" quoted 3; queue_in t94_c unserved 2
 is "$(wait_states 20 success:3 "T94 Quoted,One" quoted)" success:3 "payouts in \"T94 Quoted,One\" are sent and settled"
 sleep 2
 is "$(states t94_c unserved)" pending:2 "payouts in t94_c, no longer listed, wait (pending)"
 
 # ---------------------------------------------------------------- 5. a worker killed
-old=$(wpid t94_b)
+old=$(worker_pid t94_b)
 is "$(sql1 "SELECT pg_terminate_backend($old)")" t "pg_terminate_backend of t94_b's worker (pid $old)"
 new=$(wait_wpid 20 t94_b "$old")
 ok $? "the launcher starts a new worker for t94_b (pid ${new:-none})"
-is "$(wpid t94_a)" "$pa" "t94_a's worker was not touched"
-queue t94_b after_kill 2
+is "$(worker_pid t94_a)" "$pa" "t94_a's worker was not touched"
+queue_in t94_b after_kill 2
 is "$(wait_states 20 success:2 t94_b after_kill)" success:2 "t94_b's new worker sends and settles its payouts"
 
 # ---------------------------------------------------------------- 6. one account: a refused key pauses every worker
 mock_ctl POST /__mock/config '{"secret_key": "pvk_revoked_by_the_test"}' >/dev/null
-queue t94_a key_refused 1
+queue_in t94_a key_refused 1
 wait_sql_in t94_b 10 "(SELECT pause_reason FROM moneroo_status) LIKE '%refused the secret key%'"
 ok $? "a key refused to t94_a's worker pauses the account: t94_b's moneroo_status says so" \
     "t94_b: $(dsql t94_b "SELECT paused_until || ' ' || pause_reason FROM moneroo_status")"
-queue t94_b during_pause 1
+queue_in t94_b during_pause 1
 sleep 2
 refs t94_b during_pause >"$WORK/t94_refs"
 is "$(states t94_b during_pause) $(journal_check "$WORK/t94_refs")" "pending:1 0 0 0" \
@@ -322,7 +317,7 @@ is "$sa / $sb" "success:1 / success:1" "after a reload with a working key, both 
 # ---------------------------------------------------------------- 7. '*'
 set_databases '*'
 pc=$(wait_wpid 15 t94_c); pt=$(wait_wpid 15 "$PGDATABASE")
-ok "$([ -n "$pc" ] && [ -n "$pt" ] && [ -n "$(wpid t94_a)" ] && [ -n "$(wpid t94_b)" ] && [ -n "$(wpid "T94 Quoted,One")" ]; echo $?)" \
+ok "$([ -n "$pc" ] && [ -n "$pt" ] && [ -n "$(worker_pid t94_a)" ] && [ -n "$(worker_pid t94_b)" ] && [ -n "$(worker_pid "T94 Quoted,One")" ]; echo $?)" \
     "'*': every database with the extension has a worker" \
     "workers: $(sql1 "SELECT string_agg(datname || '=' || pid, ' ') FROM pg_stat_activity WHERE backend_type = 'moneroo worker'")"
 is "$(wait_states 20 success:2 t94_c unserved)" success:2 "t94_c's waiting payouts are sent once it is served again"
@@ -333,23 +328,23 @@ cluster_psql -d t94_d -q -c 'CREATE EXTENSION moneroo' || diag "CREATE EXTENSION
 t2=$SECONDS
 pd=$(wait_wpid 10 t94_d)
 ok $? "'*': CREATE EXTENSION moneroo in t94_d is served within 10 s (worker ${pd:-none} after $((SECONDS - t2)) s)"
-queue t94_d served 2
+queue_in t94_d served 2
 is "$(wait_states 20 success:2 t94_d served)" success:2 "... and t94_d's payouts are sent and settled"
 cluster_psql -d t94_d -q -c 'DROP EXTENSION moneroo' || diag "DROP EXTENSION moneroo in t94_d failed"
 wait_no_wpid 15 t94_d
-ok $? "'*': DROP EXTENSION moneroo in t94_d stops its worker" "t94_d's worker: $(wpid t94_d)"
+ok $? "'*': DROP EXTENSION moneroo in t94_d stops its worker" "t94_d's worker: $(worker_pid t94_d)"
 
 # ---------------------------------------------------------------- 8. DROP DATABASE of a served database
-pc=$(wpid t94_c); pa=$(wpid t94_a)
+pc=$(worker_pid t94_c); pa=$(worker_pid t94_a)
 mark=$(log_mark)
 t3=$SECONDS
 out=$(timeout 40 "$PGBIN/psql" -X -q -v ON_ERROR_STOP=1 -h "$PGHOST" -p "$PGPORT" -U postgres -d postgres \
         -c 'DROP DATABASE t94_c' 2>&1)
 ok $? "DROP DATABASE t94_c (served, worker $pc; no FORCE) succeeds ($((SECONDS - t3)) s)" "$out"
-is "$(sql1 "SELECT count(*) FROM pg_database WHERE datname = 't94_c'") $(wpid t94_c)" "0 " "... t94_c is gone, and has no worker"
-queue t94_a after_drop 2; queue t94_b after_drop 2
+is "$(sql1 "SELECT count(*) FROM pg_database WHERE datname = 't94_c'") $(worker_pid t94_c)" "0 " "... t94_c is gone, and has no worker"
+queue_in t94_a after_drop 2; queue_in t94_b after_drop 2
 sa=$(wait_states 20 success:2 t94_a after_drop); sb=$(wait_states 20 success:2 t94_b after_drop)
-is "$sa / $sb / $(wpid t94_a)" "success:2 / success:2 / $pa" "the other databases are still served, by the same workers"
+is "$sa / $sb / $(worker_pid t94_a)" "success:2 / success:2 / $pa" "the other databases are still served, by the same workers"
 sleep 6
 log=$(log_since "$mark")
 is "$(grep -cE '(ERROR|FATAL|WARNING):' <<<"$log")" 0 \

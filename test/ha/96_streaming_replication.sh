@@ -52,14 +52,8 @@
 set -uo pipefail
 
 LIB=$(cd "$(dirname "${BASH_SOURCE[0]}")/../lib" && pwd)
-if ! declare -F cluster_psql >/dev/null; then
-    # shellcheck source=test/lib/cluster.sh
-    . "${CLUSTER_LIB:-$LIB/cluster.sh}"
-fi
-# shellcheck source=test/lib/tap.sh
-. "$LIB/tap.sh"
-# shellcheck source=test/lib/server.sh
-. "$LIB/server.sh"
+# shellcheck source=test/lib/script.sh
+. "$LIB/script.sh"
 # shellcheck source=test/lib/replication.sh
 . "$LIB/replication.sh"
 

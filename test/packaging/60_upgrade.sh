@@ -24,11 +24,8 @@
 # tests left in moneroo_test's payouts are dropped with the extension).
 set -uo pipefail
 
-if ! declare -F cluster_psql >/dev/null; then
-    # shellcheck source=test/lib/cluster.sh
-    . "${CLUSTER_LIB:-$(dirname "$0")/../lib/cluster.sh}"
-fi
-cluster_env
+# shellcheck source=test/lib/script.sh
+. "$(dirname "${BASH_SOURCE[0]}")/../lib/script.sh"
 
 DB_A=moneroo_upgrade          # part A: not served by the worker
 DB_FRESH=moneroo_upgrade_fresh # a fresh CREATE EXTENSION, to compare with
@@ -38,8 +35,6 @@ PLAN=38
 CONFIG_1_2="moneroo_limits [], moneroo_payout_methods [WHERE NOT documented], payout_events [], payout_events_id_seq [], payouts [], payouts_id_seq []"
 
 # ---------------------------------------------------------------- TAP
-# shellcheck source=test/lib/tap.sh
-. "$(dirname "${BASH_SOURCE[0]}")/../lib/tap.sh"
 tap_plan "$PLAN"
 
 # sql1 DB SQL: the output of every statement of SQL (unaligned, tuples only,

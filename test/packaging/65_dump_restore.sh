@@ -24,11 +24,8 @@
 # method it adds to moneroo_test, restores the settings and the mock.
 set -uo pipefail
 
-if ! declare -F cluster_psql >/dev/null; then
-    # shellcheck source=test/lib/cluster.sh
-    . "${CLUSTER_LIB:-$(dirname "$0")/../lib/cluster.sh}"
-fi
-cluster_env
+# shellcheck source=test/lib/script.sh
+. "$(dirname "${BASH_SOURCE[0]}")/../lib/script.sh"
 
 COPY_A=moneroo_dump_copy
 SRC_B=moneroo_dump_src
@@ -40,8 +37,6 @@ PLAN=28
 D=$(mktemp -d /tmp/moneroo-dump.XXXXXX)
 
 # ---------------------------------------------------------------- TAP
-# shellcheck source=test/lib/tap.sh
-. "$(dirname "${BASH_SOURCE[0]}")/../lib/tap.sh"
 tap_plan "$PLAN"
 # same FILE_OR_TEXT_A FILE_OR_TEXT_B DESC: two non-empty texts are equal (diff shown otherwise)
 same() {

@@ -17,11 +17,8 @@
 # functions it exports.  Changes nothing.
 set -uo pipefail
 
-if ! declare -F cluster_psql >/dev/null; then
-    # shellcheck source=test/lib/cluster.sh
-    . "${CLUSTER_LIB:-$(dirname "$0")/../lib/cluster.sh}"
-fi
-cluster_env
+# shellcheck source=test/lib/script.sh
+. "$(dirname "${BASH_SOURCE[0]}")/../lib/script.sh"
 
 README=${REPO:-$(cd "$(dirname "$0")/../.." && pwd)}/README.md
 

@@ -29,15 +29,8 @@
 # (flock /tmp/moneroo-system-install.lock bash test/run.sh ...).
 set -uo pipefail
 
-if ! declare -F cluster_psql >/dev/null; then
-    # shellcheck source=test/lib/cluster.sh
-    . "${CLUSTER_LIB:-$(dirname "$0")/../lib/cluster.sh}"
-fi
-cluster_env
-# shellcheck source=test/lib/tap.sh
-. "$(dirname "${BASH_SOURCE[0]}")/../lib/tap.sh"
-# shellcheck source=test/lib/server.sh
-. "$(dirname "${BASH_SOURCE[0]}")/../lib/server.sh"
+# shellcheck source=test/lib/script.sh
+. "$(dirname "${BASH_SOURCE[0]}")/../lib/script.sh"
 # build_extension, to put the checkout's build back
 # shellcheck source=test/lib/build.sh
 . "$(dirname "${BASH_SOURCE[0]}")/../lib/build.sh"

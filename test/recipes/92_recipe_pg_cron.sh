@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# test/scripts/92_recipe_pg_cron.sh: the README's pg_cron jobs (Debian 12's
+# test/recipes/92_recipe_pg_cron.sh: the README's pg_cron jobs (Debian 12's
 # postgresql-15-cron, 1.4.2) run as written beside moneroo.
 #
 # The server is restarted with the README's pg_cron settings (its ```ini
@@ -65,14 +65,14 @@ ok $? "README.md's payout_reports table and daily report job, as written" "$out"
 
 # Yesterday's payouts: two that succeed, one that fails (Moneroo's sandbox
 # numbers), and one of today that the report must leave out.
-queue() {   # queue ACCOUNT AMOUNT DESCRIPTION
+insert_sql() {   # insert_sql ACCOUNT AMOUNT DESCRIPTION: the INSERT of one payout
     printf "INSERT INTO payouts (request) VALUES ('{\"amount\": %d, \"currency\": \"USD\",
         \"description\": \"%s\", \"method\": \"moneroo_payout_demo\",
         \"customer\": {\"email\": \"ada@example.com\", \"first_name\": \"Ada\", \"last_name\": \"Lovelace\"},
         \"recipient\": {\"account_number\": \"%s\"}}');\n" "$2" "$3" "$1"
 }
-out=$({ queue 4149518161 500 "script 92 report yesterday"; queue 4149518161 700 "script 92 report yesterday"
-        queue 4149518162 300 "script 92 report yesterday"; queue 4149518161 900 "script 92 report today"; } | cluster_psql 2>&1)
+out=$({ insert_sql 4149518161 500 "script 92 report yesterday"; insert_sql 4149518161 700 "script 92 report yesterday"
+        insert_sql 4149518162 300 "script 92 report yesterday"; insert_sql 4149518161 900 "script 92 report today"; } | cluster_psql 2>&1)
 ok $? "three payouts of \"yesterday\" and one of today queued" "$out"
 settled() {
     local _

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# test/scripts/45_webhook_signed.sh: moneroo_webhook with a signing secret.
+# test/security/45_webhook_signed.sh: moneroo_webhook with a signing secret.
 #
 # moneroo.webhook_secret is restart-only, so this script appends it (a
 # distinctive random value) to postgresql.conf and restarts; test/run.sh
@@ -33,13 +33,8 @@
 # cluster.sh functions it exports.
 set -uo pipefail
 
-if ! declare -F cluster_psql >/dev/null; then
-    # shellcheck source=test/lib/cluster.sh
-    . "${CLUSTER_LIB:-$(dirname "$0")/../lib/cluster.sh}"
-fi
-cluster_env
-
-bail() { printf 'Bail out! %s\n' "$*"; exit 1; }
+# shellcheck source=test/lib/script.sh
+. "$(dirname "${BASH_SOURCE[0]}")/../lib/script.sh"
 
 # Not exported: the server's environment must not carry it either.
 WEBHOOK_SECRET="whsec_t45w_$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')"
@@ -78,14 +73,7 @@ CREATE EXTENSION pgcrypto SCHEMA t45w_crypto;
 -- ---------------------------------------------------------------- helpers
 
 CREATE FUNCTION pg_temp.req(account text) RETURNS jsonb
-LANGUAGE sql IMMUTABLE AS $fn$
-    SELECT jsonb_build_object(
-        'amount', 500, 'currency', 'USD', 'description', 'script 45_webhook_signed',
-        'method', 'moneroo_payout_demo',
-        'customer', jsonb_build_object('email', 'ada@example.com',
-                                       'first_name', 'Ada', 'last_name', 'Lovelace'),
-        'recipient', jsonb_build_object('account_number', account))
-$fn$;
+LANGUAGE sql IMMUTABLE AS $fn$ SELECT mock.payout_request(to_jsonb(account), 'script 45_webhook_signed') $fn$;
 
 -- X-Moneroo-Signature as Moneroo computes it: lowercase hex HMAC-SHA256 of
 -- the raw body with the signing secret.

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# test/scripts/50_tls.sh: HTTPS to Moneroo, with certificate and host checks
+# test/security/50_tls.sh: HTTPS to Moneroo, with certificate and host checks
 # always on, and the moneroo.api_url check (README, Settings and Security).
 #
 # A throwaway CA signs two server certificates: one for localhost/127.0.0.1
@@ -18,28 +18,20 @@
 # exit; test/run.sh restores postgresql.conf.
 set -uo pipefail
 
-if ! declare -F cluster_psql >/dev/null; then
-    # shellcheck source=test/lib/cluster.sh
-    . "${CLUSTER_LIB:-$(dirname "$0")/../lib/cluster.sh}"
-fi
-cluster_env
+# shellcheck source=test/lib/script.sh
+. "$(dirname "${BASH_SOURCE[0]}")/../lib/script.sh"
 # shellcheck source=test/lib/tls.sh
 . "$(dirname "$0")/../lib/tls.sh"
 
 PLAN=37
 
 # ---------------------------------------------------------------- TAP
-# shellcheck source=test/lib/tap.sh
-. "$(dirname "${BASH_SOURCE[0]}")/../lib/tap.sh"
 tap_plan "$PLAN"
 
 # ---------------------------------------------------------------- SQL
-# shellcheck source=test/lib/server.sh
-. "$(dirname "${BASH_SOURCE[0]}")/../lib/server.sh"
 sql1() { sql_or_state "$1"; }
 # run1 STATEMENT: "ok", or "ERROR <sqlstate>: <message>".
 run1() { local out; out=$(sql1 "$1"); printf '%s' "${out:-ok}"; }
-reload() { sql1 'SELECT pg_reload_conf()' >/dev/null; sleep 1; }   # the worker reloads asynchronously
 REQ='{"amount": 500, "currency": "USD", "description": "script 50_tls", "method": "moneroo_payout_demo",
       "customer": {"email": "ada@example.com", "first_name": "Ada", "last_name": "Lovelace"},
       "recipient": {"account_number": "4149518161"}}'

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# test/scripts/55_secret_key.sh: the secret key never lands in the server log,
+# test/security/55_secret_key.sh: the secret key never lands in the server log,
 # even at log_min_messages = debug5, and rotates through moneroo.secret_key_file.
 #
 # The server is restarted with log_min_messages = debug5 (and, unlike the
@@ -24,40 +24,23 @@
 # postgresql.conf afterwards; ALTER SYSTEM settings are reset here.
 set -uo pipefail
 
-if ! declare -F cluster_psql >/dev/null; then
-    # shellcheck source=test/lib/cluster.sh
-    . "${CLUSTER_LIB:-$(dirname "$0")/../lib/cluster.sh}"
-fi
-cluster_env
+# shellcheck source=test/lib/script.sh
+. "$(dirname "${BASH_SOURCE[0]}")/../lib/script.sh"
 
 PLAN=40
 
 # ---------------------------------------------------------------- TAP
-# shellcheck source=test/lib/tap.sh
-. "$(dirname "${BASH_SOURCE[0]}")/../lib/tap.sh"
 tap_plan "$PLAN"
 
 # ---------------------------------------------------------------- SQL
-# shellcheck source=test/lib/server.sh
-. "$(dirname "${BASH_SOURCE[0]}")/../lib/server.sh"
 sql1() { sql_or_state "$1"; }
 # sql_err QUERY: the whole error report (message, detail, hint) of a failing QUERY.
 sql_err() { cluster_psql -At -c '\set VERBOSITY verbose' -c "$1" 2>&1 >/dev/null | tr '\n' ' '; }
-reload() { sql1 'SELECT pg_reload_conf()' >/dev/null; sleep 1; }   # the worker reloads asynchronously
 req() {
     printf '{"amount": 500, "currency": "USD", "description": "script 55_secret_key", "method": "moneroo_payout_demo", "customer": {"email": "ada@example.com", "first_name": "Ada", "last_name": "Lovelace"}, "recipient": {"account_number": "%s"}}' "$1"
 }
 # transfer: moneroo_transfer of a sandbox payout: "sent <reference>" or the error.
 transfer() { sql1 "SELECT status || ' ' || reference FROM moneroo_transfer('$(req 4149518161)')"; }
-# wait_sql CONDITION SECONDS: until CONDITION (SQL) is true.
-wait_sql() {
-    local deadline=$((SECONDS + $2))
-    while [ "$SECONDS" -lt "$deadline" ]; do
-        [ "$(sql1 "SELECT ($1)::boolean")" = t ] && return 0
-        sleep 0.1
-    done
-    return 1
-}
 
 # ---------------------------------------------------------------- keys
 # Distinctive and random, never in any process's environment or arguments:
@@ -122,7 +105,7 @@ cluster_stop >&2
 (cd "$WORK" && runuser -u "$PG_OS_USER" -- env -u MONEROO_TEST_KEY \
     "$PGBIN/pg_ctl" start -D "$PGDATA" -l "$SERVER_LOG" -w -t 60 -s) >&2 ||
     bail "the server does not start at log_min_messages = debug5"
-wait_sql "(SELECT worker_running FROM moneroo_worker_info())" 10 || bail "the worker does not start"
+wait_sql "(SELECT worker_running FROM moneroo_worker_info())" 10 >/dev/null || bail "the worker does not start"
 { mock_ctl POST /__mock/reset '{}' && mock_ctl POST /__mock/config '{"rate_limit": 0}'; } >/dev/null ||
     bail "cannot reset the mock"
 is "$(sql1 'SHOW log_min_messages')" "debug5" "the server runs at log_min_messages = debug5"
@@ -134,7 +117,7 @@ is "$(auth_of "$MOCK_URL" "${out#* }")" "A" "... which Moneroo received as the B
 
 ids=$(sql1 "INSERT INTO payouts (request) VALUES ('$(req 4149518161)'), ('$(req 4149518162)') RETURNING id" | tr '\n' ',')
 ids=${ids%,}
-ok "$(wait_sql "(SELECT string_agg(status, ',' ORDER BY id) FROM payouts WHERE id IN ($ids)) = 'success,failed'" 15; echo $?)" \
+ok "$(wait_sql "(SELECT string_agg(status, ',' ORDER BY id) FROM payouts WHERE id IN ($ids)) = 'success,failed'" 15 >/dev/null; echo $?)" \
     "two queued payouts are sent and settled by verification (success, failed)"
 
 mock_ctl POST /__mock/faults '{"kind": "status", "status": 401}' >/dev/null
@@ -178,7 +161,7 @@ out=$(transfer)
 is "${out%% *}" "sent" "moneroo_transfer sends a payout with moneroo.secret_key_file set"
 is "$(auth_of "$MOCK2_URL" "${out#* }")" "B" "... using the file's key, not postgresql.conf's"
 ref=$(sql1 "INSERT INTO payouts (request) VALUES ('$(req 4149518161)') RETURNING reference")
-ok "$(wait_sql "(SELECT status FROM payouts WHERE reference = '$ref') IN ('sent', 'success')" 10; echo $?)" \
+ok "$(wait_sql "(SELECT status FROM payouts WHERE reference = '$ref') IN ('sent', 'success')" 10 >/dev/null; echo $?)" \
     "a queued payout is sent with moneroo.secret_key_file set"
 is "$(auth_of "$MOCK2_URL" "$ref")" "B" "... using the file's key too"
 
@@ -224,7 +207,7 @@ is "$(journal_len "$MOCK2_URL")" "$n_journal" "... and nothing reaches Moneroo, 
 out=$(sql1 "SELECT status FROM payouts WHERE reference = '$ref'")
 ok "$([[ $out == pending || $out == sending ]]; echo $?)" "the payout queued meanwhile waits (pending or sending, not unknown)" "status: $out"
 chmod 600 "$KEYFILE"
-ok "$(wait_sql "(SELECT status FROM payouts WHERE reference = '$ref') IN ('sent', 'success')" 15; echo $?)" \
+ok "$(wait_sql "(SELECT status FROM payouts WHERE reference = '$ref') IN ('sent', 'success')" 15 >/dev/null; echo $?)" \
     "once the file is mode 600 again, the queued payout is sent" \
     "status: $(sql1 "SELECT status || ' ' || coalesce(last_error, '') FROM payouts WHERE reference = '$ref'")"
 is "$(auth_of "$MOCK2_URL" "$ref")" "E" "... once, with the file's key"

@@ -29,18 +29,20 @@
 # PGUSER, PGDATABASE, MOCK_URL, ...; `. .test-stack.env` to use them, e.g.
 # with pg_prove or make installcheck).  While it runs, --only (and TEST_ONLY)
 # reuse it: no package step and no initdb; the extension is still rebuilt and
-# reinstalled, the copy of test/ refreshed, the mock restarted if its script
+# reinstalled, the copy of the tests refreshed, the mock restarted if its script
 # changed, the database made again if the extension's scripts, moneroo.control
 # or test/lib/helpers.sql changed, the settings put back as the stack started
 # and the server restarted.  Without a kept stack, --only brings a throwaway
 # one up (kept too with --keep).  A run without a selection always uses a
 # fresh stack; with --keep it replaces the kept one.
 #
-# --only TEST...: each TEST is a file or a name:
+# --only TEST...: each TEST is a file, a name or a folder:
 #   test/pgtap/20_queue.sql            or 20_queue      (pgTAP)
-#   test/faults/10_crash.sh           or 10_crash      (fault script)
-#   test/regress/sql/validation.sql    or validation    (pg_regress)
+#   test/faults/10_crash.sh            or 10_crash      (script)
+#   sql/validation.sql                 or validation    (pg_regress)
 #   test/isolation/specs/retry_race.spec  or retry_race (isolation)
+#   test/faults/ or faults, test/pgtap/ or pgtap, sql/ or regress, ...:
+#                                      every test in that folder
 # --only takes every argument up to the next option and may be repeated.
 #
 # Environment knobs:

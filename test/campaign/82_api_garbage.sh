@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# Proves: garbage from the API is recorded as an error or unknown, never a success [fast, ~10 s].
 # 82_api_garbage.sh: garbage from the API side (TAP): truncated JSON,
 # oversized bodies, wrong types in data, a 10 KB id, unknown statuses,
 # invalid UTF-8, deep nesting, numbers jsonb cannot hold, on initialize,

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# Proves: random kills and faults mid-drain lose and double no payout [slow, ~1 min].
 # 85_fault_campaign_quick.sh: the fault campaign, quick version (TAP).
 #
 # 3 rounds (one kill -9 of the worker, one pg_ctl stop -m immediate, one

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# Proves: crashes mid-request send no payout twice and lose none (safety rules 1-3) [fast, ~40 s].
 # test/faults/10_crash.sh: crashes and restarts while payouts are in flight.
 #
 # Money-safety rules 1-3 of the contract under the worst timing: the server

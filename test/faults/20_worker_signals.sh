@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# Proves: the worker behaves as a PostgreSQL process (signals, reloads, restarts) [slow, ~1.5 min].
 # test/faults/20_worker_signals.sh: the background worker is a well-behaved
 # PostgreSQL process.
 #

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# Proves: a refused key or a 503 storm pauses the account, losing and doubling nothing [fast, ~40 s].
 # test/faults/30_account_failures.sh: the worst day of an account (1.2).
 #
 #   A. Moneroo refuses the key (the mock's key is changed: a revoked key):

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# Proves: once webhooks arrive, polls become the safety net (the rate budget) [fast, ~20 s].
 # test/faults/47_webhooks_as_signal.sh: once webhooks arrive, polls are the
 # safety net (1.2, the rate budget).
 #

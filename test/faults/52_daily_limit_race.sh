@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# Proves: a daily limit holds exactly with 16 sessions queueing at once [fast, ~5 s].
 # test/faults/52_daily_limit_race.sh: a daily limit holds exactly when 16
 # sessions queue payouts at once.
 #

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# Proves: one worker per served database, one account's limits shared by all [slow, ~1.5 min].
 # test/ha/94_several_databases.sh: one launcher, one worker per served
 # database, one Moneroo account (1.2, "several databases").
 #

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# Proves: a standby and a failover by hand lose and double no payout [slow, ~1.5 min; needs root].
 # test/ha/96_streaming_replication.sh: moneroo on a primary and a
 # streaming standby made with pg_basebackup -R, and a failover by hand
 # (pg_ctl stop -m immediate of the primary mid-drain, pg_ctl promote of the

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# Proves: README's Patroni setup fails over mid-drain, doubling nothing [slow, ~2.5 min; needs root].
 # test/ha/97_patroni_failover.sh: README.md's tested Patroni
 # configuration, run as it is, and one failover mid-drain.
 #

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# Proves: ALTER EXTENSION UPDATE from every earlier version keeps every payout [fast, ~5 s].
 # test/packaging/60_upgrade.sh: ALTER EXTENSION moneroo UPDATE from 1.0 and 1.1
 # to the default version (1.2).
 #

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# Proves: pg_dump and pg_restore keep every payout and user-added method [fast, ~10 s].
 # test/packaging/65_dump_restore.sh: pg_dump and pg_restore keep every payout.
 #
 # payouts and its id sequence are extension configuration tables

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# Proves: README.md names every setting, SQL object and src/ file [fast, ~1 s].
 # test/packaging/70_readme_coverage.sh: README.md documents every setting and
 # every SQL object of the extension.
 #

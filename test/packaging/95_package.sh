@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# Proves: the Debian package installs, sends a payout, and removes cleanly [fast, ~40 s; needs root].
 # test/packaging/95_package.sh: the Debian package, installed on the test stack.
 #
 # Builds postgresql-15-moneroo with test/package.sh, installs it with apt-get

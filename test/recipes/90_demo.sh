@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# Proves: the README's demo runs to completion and settles as the sandbox says [fast, ~15 s].
 # The README's first command, run unattended: the demo must complete and
 # every payout must end in the state the sandbox number dictates.
 echo "1..1"

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# Proves: the README's Flask webhook receiver answers as its table says [fast, ~5 s].
 # test/recipes/91_recipe_webhook_receiver.sh: the README's webhook receiver
 # (Flask + psycopg, Debian 12's python3-flask and python3-psycopg), run as
 # written, answers Moneroo as the README's table says.

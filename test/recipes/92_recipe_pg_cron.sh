@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# Proves: the README's pg_cron jobs run as written beside moneroo [slow, ~2 min].
 # test/recipes/92_recipe_pg_cron.sh: the README's pg_cron jobs (Debian 12's
 # postgresql-15-cron, 1.4.2) run as written beside moneroo.
 #

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# Proves: moneroo through PgBouncer does what the README says, and only that [fast, ~5 s].
 # test/recipes/93_recipe_pgbouncer.sh: moneroo through PgBouncer in
 # transaction pooling mode (Debian 12's pgbouncer, 1.18), as README.md's
 # "Through a connection pooler" says: what works, and what does not.

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# Proves: moneroo_webhook accepts only deliveries signed with the secret [fast, ~5 s].
 # test/security/45_webhook_signed.sh: moneroo_webhook with a signing secret.
 #
 # moneroo.webhook_secret is restart-only, so this script appends it (a

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# Proves: HTTPS to Moneroo checks certificate and host; api_url is vetted [fast, ~15 s; needs root].
 # test/security/50_tls.sh: HTTPS to Moneroo, with certificate and host checks
 # always on, and the moneroo.api_url check (README, Settings and Security).
 #

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# Proves: the secret key never reaches the log, and rotates through its file [fast, ~20 s; needs root].
 # test/security/55_secret_key.sh: the secret key never lands in the server log,
 # even at log_min_messages = debug5, and rotates through moneroo.secret_key_file.
 #

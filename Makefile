@@ -5,9 +5,9 @@ MODULE_big = moneroo
 # src/ is in folders by layer (src/README.md); moneroo.c, _PG_init, is alone at its root.
 OBJS = $(patsubst %.c,%.o,$(sort $(wildcard src/*.c src/*/*.c)))
 # Every version's script and every upgrade script (moneroo--1.0.sql,
-# moneroo--1.0--1.1.sql, ...): CREATE EXTENSION runs the first and then the
-# upgrades up to default_version in moneroo.control.  sql/ holds nothing else.
-DATA = $(sort $(wildcard sql/moneroo--*.sql))
+# moneroo--1.0--1.1.sql, ...), beside moneroo.control: CREATE EXTENSION runs
+# the first and then the upgrades up to default_version in moneroo.control.
+DATA = $(sort $(wildcard moneroo--*.sql))
 PGFILEDESC = "moneroo - Moneroo payouts from PostgreSQL"
 
 # The version has one home: default_version in moneroo.control.  The C code
@@ -16,7 +16,7 @@ PGFILEDESC = "moneroo - Moneroo payouts from PostgreSQL"
 # version in PGXN's semver form (1.1 -> 1.1.0), and debian/changelog's newest
 # entry must package it: check-version below fails the build when either does
 # not.  (Checked rather than generated from a META.json.in:
-# PGXN and test/scripts/60_upgrade.sh read the committed META.json, which
+# PGXN and test/packaging/60_upgrade.sh read the committed META.json, which
 # stays a plain file that a generated copy could silently get out of step with.)
 EXTVERSION := $(shell sed -n "s/^[[:space:]]*default_version[[:space:]]*=[[:space:]]*'\([^']*\)'.*/\1/p" moneroo.control)
 ifeq ($(EXTVERSION),)
@@ -29,17 +29,16 @@ PG_CPPFLAGS = -std=c11 -Wall -Wextra -Werror -Wno-unused-parameter \
 	-DMONEROO_VERSION=\"$(EXTVERSION)\"
 SHLIB_LINK = -lcurl
 
-# pg_regress files: test/regress/sql/NAME.sql, compared with
-# test/regress/expected/NAME.out (PostgreSQL 15's pg_regress reads both from
-# under --inputdir).
+# pg_regress files, where PGXS looks for them: sql/NAME.sql, compared with
+# expected/NAME.out.
 #   PGHOST=... PGPORT=... PGUSER=postgres make installcheck
 # runs them against a running server that preloads moneroo
 # (shared_preload_libraries = 'moneroo'), in a database contrib_regression
 # that pg_regress creates, with CREATE EXTENSION moneroo done by pg_regress.
 # The tests write nothing that outlives them; the worker serves only
 # moneroo.database, so nothing is sent from contrib_regression.
-REGRESS = $(sort $(basename $(notdir $(wildcard test/regress/sql/*.sql))))
-REGRESS_OPTS = --inputdir=test/regress --load-extension=moneroo
+REGRESS = $(sort $(basename $(notdir $(wildcard sql/*.sql))))
+REGRESS_OPTS = --load-extension=moneroo
 
 # Isolation specs: test/isolation/specs/NAME.spec, compared with
 # test/isolation/expected/NAME.out.  They need the database the worker serves,

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # test/campaign.sh: the long fault and bad-input campaign (issue 4), on a
 # throwaway cluster and mock of its own.  Not part of test/run.sh, which runs
-# the quick versions (test/scripts/80_*, 82_*, 85_*).
+# the quick versions (test/campaign/80_*, 82_*, 85_*).
 #
 #   bash test/campaign.sh                   # everything, about 20-30 minutes
 #   bash test/campaign.sh faults            # only the fault campaign

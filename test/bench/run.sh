@@ -159,7 +159,7 @@ if [ "${SKIP_BUILD:-0}" != 1 ]; then
 fi
 make -s -C "$BENCH" >/dev/null
 BIN=$BENCH/bin
-say "code: commit $(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo ?)$(git -C "$REPO" diff --quiet -- src sql 2>/dev/null || echo ' (src/ or sql/ modified)');" \
+say "code: commit $(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo ?)$(git -C "$REPO" diff --quiet -- src 'moneroo--*.sql' 2>/dev/null || echo ' (src/ or moneroo--*.sql modified)');" \
     "installed moneroo.so md5 $(md5sum "$("$PG_CONFIG" --pkglibdir)/moneroo.so" | cut -c1-12);" \
     "$(nproc) CPUs; $(uname -r)"
 

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # test/fuzz/failover_campaign.sh: the failover campaign of issue 14, run by
-# `bash test/campaign.sh ha` (the quick version is test/scripts/97_*).
+# `bash test/campaign.sh ha` (the quick version is test/ha/97_*).
 #
 # For each mode, README.md's Patroni configuration (test/lib/patroni.sh):
 #   sync   as README shows it (synchronous_mode: true, claim_standbys 0);

@@ -93,7 +93,7 @@ done
 for f in "$("$PG_CONFIG" --sharedir)"/extension/*; do
     case $(basename "$f") in moneroo*) ;; *) ln -s "$f" "$T/usr/share/postgresql/15/extension/" ;; esac
 done
-cp moneroo.control sql/moneroo--*.sql "$T/usr/share/postgresql/15/extension/"
+cp moneroo.control moneroo--*.sql "$T/usr/share/postgresql/15/extension/"
 chown "${PG_OS_USER:-postgres}:" "$WORK/valgrind"   # the tree stays root's, world-readable
 export PGBIN=$B
 

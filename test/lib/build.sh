@@ -11,11 +11,11 @@
 # dpkg-checkbuilddeps that this list covers them).
 MONEROO_DEB_PACKAGES=(build-essential dpkg-dev debhelper postgresql-server-dev-all
                       "postgresql-server-dev-$PG_MAJOR" libcurl4-openssl-dev python3)
-# What the tests need, test/scripts/95_package.sh's package build included.
+# What the tests need, test/packaging/95_package.sh's package build included.
 MONEROO_PACKAGES=("postgresql-$PG_MAJOR" "postgresql-server-dev-$PG_MAJOR" libcurl4-openssl-dev "postgresql-$PG_MAJOR-pgtap"
                   libtap-parser-sourcehandler-pgtap-perl python3 curl openssl make gcc
-                  python3-flask python3-psycopg "postgresql-$PG_MAJOR-cron" pgbouncer   # the recipes: test/scripts/9*_recipe_*.sh
-                  patroni etcd-server   # failover: test/scripts/97_patroni_failover.sh, test/campaign.sh ha
+                  python3-flask python3-psycopg "postgresql-$PG_MAJOR-cron" pgbouncer   # the recipes: test/recipes/9*_recipe_*.sh
+                  patroni etcd-server   # failover: test/ha/97_patroni_failover.sh, test/campaign.sh ha
                   "${MONEROO_DEB_PACKAGES[@]}")
 
 # install_packages [PACKAGE...]: apt-get install the PACKAGEs [MONEROO_PACKAGES]

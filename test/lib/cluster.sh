@@ -2,7 +2,7 @@
 # test/lib/cluster.sh: shell functions to run a throwaway PostgreSQL 15 cluster
 # with the moneroo library preloaded, and the Moneroo API mock beside it.
 #
-# Source it from bash (test/run.sh, test/scripts/*.sh, demo and benchmark
+# Source it from bash (test/run.sh, the test scripts test/*/NN_*.sh, demo and benchmark
 # scripts).  It works under `set -euo pipefail`, defines functions only and
 # reads these variables (defaults in brackets):
 #
@@ -322,9 +322,9 @@ mock_ctl() {
 }
 
 # work_create REPO [PREFIX]: make WORK=/tmp/PREFIX.XXXXXX owned by PG_OS_USER
-# with a copy of REPO's test/ (pg_regress inputs, specs, pgTAP files, scripts,
-# the mock and these libraries: the server and the postgres-run tools may be
-# unable to enter REPO).  Sets and exports WORK.
+# with a copy of REPO's tests: test/ (specs, pgTAP files, scripts, the mock and
+# these libraries) and the pg_regress files sql/ and expected/ (the server and
+# the postgres-run tools may be unable to enter REPO).  Sets and exports WORK.
 work_create() {
     local repo=${1:?work_create REPO [PREFIX]} prefix=${2:-moneroo-test}
     WORK=$(mktemp -d "/tmp/$prefix.XXXXXX") || return 1
@@ -333,15 +333,17 @@ work_create() {
     work_refresh "$repo"
 }
 
-# work_refresh REPO: replace WORK's copy of REPO's test/ with the current one
+# work_refresh REPO: replace WORK's copy of REPO's tests with the current one
 # (a kept stack runs the tests as they are now) and give WORK to PG_OS_USER.
 work_refresh() {
-    local repo=${1:?work_refresh REPO}
+    local repo=${1:?work_refresh REPO} dir
     if [ -z "${WORK:-}" ] || [ ! -d "$WORK" ]; then echo "work_refresh: WORK is not a directory" >&2; return 1; fi
     local sudo=()
     [ "$(id -u)" = 0 ] || sudo=(sudo -n)
-    "${sudo[@]}" rm -rf "$WORK/test" || return 1
-    if [ -d "$repo/test" ]; then "${sudo[@]}" cp -R "$repo/test" "$WORK/" || return 1; else mkdir -p "$WORK/test"; fi
+    for dir in test sql expected; do
+        "${sudo[@]}" rm -rf "${WORK:?}/$dir" || return 1
+        if [ -d "$repo/$dir" ]; then "${sudo[@]}" cp -R "$repo/$dir" "$WORK/" || return 1; else mkdir -p "$WORK/$dir"; fi
+    done
     "${sudo[@]}" chown -R "${PG_OS_USER:-postgres}:" "$WORK" || {
         echo "work_refresh: cannot chown $WORK to ${PG_OS_USER:-postgres}" >&2
         return 1

@@ -18,6 +18,8 @@
 --       DELETE /__mock/faults, POST /__mock/set_status
 --   mock.journal([since]) -> SETOF jsonb   the API requests the mock received,
 --       in order (entries with "seq" > since)
+--   mock.sent_time(tag) -> float8   when the first initialize request for the
+--       payout whose metadata.case is tag arrived (epoch), or NULL
 --   mock.payouts() -> SETOF jsonb   the payouts the mock holds
 --   mock.stats()   -> jsonb
 --   mock.plan_of(query text) -> text
@@ -28,6 +30,13 @@
 --   mock.wait_for(condition text, timeout_s float8 = 20) -> boolean
 --       evaluates SELECT (condition) every 50 ms, each time with a fresh
 --       snapshot, until it is true (returns true) or the time is up (false).
+--   mock.payout_request(account jsonb, description text [, amount int = 500
+--                       [, tag text [, extra jsonb]]]) -> jsonb
+--       a valid request for the sandbox method moneroo_payout_demo, in USD, to
+--       account_number ACCOUNT (jsonb: a test may give a number or null);
+--       TAG goes to metadata.case, EXTRA is merged last (its keys win).  The
+--       one builder of the pgTAP files, whose pg_temp.req fixes their own
+--       description and amount.
 --
 -- Headers are a JSON object, e.g. '{"Authorization": "Bearer pvk_..."}'.
 -- Nothing from the caller reaches the shell unquoted: the body travels in
@@ -243,6 +252,15 @@ CREATE OR REPLACE FUNCTION mock.journal(since bigint DEFAULT 0) RETURNS SETOF js
 LANGUAGE sql VOLATILE
 AS $fn$ SELECT mock.rows_of(mock.get('/__mock/journal?since=' || coalesce(since, 0))); $fn$;
 
+-- mock.sent_time(tag): the epoch time of the first initialize request the
+-- mock received for a payout whose metadata.case is tag (NULL when none came).
+CREATE OR REPLACE FUNCTION mock.sent_time(tag text) RETURNS float8
+LANGUAGE sql VOLATILE
+AS $fn$
+    SELECT min((j ->> 'time')::float8) FROM mock.journal() j
+    WHERE j ->> 'path' = '/v1/payouts/initialize' AND j -> 'body' -> 'metadata' ->> 'case' = tag
+$fn$;
+
 CREATE OR REPLACE FUNCTION mock.payouts() RETURNS SETOF jsonb
 LANGUAGE sql VOLATILE
 AS $fn$ SELECT mock.rows_of(mock.get('/__mock/payouts')); $fn$;
@@ -304,6 +322,19 @@ EXCEPTION WHEN OTHERS THEN
 END
 $$;
 
+CREATE OR REPLACE FUNCTION mock.payout_request(account jsonb, description text,
+    amount int DEFAULT 500, tag text DEFAULT NULL, extra jsonb DEFAULT '{}') RETURNS jsonb
+LANGUAGE sql IMMUTABLE AS $$
+    SELECT jsonb_build_object(
+        'amount', amount, 'currency', 'USD', 'description', description,
+        'method', 'moneroo_payout_demo',
+        'customer', jsonb_build_object('email', 'ada@example.com',
+                                       'first_name', 'Ada', 'last_name', 'Lovelace'),
+        'recipient', jsonb_build_object('account_number', account))
+    || CASE WHEN tag IS NULL THEN '{}' ELSE jsonb_build_object('metadata', jsonb_build_object('case', tag)) END
+    || extra
+$$;
+
 -- Test helpers are for superusers only.
 REVOKE ALL ON SCHEMA mock FROM PUBLIC;
 REVOKE ALL ON ALL FUNCTIONS IN SCHEMA mock FROM PUBLIC;
@@ -311,6 +342,8 @@ REVOKE ALL ON ALL FUNCTIONS IN SCHEMA mock FROM PUBLIC;
 -- the tests check what a role may do under SET ROLE with it.
 GRANT USAGE ON SCHEMA mock TO PUBLIC;
 GRANT EXECUTE ON FUNCTION mock.error_of(text) TO PUBLIC;
+-- ... and the request builder, which only builds a document.
+GRANT EXECUTE ON FUNCTION mock.payout_request(jsonb, text, int, text, jsonb) TO PUBLIC;
 
 RESET client_min_messages;
 

@@ -2,7 +2,7 @@
 # test/lib/patroni.sh: one etcd and two PostgreSQL members under Patroni
 # (Debian 12's patroni 3.0.2 and etcd-server 3.4.23), on loopback ports, in
 # REPL_DIR (test/lib/replication.sh), from README.md's tested configuration
-# (test/lib/patroni_config.py), for test/scripts/97_patroni_failover.sh and
+# (test/lib/patroni_config.py), for test/ha/97_patroni_failover.sh and
 # test/campaign.sh ha.  Needs recipes.sh (readme_block, daemon_start) and
 # replication.sh.
 #

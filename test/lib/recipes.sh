@@ -1,5 +1,5 @@
 # shellcheck shell=bash
-# test/lib/recipes.sh: what the recipe scripts (test/scripts/9*_recipe_*.sh)
+# test/lib/recipes.sh: what the recipe scripts (test/recipes/9*_recipe_*.sh)
 # share: the README's code blocks, a folder of their own owned by the
 # server's OS user, and programs they run in the background as that user
 # (needs cluster.sh's functions).
@@ -31,15 +31,8 @@
 # functions), tap.sh and server.sh, and calls cluster_env.
 
 RECIPES_LIB=$(dirname "${BASH_SOURCE[0]}")
-if ! declare -F cluster_psql >/dev/null; then
-    # shellcheck source=test/lib/cluster.sh
-    . "${CLUSTER_LIB:-$RECIPES_LIB/cluster.sh}"
-fi
-cluster_env
-# shellcheck source=test/lib/tap.sh
-. "$RECIPES_LIB/tap.sh"
-# shellcheck source=test/lib/server.sh
-. "$RECIPES_LIB/server.sh"
+# shellcheck source=test/lib/script.sh
+. "$RECIPES_LIB/script.sh"
 
 README=${REPO:-$(cd "$RECIPES_LIB/../.." && pwd)}/README.md
 

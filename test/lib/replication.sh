@@ -2,7 +2,7 @@
 # test/lib/replication.sh: primaries and streaming standbys with moneroo
 # preloaded, and Moneroo mocks, all in a temporary folder of their own owned by
 # the server's OS user (the checkout may sit where that user cannot enter),
-# for the failover tests (test/scripts/96_*, 97_*, test/campaign.sh ha).
+# for the failover tests (test/ha/96_*, 97_*, test/campaign.sh ha).
 # Needs cluster.sh's functions (test/run.sh exports them; sourced otherwise)
 # and server.sh's.
 #
@@ -249,19 +249,7 @@ repl_moneroo_procs() {
     ps -o pid=,args= --ppid "$pm" | grep -i moneroo || true
 }
 
-repl_queue() {
-    on "$1" sql -v tag="$2" -v n="$3" <<'SQL'
-INSERT INTO payouts (request)
-SELECT jsonb_build_object(
-         'amount', 100 + i, 'currency', 'USD', 'description', format('%s #%s', :'tag', i),
-         'method', 'moneroo_payout_demo',
-         'customer', jsonb_build_object('email', 'ha@example.com',
-                                        'first_name', 'Fail', 'last_name', 'Over'),
-         'recipient', jsonb_build_object('account_number',
-                                         (ARRAY['4149518161', '4149518162'])[1 + i % 2]))
-FROM generate_series(1, :n) AS i;
-SQL
-}
+repl_queue() { on "$1" queue "$2" "$3" 4149518161 4149518162; }
 
 repl_counts_sql() {
     printf "SELECT count(*) FILTER (WHERE status = 'pending') AS pending,

@@ -1,4 +1,4 @@
-# test/lib/tap.sh: the TAP vocabulary of the test scripts (test/scripts/*.sh).
+# test/lib/tap.sh: the TAP vocabulary of the test scripts (test/*/NN_*.sh).
 #
 #   tap_plan N                  prints the plan "1..N" and starts counting
 #   pass DESC                   ok N - DESC

@@ -30,14 +30,7 @@ SELECT plan(93);
 -- A valid sandbox request paying the given account number (a JSON string or
 -- integer), with extra top-level keys merged in.
 CREATE FUNCTION pg_temp.req(account jsonb, extra jsonb DEFAULT '{}') RETURNS jsonb
-LANGUAGE sql IMMUTABLE AS $fn$
-    SELECT jsonb_build_object(
-        'amount', 500, 'currency', 'USD', 'description', 'pgTAP 10_transfer',
-        'method', 'moneroo_payout_demo',
-        'customer', jsonb_build_object('email', 'john@example.com',
-                                       'first_name', 'John', 'last_name', 'Doe'),
-        'recipient', jsonb_build_object('account_number', account)) || extra
-$fn$;
+LANGUAGE sql IMMUTABLE AS $fn$ SELECT mock.payout_request(account, 'pgTAP 10_transfer', extra => extra) $fn$;
 
 CREATE FUNCTION pg_temp.log_size() RETURNS bigint
 LANGUAGE sql VOLATILE AS $fn$

@@ -22,15 +22,7 @@ SELECT plan(52);
 -- A valid sandbox request to 4149518161 (success), ...62 (failed) or ...63
 -- (stays pending); metadata.case carries a tag to find it in the journal.
 CREATE FUNCTION pg_temp.req(number text, tag text) RETURNS jsonb
-LANGUAGE sql IMMUTABLE AS $$
-    SELECT jsonb_build_object(
-        'amount', 100, 'currency', 'USD', 'description', 'queue test ' || tag,
-        'method', 'moneroo_payout_demo',
-        'customer', jsonb_build_object('email', 'queue@example.com',
-                                       'first_name', 'Queue', 'last_name', 'Test'),
-        'recipient', jsonb_build_object('account_number', number),
-        'metadata', jsonb_build_object('case', tag))
-$$;
+LANGUAGE sql IMMUTABLE AS $$ SELECT mock.payout_request(to_jsonb(number), 'queue test ' || tag, 100, tag) $$;
 
 -- Initialize requests the mock received for a reference (whatever came of them).
 CREATE FUNCTION pg_temp.posts(ref uuid) RETURNS bigint
@@ -44,15 +36,6 @@ $$;
 CREATE FUNCTION pg_temp.creates(ref uuid) RETURNS bigint
 LANGUAGE sql VOLATILE AS $$
     SELECT count(*) FROM mock.payouts() p WHERE p ->> 'reference' = ref::text
-$$;
-
--- Epoch time at which the mock received the first initialize request for a
--- payout tagged so (NULL when none came).
-CREATE FUNCTION pg_temp.sent_time(tag text) RETURNS float8
-LANGUAGE sql VOLATILE AS $$
-    SELECT min((j ->> 'time')::float8) FROM mock.journal() j
-    WHERE j ->> 'path' = '/v1/payouts/initialize'
-      AND j -> 'body' -> 'metadata' ->> 'case' = tag
 $$;
 
 -- Waits (at most 10 s) until the worker has nothing queued and nothing due
@@ -108,9 +91,9 @@ WITH ins AS (
 INSERT INTO mine SELECT id, reference, request -> 'recipient' ->> 'account_number',
                         request -> 'metadata' ->> 'case' FROM ins;
 
-SELECT ok(mock.wait_for(format('pg_temp.sent_time(%L) IS NOT NULL', :'run' || '-wake'), 5),
+SELECT ok(mock.wait_for(format('mock.sent_time(%L) IS NOT NULL', :'run' || '-wake'), 5),
           'a committed insert is sent by the worker');
-SELECT cmp_ok(coalesce(pg_temp.sent_time(:'run' || '-wake') - :t0, 999), '<', 1.0::float8,
+SELECT cmp_ok(coalesce(mock.sent_time(:'run' || '-wake') - :t0, 999), '<', 1.0::float8,
               'it reaches Moneroo within 1 s of the commit (woken by the commit, not by the 60 s poll)');
 
 -- An ordinary role, granted only what an application needs, queues payouts.
@@ -139,9 +122,9 @@ INSERT INTO mine SELECT id, reference, request -> 'recipient' ->> 'account_numbe
                         request -> 'metadata' ->> 'case'
 FROM payouts WHERE request -> 'metadata' ->> 'case' = :'run' || '-writer';
 
-SELECT ok(mock.wait_for(format('pg_temp.sent_time(%L) IS NOT NULL', :'run' || '-writer'), 5),
+SELECT ok(mock.wait_for(format('mock.sent_time(%L) IS NOT NULL', :'run' || '-writer'), 5),
           'the worker sends that role''s payout');
-SELECT cmp_ok(coalesce(pg_temp.sent_time(:'run' || '-writer') - :t0, 999), '<', 1.0::float8,
+SELECT cmp_ok(coalesce(mock.sent_time(:'run' || '-writer') - :t0, 999), '<', 1.0::float8,
               'it reaches Moneroo within 1 s of the commit: the role''s commit wakes the worker');
 
 REVOKE ALL ON payouts, moneroo_payout_methods FROM queue_writer;

@@ -33,13 +33,8 @@ DECLARE
     new_id bigint;
     new_ref uuid;
 BEGIN
-    INSERT INTO payouts (request) VALUES (jsonb_build_object(
-        'amount', 250, 'currency', 'USD', 'description', 'fault test ' || full_tag,
-        'method', 'moneroo_payout_demo',
-        'customer', jsonb_build_object('email', 'faults@example.com',
-                                       'first_name', 'Fault', 'last_name', 'Test'),
-        'recipient', jsonb_build_object('account_number', number),
-        'metadata', jsonb_build_object('case', full_tag)))
+    INSERT INTO payouts (request)
+    VALUES (mock.payout_request(to_jsonb(number), 'fault test ' || full_tag, 250, full_tag))
     RETURNING id, reference INTO new_id, new_ref;
     INSERT INTO pg_temp.mine VALUES (new_id, new_ref, tag);
     RETURN new_id;

@@ -6,7 +6,7 @@
 -- configuration)"), before anything else is looked at: whatever the body
 -- and the signature, nothing is parsed, nothing is asked of Moneroo and no
 -- payout moves.  The signature checks themselves, which need the secret, are
--- in test/scripts/45_webhook_signed.sh (it sets the secret and restarts).
+-- in test/security/45_webhook_signed.sh (it sets the secret and restarts).
 --
 -- No BEGIN around the file: moneroo_transfer's worker commits on its own.
 
@@ -18,14 +18,7 @@ SELECT (current_setting('moneroo.webhook_secret') = '') AS no_webhook_secret \gs
 
 -- A sent payout the deliveries below are about.
 CREATE FUNCTION pg_temp.req(account text) RETURNS jsonb
-LANGUAGE sql IMMUTABLE AS $fn$
-    SELECT jsonb_build_object(
-        'amount', 500, 'currency', 'USD', 'description', 'pgTAP 40_webhook',
-        'method', 'moneroo_payout_demo',
-        'customer', jsonb_build_object('email', 'ada@example.com',
-                                       'first_name', 'Ada', 'last_name', 'Lovelace'),
-        'recipient', jsonb_build_object('account_number', account))
-$fn$;
+LANGUAGE sql IMMUTABLE AS $fn$ SELECT mock.payout_request(to_jsonb(account), 'pgTAP 40_webhook') $fn$;
 
 -- The worker must not settle it on its own while the file runs.
 ALTER SYSTEM SET moneroo.verify_min_interval = '10min';

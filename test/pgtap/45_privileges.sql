@@ -77,14 +77,7 @@ DO $$ BEGIN EXECUTE format('GRANT CREATE ON DATABASE %I TO t45_mallory', current
 -- ---------------------------------------------------------------- helpers
 
 CREATE FUNCTION pg_temp.req(account text) RETURNS jsonb
-LANGUAGE sql IMMUTABLE AS $fn$
-    SELECT jsonb_build_object(
-        'amount', 500, 'currency', 'USD', 'description', 'pgTAP 45_privileges',
-        'method', 'moneroo_payout_demo',
-        'customer', jsonb_build_object('email', 'ada@example.com',
-                                       'first_name', 'Ada', 'last_name', 'Lovelace'),
-        'recipient', jsonb_build_object('account_number', account))
-$fn$;
+LANGUAGE sql IMMUTABLE AS $fn$ SELECT mock.payout_request(to_jsonb(account), 'pgTAP 45_privileges') $fn$;
 
 -- Every attempt, with what it raised (sqlstate NULL: it worked).
 CREATE TEMP TABLE t45_outcomes (

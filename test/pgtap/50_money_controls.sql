@@ -12,7 +12,7 @@
 --   * idempotency keys: moneroo_transfer(request, key) twice sends once;
 --     another request under a used key is 22023; an INSERT reusing one 23505;
 --   * moneroo_needs_attention and moneroo_status show held payouts.
--- (The daily limit under 16 concurrent inserters: test/scripts/52_daily_limit_race.sh.)
+-- (The daily limit under 16 concurrent inserters: test/faults/52_daily_limit_race.sh.)
 --
 -- Rows are told apart from other files' by the temp table "mine" and by
 -- metadata.case tags.  moneroo_limits and the settings are reset at the end.
@@ -23,28 +23,13 @@ SELECT plan(58);
 -- ---------------------------------------------------------------- helpers
 
 CREATE FUNCTION pg_temp.req(amount int, tag text) RETURNS jsonb
-LANGUAGE sql IMMUTABLE AS $$
-    SELECT jsonb_build_object(
-        'amount', amount, 'currency', 'USD', 'description', 'controls test ' || tag,
-        'method', 'moneroo_payout_demo',
-        'customer', jsonb_build_object('email', 'controls@example.com',
-                                       'first_name', 'Money', 'last_name', 'Controls'),
-        'recipient', jsonb_build_object('account_number', '4149518161'),
-        'metadata', jsonb_build_object('case', tag))
-$$;
+LANGUAGE sql IMMUTABLE AS $$ SELECT mock.payout_request('"4149518161"', 'controls test ' || tag, amount, tag) $$;
 
 -- Initialize requests the mock received for a payout tagged so.
 CREATE FUNCTION pg_temp.posts(tag text) RETURNS bigint
 LANGUAGE sql VOLATILE AS $$
     SELECT count(*) FROM mock.journal() j
     WHERE j ->> 'method' = 'POST' AND j ->> 'path' = '/v1/payouts/initialize'
-      AND j -> 'body' -> 'metadata' ->> 'case' = tag
-$$;
-
-CREATE FUNCTION pg_temp.sent_time(tag text) RETURNS float8
-LANGUAGE sql VOLATILE AS $$
-    SELECT min((j ->> 'time')::float8) FROM mock.journal() j
-    WHERE j ->> 'path' = '/v1/payouts/initialize'
       AND j -> 'body' -> 'metadata' ->> 'case' = tag
 $$;
 
@@ -106,11 +91,11 @@ SELECT is((moneroo_cancel((SELECT id FROM payouts
                            WHERE request -> 'metadata' ->> 'case' = :'run' || '-scheduled-cancelled'))).status,
           'cancelled', 'a scheduled payout can be cancelled before it leaves');
 
-SELECT ok(mock.wait_for(format('pg_temp.sent_time(%L) IS NOT NULL', :'run' || '-scheduled'), 5),
+SELECT ok(mock.wait_for(format('mock.sent_time(%L) IS NOT NULL', :'run' || '-scheduled'), 5),
           'the scheduled payout is sent');
-SELECT cmp_ok(pg_temp.sent_time(:'run' || '-scheduled'), '>=', :due::float8,
+SELECT cmp_ok(mock.sent_time(:'run' || '-scheduled'), '>=', :due::float8,
               'not before its send_at');
-SELECT cmp_ok(pg_temp.sent_time(:'run' || '-scheduled') - :due, '<', 1.0::float8,
+SELECT cmp_ok(mock.sent_time(:'run' || '-scheduled') - :due, '<', 1.0::float8,
               'and within 1 s after it: the worker sleeps until the next due time');
 SELECT pg_sleep(0.5) AS slept \gset
 SELECT is(pg_temp.posts(:'run' || '-scheduled-cancelled'), 0::bigint,

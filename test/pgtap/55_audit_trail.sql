@@ -15,15 +15,7 @@ SELECT plan(32);
 -- ---------------------------------------------------------------- helpers
 
 CREATE FUNCTION pg_temp.req(amount int, number text, tag text) RETURNS jsonb
-LANGUAGE sql IMMUTABLE AS $$
-    SELECT jsonb_build_object(
-        'amount', amount, 'currency', 'USD', 'description', 'audit test ' || tag,
-        'method', 'moneroo_payout_demo',
-        'customer', jsonb_build_object('email', 'audit@example.com',
-                                       'first_name', 'Au', 'last_name', 'Dit'),
-        'recipient', jsonb_build_object('account_number', number),
-        'metadata', jsonb_build_object('case', tag))
-$$;
+LANGUAGE sql IMMUTABLE AS $$ SELECT mock.payout_request(to_jsonb(number), 'audit test ' || tag, amount, tag) $$;
 
 -- A payout's history in one line: status<-previous by actor, in order.
 CREATE FUNCTION pg_temp.history(payout bigint) RETURNS text

@@ -13,15 +13,7 @@ SET client_min_messages = warning;
 SELECT plan(23);
 
 CREATE FUNCTION pg_temp.req(amount int, account text, tag text) RETURNS jsonb
-LANGUAGE sql IMMUTABLE AS $$
-    SELECT jsonb_build_object(
-        'amount', amount, 'currency', 'USD', 'description', 'batch test ' || tag,
-        'method', 'moneroo_payout_demo',
-        'customer', jsonb_build_object('email', 'batch@example.com',
-                                       'first_name', 'Batch', 'last_name', 'Run'),
-        'recipient', jsonb_build_object('account_number', account),
-        'metadata', jsonb_build_object('case', tag))
-$$;
+LANGUAGE sql IMMUTABLE AS $$ SELECT mock.payout_request(to_jsonb(account), 'batch test ' || tag, amount, tag) $$;
 
 SELECT 't57-' || md5(random()::text) AS run \gset
 

@@ -9,22 +9,14 @@
 --   * the worker folds the rows into about one per state, and the sums stay;
 --   * neither moneroo_status nor moneroo_needs_attention needs to read
 --     payouts whole: with sequential scans off, their plans use indexes.
--- (pg_restore and TRUNCATE: test/scripts/65_dump_restore.sh; the figures at
+-- (pg_restore and TRUNCATE: test/packaging/65_dump_restore.sh; the figures at
 -- 1,000,000 payouts: test/bench/run.sh scale.)
 SET client_min_messages = warning;
 
 SELECT plan(14);
 
 CREATE FUNCTION pg_temp.req(account text, tag text) RETURNS jsonb
-LANGUAGE sql IMMUTABLE AS $$
-    SELECT jsonb_build_object(
-        'amount', 700, 'currency', 'USD', 'description', 'counts test ' || tag,
-        'method', 'moneroo_payout_demo',
-        'customer', jsonb_build_object('email', 'counts@example.com',
-                                       'first_name', 'Count', 'last_name', 'Less'),
-        'recipient', jsonb_build_object('account_number', account),
-        'metadata', jsonb_build_object('case', tag))
-$$;
+LANGUAGE sql IMMUTABLE AS $$ SELECT mock.payout_request(to_jsonb(account), 'counts test ' || tag, 700, tag) $$;
 
 -- moneroo_status's counts, and a count of payouts, as "state=n, ..." (zeros left out)
 CREATE FUNCTION pg_temp.status_counts() RETURNS text

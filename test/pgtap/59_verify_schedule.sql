@@ -9,21 +9,13 @@
 --   * a payout that does not settle is still verified again and again: past
 --     the learned times the short backoff takes over, none is skipped;
 --   * with nothing learned, the schedule starts at verify_min_interval.
--- (Webhooks as the signal: test/scripts/47_webhooks_as_signal.sh.)
+-- (Webhooks as the signal: test/faults/47_webhooks_as_signal.sh.)
 SET client_min_messages = warning;
 
 SELECT plan(6);
 
 CREATE FUNCTION pg_temp.req(account text, tag text) RETURNS jsonb
-LANGUAGE sql IMMUTABLE AS $$
-    SELECT jsonb_build_object(
-        'amount', 300, 'currency', 'USD', 'description', 'schedule test ' || tag,
-        'method', 'moneroo_payout_demo',
-        'customer', jsonb_build_object('email', 'schedule@example.com',
-                                       'first_name', 'Sched', 'last_name', 'Ule'),
-        'recipient', jsonb_build_object('account_number', account),
-        'metadata', jsonb_build_object('case', tag))
-$$;
+LANGUAGE sql IMMUTABLE AS $$ SELECT mock.payout_request(to_jsonb(account), 'schedule test ' || tag, 300, tag) $$;
 -- seconds from the payout's initialize to its first verification, at the mock
 -- the same, for Wave Senegal (XOF): the mock fails its payouts (not a sandbox number)
 CREATE FUNCTION pg_temp.wave(tag text) RETURNS jsonb

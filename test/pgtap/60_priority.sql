@@ -16,15 +16,7 @@ SET client_min_messages = warning;
 SELECT plan(6);
 
 CREATE FUNCTION pg_temp.req(account text, tag text) RETURNS jsonb
-LANGUAGE sql IMMUTABLE AS $$
-    SELECT jsonb_build_object(
-        'amount', 300, 'currency', 'USD', 'description', 'priority test ' || tag,
-        'method', 'moneroo_payout_demo',
-        'customer', jsonb_build_object('email', 'priority@example.com',
-                                       'first_name', 'Prio', 'last_name', 'Rity'),
-        'recipient', jsonb_build_object('account_number', account),
-        'metadata', jsonb_build_object('case', tag))
-$$;
+LANGUAGE sql IMMUTABLE AS $$ SELECT mock.payout_request(to_jsonb(account), 'priority test ' || tag, 300, tag) $$;
 
 SELECT 't60-' || md5(random()::text) AS run \gset
 ALTER SYSTEM SET moneroo.verify_min_interval = '2s';

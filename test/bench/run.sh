@@ -405,7 +405,7 @@ fig_drain() {
         wait_mock_creates "$DRAIN_N" $((DRAIN_N * LATENCY_MS * 4 / 1000 / c + 60)) || true
         settled=$(wait_settled "$base" "$DRAIN_N" $((DRAIN_N * LATENCY_MS * 4 / 1000 / c + 60))) || true
         w1=$(cpu_ns "$wpid"); x1=$(xacts)
-        kill -INT "$perf_pid" 2>/dev/null; wait "$perf_pid" 2>/dev/null || true
+        kill -INT "$perf_pid" 2>/dev/null || true; wait "$perf_pid" 2>/dev/null || true
         stats=$(bm GET /__mock/stats)
         first=$(field first_arrival_us <<<"$stats"); last=$(field last_answer_us <<<"$stats")
         maxin=$(field max_in_flight <<<"$stats")

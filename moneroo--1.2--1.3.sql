@@ -68,3 +68,22 @@ SELECT p.batch,
 FROM @extschema@.payouts p
 WHERE p.batch IS NOT NULL
 GROUP BY p.batch, p.currency;
+
+-- ---------------------------------------------------------------- restores
+-- Restore mode (moneroo.restoring) brings payouts back as they were dumped,
+-- with their own history; the restore itself is recorded here: who, when,
+-- how many payouts in which states, one row per statement that restored
+-- rows (pg_restore's COPY of payouts is one).  Not in payout_events: its ids
+-- come from a sequence that the dump sets back after the data, so an event
+-- written during the restore would collide with the next one.  No sequence
+-- here, for the same reason.  Written by the extension as the table's owner.
+CREATE TABLE moneroo_restores (
+    restored_at timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    restored_by name        NOT NULL,
+    payouts     bigint      NOT NULL,
+    statuses    jsonb       NOT NULL
+);
+COMMENT ON TABLE moneroo_restores IS
+    'every restore of payouts with moneroo.restoring on: when, by whom, how many in which states';
+REVOKE ALL ON moneroo_restores FROM PUBLIC;
+SELECT pg_catalog.pg_extension_config_dump('moneroo_restores', '');

@@ -202,6 +202,27 @@ text_array(Datum *values, bool *nulls, int n)
 											  TYPALIGN_INT));
 }
 
+/*
+ * The part of the events statement that records a restore in
+ * moneroo_restores (1.3): one row per statement that restored payouts, by
+ * status.  Empty for a schema older than 1.3, which has no such table.
+ */
+static const char *
+restores_cte(Relation payouts, const char *schema)
+{
+	Oid			restores = get_relname_relid("moneroo_restores", RelationGetNamespace(payouts));
+
+	if (!OidIsValid(restores))
+		return "";
+	moneroo_refuse_foreign_triggers_of(restores);
+	return psprintf(", restored AS ("
+					"  INSERT INTO %s.moneroo_restores (restored_by, payouts, statuses) "
+					"  SELECT min(r.actor)::name, sum(r.n), jsonb_object_agg(r.status, r.n) "
+					"  FROM (SELECT status, min(actor) AS actor, count(*) AS n "
+					"        FROM e WHERE count_only GROUP BY status) AS r "
+					"  HAVING count(*) > 0)", schema);
+}
+
 /* Writes the events this subtransaction may write, in one INSERT. */
 static void
 write_pending_events(Relation payouts)
@@ -219,6 +240,7 @@ write_pending_events(Relation payouts)
 	ListCell   *lc;
 	Oid			events = get_relname_relid("payout_events", RelationGetNamespace(payouts));
 	const char *schema;
+	bool		restored = false;
 	int			rc;
 
 	for (int c = 0; c < 4; c++)
@@ -255,6 +277,8 @@ write_pending_events(Relation payouts)
 	for (int c = 0; c < 4; c++)
 		values[c + 1] = text_array(columns[c], nulls[c], n);
 	values[5] = PointerGetDatum(construct_array(count_only, n, BOOLOID, 1, true, TYPALIGN_CHAR));
+	for (int i = 0; i < n && !restored; i++)
+		restored = DatumGetBool(count_only[i]);
 
 	schema = quote_identifier(get_namespace_name(RelationGetNamespace(payouts)));
 	SPI_connect();
@@ -276,10 +300,11 @@ write_pending_events(Relation payouts)
 											   "  INSERT INTO %1$s.payout_events "
 											   "    (payout_id, status, previous_status, actor, detail) "
 											   "  SELECT payout_id, status, previous_status, actor, detail "
-											   "  FROM e WHERE NOT count_only) "
+											   "  FROM e WHERE NOT count_only)%3$s "
 											   "%2$s",
 											   schema,
-											   state_counts_insert_sql(RelationGetNamespace(payouts), "e", AUDIT_DELETED)),
+											   state_counts_insert_sql(RelationGetNamespace(payouts), "e", AUDIT_DELETED),
+											   restored ? restores_cte(payouts, schema) : ""),
 									  6, types, values, NULL, false, InvalidSnapshot, events);
 	}
 	PG_FINALLY();

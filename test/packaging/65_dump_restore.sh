@@ -37,7 +37,7 @@ COPY_B=moneroo_dump_src_copy
 COPY_B2=moneroo_dump_src_copy2
 TRUNC=moneroo_dump_truncate
 METHOD=regress_dump_gm
-PLAN=32
+PLAN=33
 D=$(mktemp -d /tmp/moneroo-dump.XXXXXX)
 
 # ---------------------------------------------------------------- TAP
@@ -197,6 +197,9 @@ out=$(pg dropdb "$COPY_A" 2>&1 && pg createdb "$COPY_A" 2>&1 &&
       restoring pg_restore --exit-on-error -d "$COPY_A" "$D/a.dump" 2>&1) || rc=$?
 is "$rc" "0" "pg_restore -d into a new database with moneroo.restoring on succeeds, without a single error" "$(printf '%s' "$out" | head -n 10)"
 
+is "$(sql1 "$COPY_A" "SELECT count(*) || ' ' || min(restored_by) || ' ' || (sum(payouts) = (SELECT count(*) FROM payouts))
+                       || ' ' || (min(statuses ->> 'success') IS NOT NULL) FROM moneroo_restores")" "1 postgres true true" \
+    "moneroo_restores records the restore: one row, by postgres, as many payouts as came back, counted by state"
 same "$(sql1 "$COPY_A" "$ROWS")" "$(cat "$D/a.rows")" \
     "every payout comes back with every column as dumped (ids, references, requests, states, Moneroo ids, responses, times, generated amount/currency/method)"
 # (as dumped, not as now: the worker may have settled the keyed payout since)

@@ -40,7 +40,7 @@ CREATE ROLE t62_other;
 CREATE ROLE t62_nobody;
 CREATE SCHEMA t62 AUTHORIZATION t62_app;
 GRANT USAGE ON SCHEMA public TO t62_app, t62_other, t62_nobody;
-GRANT USAGE ON SCHEMA t62 TO t62_other;
+GRANT USAGE ON SCHEMA t62 TO t62_other, t62_nobody;
 GRANT SELECT ON payouts, payout_events, moneroo_subscriptions TO t62_app, t62_other;
 GRANT EXECUTE ON FUNCTION moneroo_events_since(bigint, integer),
     moneroo_subscribe(text, regprocedure, text[], bigint), moneroo_unsubscribe(text),
@@ -124,13 +124,14 @@ GRANT SELECT ON payouts TO t62_other;
 SET ROLE t62_app;
 SELECT lives_ok($$SELECT moneroo_subscribe('all', 't62.all_events(payout_events, payouts)')$$,
                 'the application subscribes a handler to every change');
-SELECT lives_ok($$SELECT moneroo_subscribe('finals', 't62.finals', '{success,failed}')$$,
+SELECT lives_ok($$SELECT moneroo_subscribe('finals', 't62.finals(payout_events, payouts)', '{success,failed}')$$,
                 'and one to success and failed only');
-SELECT is(mock.error_of($$SELECT moneroo_subscribe('all', 't62.finals')$$),
+SELECT is(mock.error_of($$SELECT moneroo_subscribe('all', 't62.finals(payout_events, payouts)')$$),
             '42710: subscription "all" already exists', 'a name in use: 42710');
 RESET ROLE;
 SELECT is((SELECT position FROM moneroo_subscriptions WHERE name = 'all'),
-          (SELECT coalesce(max(id), 0) FROM payout_events), 'a new subscription starts after the last event');
+          (SELECT coalesce(pg_sequence_last_value('payout_events_id_seq'), 0)),
+          'a new subscription starts after the last event id given out');
 
 SELECT max(id) AS before FROM payout_events \gset
 INSERT INTO payouts (request, batch) SELECT pg_temp.req(i, 'one-' || i), 't62' FROM generate_series(1, 3) i;
@@ -140,7 +141,7 @@ SELECT ok(mock.wait_for($$(SELECT count(*) FROM t62.heard WHERE sub = 'all') = 1
                           AND (SELECT events_behind FROM moneroo_subscriptions WHERE name = 'all') = 0$$, 20),
           'the handler heard 12 events (3 payouts x pending, sending, sent, success)');
 SELECT is((SELECT array_agg(event_id ORDER BY n) FROM t62.heard WHERE sub = 'all'),
-          (SELECT array_agg(id ORDER BY id) FROM payout_events e JOIN payouts p ON p.id = e.payout_id
+          (SELECT array_agg(e.id ORDER BY e.id) FROM payout_events e JOIN payouts p ON p.id = e.payout_id
            WHERE p.batch = 't62'),
           'each event once, in id order');
 SELECT is((SELECT count(*) FROM t62.heard h JOIN payouts p ON p.id = h.payout_id

@@ -15,7 +15,7 @@
 --     unsubscribes.
 SET client_min_messages = warning;
 
-SELECT plan(40);
+SELECT plan(43);
 
 -- What an earlier run left (its handlers would hold the extension's types).
 DO $$

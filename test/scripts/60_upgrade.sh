@@ -366,9 +366,10 @@ is "$(sql1 "$PGDATABASE" "CREATE SCHEMA t60;
     CREATE TABLE t60.heard (event_id bigint, n bigint GENERATED ALWAYS AS IDENTITY);
     CREATE FUNCTION t60.hear(event payout_events, payout payouts) RETURNS void
         LANGUAGE sql AS 'INSERT INTO t60.heard (event_id) VALUES (event.id)';
-    SELECT moneroo_subscribe('t60', 't60.hear(payout_events, payouts)');
-    SELECT position = (SELECT coalesce(max(id), 0) FROM payout_events) FROM moneroo_subscriptions WHERE name = 't60'")" "t" \
-    "a subscription is created right after the update, starting after the last event"
+    DO \$\$ BEGIN PERFORM moneroo_subscribe('t60', 't60.hear(payout_events, payouts)'); END \$\$;
+    SELECT position = coalesce(pg_sequence_last_value('payout_events_id_seq'), 0)
+    FROM moneroo_subscriptions WHERE name = 't60'")" "t" \
+    "a subscription is created right after the update, starting after the last event id given out"
 sub_start=$(sql1 "$PGDATABASE" "SELECT position FROM moneroo_subscriptions WHERE name = 't60'")
 
 is "$(sql1 "$PGDATABASE" "SELECT mock.wait_for(\$\$ (SELECT string_agg(status || '/' || coalesce(moneroo_status, '-'), ' ' ORDER BY id)

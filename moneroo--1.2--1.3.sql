@@ -87,3 +87,132 @@ COMMENT ON TABLE moneroo_restores IS
     'every restore of payouts with moneroo.restoring on: when, by whom, how many in which states';
 REVOKE ALL ON moneroo_restores FROM PUBLIC;
 SELECT pg_catalog.pg_extension_config_dump('moneroo_restores', '');
+
+-- ------------------------------------------------------------------------
+-- Outcomes reach the application.
+--
+-- Every event of payout_events is also a NOTIFY on the channel
+-- moneroo_payouts, sent by the statement that writes it (C code, no object
+-- here).  A listener that was away catches up with moneroo_events_since.
+-- A subscription names a handler the worker calls once per matching event,
+-- in event id order, each call in a transaction that also moves the
+-- subscription's position past the event: what the handler writes happens
+-- once per event.  It runs as the role that subscribed.
+--
+-- One row per subscription, read and written by the extension as its
+-- owner.  handler is the text of the function's signature, schema-qualified
+-- (an oid would not survive a dump or pg_upgrade); subscriber is the role
+-- that subscribed.  Dumped with the extension, positions included, so that
+-- a restore goes on where the dump stopped.
+CREATE TABLE moneroo_subscribers (
+    name          text PRIMARY KEY CHECK (name <> '' AND octet_length(name) < 64),
+    handler       text NOT NULL,
+    subscriber    regrole NOT NULL,
+    statuses      text[],
+    position      bigint NOT NULL,
+    paused        boolean NOT NULL DEFAULT false,
+    failures      integer NOT NULL DEFAULT 0,
+    last_error    text,
+    failed_at     timestamptz,
+    retry_at      timestamptz,
+    delivered_at  timestamptz,
+    created_at    timestamptz NOT NULL DEFAULT now()
+);
+COMMENT ON TABLE moneroo_subscribers IS
+    'subscriptions to the events of payouts: handler, the role it runs as, position (last event done), failures';
+SELECT pg_catalog.pg_extension_config_dump('moneroo_subscribers', '');
+REVOKE ALL ON TABLE moneroo_subscribers FROM PUBLIC;
+
+CREATE FUNCTION moneroo_events_since(after_event_id bigint, max_events integer DEFAULT 1000)
+    RETURNS SETOF payout_events
+    AS 'MODULE_PATHNAME', 'moneroo_events_since' LANGUAGE C STRICT;
+COMMENT ON FUNCTION moneroo_events_since(bigint, integer) IS
+    'the events after after_event_id, in id order, none of them ever to be followed by a lower id; needs SELECT on payout_events';
+
+CREATE FUNCTION moneroo_subscribe(name text, handler regprocedure, statuses text[] DEFAULT NULL,
+                                  from_event bigint DEFAULT NULL) RETURNS void
+    AS 'MODULE_PATHNAME', 'moneroo_subscribe' LANGUAGE C;
+COMMENT ON FUNCTION moneroo_subscribe(text, regprocedure, text[], bigint) IS
+    'call handler(event payout_events, payout payouts) once per event of these statuses (NULL: all), from from_event (NULL: after now), as the calling role';
+CREATE FUNCTION moneroo_unsubscribe(name text) RETURNS void
+    AS 'MODULE_PATHNAME', 'moneroo_unsubscribe' LANGUAGE C;
+COMMENT ON FUNCTION moneroo_unsubscribe(text) IS 'drop a subscription (its role, a member of it or a superuser)';
+CREATE FUNCTION moneroo_subscription_pause(name text, paused boolean) RETURNS void
+    AS 'MODULE_PATHNAME', 'moneroo_subscription_pause' LANGUAGE C;
+COMMENT ON FUNCTION moneroo_subscription_pause(text, boolean) IS
+    'pause a subscription (its events wait) or resume it (tried again at once)';
+REVOKE ALL ON FUNCTION moneroo_events_since(bigint, integer),
+    moneroo_subscribe(text, regprocedure, text[], bigint), moneroo_unsubscribe(text),
+    moneroo_subscription_pause(text, boolean) FROM PUBLIC;
+
+-- Each subscription and how far behind it is: the events of its statuses
+-- after its position, and the age of the oldest of them.
+CREATE VIEW moneroo_subscriptions AS
+SELECT s.name,
+       s.handler,
+       s.statuses,
+       s.position,
+       behind.events AS events_behind,
+       coalesce(round(extract(epoch FROM now() - behind.oldest), 3), 0) AS seconds_behind,
+       s.failures,
+       s.last_error,
+       s.paused,
+       s.subscriber,
+       s.retry_at,
+       s.delivered_at
+FROM @extschema@.moneroo_subscribers s
+CROSS JOIN LATERAL (
+    SELECT count(*) AS events, min(e.at) AS oldest
+    FROM @extschema@.payout_events e
+    WHERE e.id > s.position
+      AND (s.statuses IS NULL OR e.status = ANY (s.statuses))
+) AS behind;
+REVOKE ALL ON moneroo_subscriptions FROM PUBLIC;
+
+-- moneroo_needs_attention also lists a subscription that failed 3 times or
+-- more in a row (its events wait): the payout columns are NULL, attempts is
+-- its failures and subscription its name (a new column, last).
+CREATE OR REPLACE VIEW moneroo_needs_attention AS
+SELECT p.id,
+       p.reference,
+       p.status,
+       p.amount,
+       p.currency,
+       p.method,
+       p.attempts,
+       p.last_error,
+       p.updated_at,
+       CASE p.status
+           WHEN 'unknown' THEN
+               'outcome unknown: money may have moved; look the payout up in Moneroo'
+               || ' (metadata.payout_reference = reference), then moneroo_resolve(id, moneroo_id) if it'
+               || ' exists, moneroo_retry(id) to send it or moneroo_cancel(id) to close it if it does not'
+           WHEN 'rejected' THEN
+               'not paid: refused by Moneroo or abandoned by moneroo_transfer (see last_error);'
+               || ' fix the cause and queue a new payout'
+           WHEN 'pending' THEN
+               'not sent yet: ' || p.attempts::text || ' attempt(s) did not go through (see last_error);'
+               || ' it is retried automatically'
+           WHEN 'sent' THEN
+               'sent to Moneroo more than a day ago and still not final; moneroo_verify(id) asks now'
+           WHEN 'held' THEN
+               'waiting for approval (see last_error): a role other than '
+               || coalesce(quote_ident(p.created_by::text COLLATE "default"), 'the one that queued it')
+               || ' sends it with moneroo_approve(id), or moneroo_cancel(id) drops it'
+       END AS reason,
+       NULL::text AS subscription
+FROM @extschema@.payouts p
+WHERE p.status IN ('unknown', 'rejected', 'held')
+   OR (p.status = 'pending' AND p.attempts > 0 AND p.last_error IS NOT NULL)
+   OR (p.status = 'sent' AND coalesce(p.sent_at, p.updated_at) < now() - interval '1 day')
+UNION ALL
+SELECT NULL, NULL, NULL, NULL, NULL, NULL,
+       s.failures,
+       s.last_error,
+       s.failed_at,
+       'subscription ' || quote_ident(s.name) || ': its handler ' || s.handler || ' failed '
+       || s.failures::text || ' times in a row (see last_error); the same event is tried again later'
+       || ' and none is skipped: fix the handler, or moneroo_subscription_pause(name, true)',
+       s.name
+FROM @extschema@.moneroo_subscribers s
+WHERE s.failures >= 3;

@@ -38,6 +38,7 @@ int			moneroo_request_timeout_ms = 30000;
 int			moneroo_verify_min_interval_ms = 2000;
 int			moneroo_verify_max_interval_ms = 600000;
 int			moneroo_poll_interval_ms = 60000;
+int			moneroo_subscription_timeout_ms = 5000;
 int			moneroo_breaker_threshold = 3;
 int			moneroo_claim_standbys = 0;
 int			moneroo_claim_standbys_timeout_ms = 5000;
@@ -313,6 +314,14 @@ moneroo_define_settings(void)
 							"Commits wake the worker at once; this only catches what they could not.",
 							&moneroo_poll_interval_ms,
 							60000, 100, 3600000,
+							PGC_SIGHUP, GUC_UNIT_MS,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("moneroo.subscription_timeout",
+							"Longest run of one call of a subscription's handler (its statement_timeout).",
+							"The worker calls handlers between its rounds: a handler that runs longer is cancelled and retried later.",
+							&moneroo_subscription_timeout_ms,
+							5000, 10, 600000,
 							PGC_SIGHUP, GUC_UNIT_MS,
 							NULL, NULL, NULL);
 

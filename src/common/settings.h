@@ -19,6 +19,8 @@ extern int	moneroo_request_timeout_ms;
 extern int	moneroo_verify_min_interval_ms;
 extern int	moneroo_verify_max_interval_ms;
 extern int	moneroo_poll_interval_ms;
+/* moneroo.subscription_timeout: the statement_timeout of a subscription's handler. */
+extern int	moneroo_subscription_timeout_ms;
 extern int	moneroo_breaker_threshold;
 extern int	moneroo_claim_standbys;
 extern int	moneroo_claim_standbys_timeout_ms;

@@ -6,7 +6,7 @@
  * This is the only file in src/ that tests PG_VERSION_NUM.  The code is
  * written against PostgreSQL 18.  Where an older major spells the same
  * thing differently, this header gives it 18's spelling (pg_noreturn,
- * PG_MODULE_MAGIC_EXT, object_ownercheck, WaitEventExtensionNew), so that
+ * PG_MODULE_MAGIC_EXT, object_ownercheck, object_aclcheck, WaitEventExtensionNew), so that
  * dropping a major later means deleting its block here and nothing else.
  * Where 18's call takes something older majors have no counterpart for (a
  * ResourceOwner, a caller-allocated lexer), a compat_ macro names what the
@@ -70,6 +70,27 @@
 	(StaticAssertExpr((classid) == DatabaseRelationId, \
 					  "moneroo's object_ownercheck for PostgreSQL 15 knows databases only"), \
 	 pg_database_ownercheck((objectid), (roleid)))
+#endif
+
+/*
+ * object_aclcheck (16) replaced the per-catalog pg_*_aclcheck functions
+ * (15).  moneroo checks EXECUTE on functions only (a subscription's
+ * handler); the assertion keeps a check of anything else from silently
+ * becoming a function check on 15.
+ */
+#if PG_VERSION_NUM < 160000
+#define object_aclcheck(classid, objectid, roleid, mode) \
+	(StaticAssertExpr((classid) == ProcedureRelationId, \
+					  "moneroo's object_aclcheck for PostgreSQL 15 knows functions only"), \
+	 pg_proc_aclcheck((objectid), (roleid), (mode)))
+#endif
+
+/*
+ * AmBackgroundWorkerProcess() (17) replaced the global IsBackgroundWorker
+ * (15, 16).
+ */
+#if PG_VERSION_NUM < 170000
+#define AmBackgroundWorkerProcess() IsBackgroundWorker
 #endif
 
 /*

@@ -12,6 +12,17 @@
  * as the table's owner; its actor is the role that called the extension,
  * captured before the switch (run_as_owner.c), or the worker.  The table's own trigger lets nothing else in, and nothing
  * out: no UPDATE, DELETE or TRUNCATE, for any role.
+ *
+ * (1.3) The same statement sends one NOTIFY per event on the channel
+ * moneroo_payouts, from the rows it inserts: heard at commit, never for a
+ * change rolled back, at no extra round trip.  The payload names the event
+ * and its payout (ids, reference, statuses, batch, idempotency key), never
+ * the request: batch and idempotency_key are at most 255 bytes each
+ * (payouts' CHECKs), so even escaped in JSON the payload stays far below
+ * PostgreSQL's 8000 bytes.  A restore (moneroo.restoring) writes no event,
+ * so it notifies nothing: its history is the dump's.  A commit of events
+ * by anyone but a worker wakes the database's worker, whose subscriptions
+ * have new events to deliver.
  */
 #include "postgres.h"
 
@@ -29,6 +40,7 @@
 #include "common/message_text.h"
 #include "common/settings.h"
 #include "compat/compat.h"
+#include "shmem/commit_wakeup.h"
 #include "table/audit_trail.h"
 #include "table/run_as_owner.h"
 #include "table/state_counts.h"
@@ -297,10 +309,17 @@ write_pending_events(Relation payouts)
 											   "  WHERE e.previous_status IS NOT NULL "
 											   "     OR EXISTS (SELECT FROM %1$s.payouts p WHERE p.id = e.payout_id)), "
 											   "history AS ("
-											   "  INSERT INTO %1$s.payout_events "
+											   "  INSERT INTO %1$s.payout_events AS h "
 											   "    (payout_id, status, previous_status, actor, detail) "
 											   "  SELECT payout_id, status, previous_status, actor, detail "
-											   "  FROM e WHERE NOT count_only)%3$s "
+											   "  FROM e WHERE NOT count_only "
+											   "  RETURNING pg_catalog.pg_notify('" AUDIT_CHANNEL "', ("
+											   "    SELECT pg_catalog.json_build_object("
+											   "      'event_id', h.id, 'payout_id', h.payout_id, "
+											   "      'reference', p.reference, 'status', h.status, "
+											   "      'previous_status', h.previous_status, "
+											   "      'batch', p.batch, 'idempotency_key', p.idempotency_key)::text "
+											   "    FROM (SELECT) AS one LEFT JOIN %1$s.payouts p ON p.id = h.payout_id)))%3$s "
 											   "%2$s",
 											   schema,
 											   state_counts_insert_sql(RelationGetNamespace(payouts), "e", AUDIT_DELETED),
@@ -315,6 +334,9 @@ write_pending_events(Relation payouts)
 	if (rc != SPI_OK_INSERT)
 		elog(ERROR, "could not record the history of payouts: %s", SPI_result_code_string(rc));
 	SPI_finish();
+	/* the worker's own events are delivered in its round */
+	if (!AmBackgroundWorkerProcess())
+		moneroo_wake_worker_at_commit();
 }
 
 /*

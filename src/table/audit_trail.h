@@ -7,6 +7,9 @@
 
 #include "utils/relcache.h"
 
+/* The channel of the NOTIFY sent for every event (1.3). */
+#define AUDIT_CHANNEL "moneroo_payouts"
+
 /* The actor of the worker's own changes. */
 #define AUDIT_WORKER_ACTOR "moneroo worker"
 

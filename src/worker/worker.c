@@ -5,8 +5,10 @@
  *
  * One round of the loop reads as its steps: record what finished, take
  * moneroo_transfer hand-offs, start ready sends, claim queued payouts,
- * lease due verifications, and work out how long it may sleep.  Taking
- * work and starting requests is dispatch.c; writing results is record.c.
+ * lease due verifications, call the application's handlers with new
+ * events, and work out how long it may sleep.  Taking work and starting
+ * requests is dispatch.c; writing results is record.c; handlers are
+ * subscription_runner.c.
  *
  * Wake-ups come from commits (see commit_wakeup.c), from moneroo_transfer,
  * from libcurl's sockets and from the next due time; moneroo.poll_interval
@@ -39,6 +41,7 @@
 #include "table/verify_schedule.h"
 #include "worker/dispatch.h"
 #include "worker/record.h"
+#include "worker/subscription_runner.h"
 #include "worker/take_work.h"
 #include "worker/worker.h"
 #include "worker/worker_state.h"
@@ -257,6 +260,8 @@ work_once(void)
 {
 	TimestampTz now = GetCurrentTimestamp();
 	long		retry_ms;
+	long		sleep_ms;
+	long		deliver_ms;
 	int			n;
 
 	MemoryContextReset(state.round_context);
@@ -300,8 +305,11 @@ work_once(void)
 		return dispatch_pause_after_failure(&state);
 
 	keep_up_when_due(now);
+	/* the application's handlers: after the payouts' own work, for a bounded time */
+	deliver_ms = subscriptions_deliver();
 	dispatch_publish_in_flight(&state);
-	return next_sleep_ms();
+	sleep_ms = next_sleep_ms();
+	return deliver_ms >= 0 ? Min(sleep_ms, deliver_ms) : sleep_ms;
 }
 
 /* ---- shutdown ---- */

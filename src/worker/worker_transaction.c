@@ -49,6 +49,9 @@ typedef enum TransactionPhase
 
 static volatile sig_atomic_t phase = PHASE_NONE;
 
+/* A subscription's handler is running: a stop cancels it (worker_transaction_try). */
+static volatile sig_atomic_t cancel_on_stop = false;
+
 void
 worker_transaction_sigint(SIGNAL_ARGS)
 {
@@ -59,7 +62,8 @@ worker_transaction_sigint(SIGNAL_ARGS)
 void
 worker_transaction_sigterm(SIGNAL_ARGS)
 {
-	if (phase == PHASE_COMMITTING && SyncRepRequested())
+	if ((phase == PHASE_COMMITTING && SyncRepRequested()) ||
+		(phase == PHASE_WORKING && cancel_on_stop))
 		StatementCancelHandler(postgres_signal_arg);
 	SignalHandlerForShutdownRequest(postgres_signal_arg);
 }
@@ -108,36 +112,42 @@ log_as_warning(ErrorData *error, const char *activity)
 }
 
 bool
-worker_transaction(void (*fn) (void *), void *arg, const char *activity)
+worker_transaction_try(void (*fn) (void *), void *arg, const char *activity,
+					   bool stop_cancels, ErrorData **error)
 {
 	MemoryContext caller = CurrentMemoryContext;
 	volatile bool ok = true;
 
+	*error = NULL;
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
 	pgstat_report_activity(STATE_RUNNING, activity);
 	PG_TRY();
 	{
+		cancel_on_stop = stop_cancels;
 		set_phase(PHASE_WORKING);
+		/* a stop asked for before the handler started cancels it too */
+		if (stop_cancels && ShutdownRequestPending)
+		{
+			QueryCancelPending = true;
+			InterruptPending = true;
+		}
 		PushActiveSnapshot(GetTransactionSnapshot());
 		fn(arg);
 		PopActiveSnapshot();
+		cancel_on_stop = false;
 		set_phase(PHASE_COMMITTING);
 		CommitTransactionCommand();
 		set_phase(PHASE_NONE);
 	}
 	PG_CATCH();
 	{
-		ErrorData  *error;
-
+		cancel_on_stop = false;
 		set_phase(PHASE_NONE);
 		MemoryContextSwitchTo(caller);
-		error = CopyErrorData();
+		*error = CopyErrorData();
 		FlushErrorState();
 		AbortCurrentTransaction();
-		moneroo_note_error(error->message);
-		log_as_warning(error, activity);
-		FreeErrorData(error);
 		ok = false;
 	}
 	PG_END_TRY();
@@ -145,4 +155,17 @@ worker_transaction(void (*fn) (void *), void *arg, const char *activity)
 	pgstat_report_stat(false);
 	pgstat_report_activity(STATE_IDLE, NULL);
 	return ok;
+}
+
+bool
+worker_transaction(void (*fn) (void *), void *arg, const char *activity)
+{
+	ErrorData  *error;
+
+	if (worker_transaction_try(fn, arg, activity, false, &error))
+		return true;
+	moneroo_note_error(error->message);
+	log_as_warning(error, activity);
+	FreeErrorData(error);
+	return false;
 }

@@ -5,6 +5,8 @@
 #ifndef MONEROO_WORKER_TRANSACTION_H
 #define MONEROO_WORKER_TRANSACTION_H
 
+#include "utils/elog.h"
+
 /*
  * Runs fn(arg) in its own transaction.  An error is logged as a WARNING,
  * with its SQLSTATE, detail, hint and context and a line naming the
@@ -12,6 +14,16 @@
  * the worker goes on, and what fn was doing is retried later.
  */
 extern bool worker_transaction(void (*fn) (void *), void *arg, const char *activity);
+
+/*
+ * The same, but an error is neither logged nor kept: it is returned in
+ * *error (in the caller's memory context) for the caller to deal with.
+ * With stop_cancels, a stop asked for (SIGTERM) cancels fn like
+ * pg_cancel_backend() does: for code that may run long, a subscription's
+ * handler, whose transaction is simply run again later.
+ */
+extern bool worker_transaction_try(void (*fn) (void *), void *arg, const char *activity,
+								   bool stop_cancels, ErrorData **error);
 
 /*
  * The worker's signals.  SIGINT (lock_timeout's, pg_cancel_backend's)

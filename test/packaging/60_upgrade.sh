@@ -18,6 +18,8 @@
 #      the extension is left at the default version as the other tests expect.
 #      The update runs the scripts of 1.2 (1.1--1.2: new columns, limits,
 #      the history) and 1.3 while they fly; their history starts at the update.
+#      A subscription created right after the update (1.3) hears each of
+#      their later events once, in order.
 #
 # Run by test/run.sh (bash, TAP on stdout); needs the variables and cluster.sh
 # functions it exports.  Leaves the settings and the mock as it found them,
@@ -31,9 +33,9 @@ set -uo pipefail
 DB_A=moneroo_upgrade          # part A: not served by the worker
 DB_FRESH=moneroo_upgrade_fresh # a fresh CREATE EXTENSION, to compare with
 DB_SCHEMA=moneroo_upgrade_schema # the extension in a schema of the user's choice
-PLAN=38
-# what pg_dump saves since 1.3 (1.2 added the limits and the history, 1.3 the restores)
-CONFIG_1_3="moneroo_limits [], moneroo_payout_methods [WHERE NOT documented], moneroo_restores [], payout_events [], payout_events_id_seq [], payouts [], payouts_id_seq []"
+PLAN=40
+# what pg_dump saves since 1.3 (1.2 added the limits and the history, 1.3 the restores and the subscriptions)
+CONFIG_1_3="moneroo_limits [], moneroo_payout_methods [WHERE NOT documented], moneroo_restores [], moneroo_subscribers [], payout_events [], payout_events_id_seq [], payouts [], payouts_id_seq []"
 
 # ---------------------------------------------------------------- TAP
 tap_plan "$PLAN"
@@ -51,6 +53,9 @@ sqlf() { cluster_psql -d "$1" -At 2>&1; }
 restore() {
     set +e
     cluster_is_running || cluster_start >/dev/null 2>&1
+    # the subscription of part B, and its handler, which depends on the extension's types
+    cluster_psql -q -c "SELECT moneroo_unsubscribe('t60')" >/dev/null 2>&1
+    cluster_psql -q -c "DROP SCHEMA IF EXISTS t60 CASCADE" >/dev/null 2>&1
     # moneroo_test keeps the extension at its default version, whatever happened
     if [ "$(sql1 "$PGDATABASE" "SELECT extversion FROM pg_extension WHERE extname = 'moneroo'")" \
          != "$(sql1 "$PGDATABASE" "SELECT default_version FROM pg_available_extensions WHERE name = 'moneroo'")" ]; then
@@ -212,7 +217,7 @@ is "$(sql1 $DB_A "SELECT count(*) FROM payout_events")" "0" \
 is "$config_before" "moneroo_payout_methods [WHERE NOT documented], payouts [], payouts_id_seq []" \
     "1.0 registers the three documented tables for pg_dump"
 is "$(sql1 $DB_A "$EXTCONFIG")" "$CONFIG_1_3" \
-    "pg_dump still saves those, since 1.2 the limits and the history too, since 1.3 the restores (pg_extension_config_dump)"
+    "pg_dump still saves those, since 1.2 the limits and the history too, since 1.3 the restores and the subscriptions (pg_extension_config_dump)"
 
 is "$(sql1 $DB_A "SELECT pg_get_indexdef('payouts_created_at'::regclass)")" \
     "CREATE INDEX payouts_created_at ON public.payouts USING btree (created_at)" \
@@ -222,8 +227,8 @@ is "$(sql1 $DB_A "SET enable_seqscan = off; EXPLAIN (COSTS OFF) SELECT id FROM p
     "a query for one day's payouts can use it"
 is "$(sql1 $DB_A "SELECT string_agg(a.attname || ' ' || format_type(a.atttypid, a.atttypmod), ', ' ORDER BY a.attnum)
                   FROM pg_attribute a WHERE a.attrelid = 'moneroo_needs_attention'::regclass AND a.attnum > 0")" \
-    "id bigint, reference uuid, status text, amount bigint, currency text, method text, attempts integer, last_error text, updated_at timestamp with time zone, reason text" \
-    "1.1 adds the view moneroo_needs_attention with the payout's id, reference, status, amount, currency, method, attempts, last_error, updated_at and a reason"
+    "id bigint, reference uuid, status text, amount bigint, currency text, method text, attempts integer, last_error text, updated_at timestamp with time zone, reason text, subscription text" \
+    "1.1 adds the view moneroo_needs_attention with the payout's id, reference, status, amount, currency, method, attempts, last_error, updated_at and a reason (1.3: and a failing subscription's name, last)"
 is "$(sql1 $DB_A "SELECT count(*) FROM pg_depend WHERE classid = 'pg_class'::regclass
                     AND objid = 'moneroo_needs_attention'::regclass AND deptype = 'e'
                     AND refobjid = (SELECT oid FROM pg_extension WHERE extname = 'moneroo')")" "1" \
@@ -350,6 +355,17 @@ is "$during" "t" \
 is "$(sql1 "$PGDATABASE" "$VERSION; $NEW_OBJECTS")" "$DEFAULT_VERSION"$'\nt' \
     "the worker's database is at $DEFAULT_VERSION, with the new index, views and functions"
 
+# A subscription right after the update, while the payouts still fly.
+is "$(sql1 "$PGDATABASE" "CREATE SCHEMA t60;
+    CREATE TABLE t60.heard (event_id bigint, n bigint GENERATED ALWAYS AS IDENTITY);
+    CREATE FUNCTION t60.hear(event payout_events, payout payouts) RETURNS void
+        LANGUAGE sql AS 'INSERT INTO t60.heard (event_id) VALUES (event.id)';
+    DO \$\$ BEGIN PERFORM moneroo_subscribe('t60', 't60.hear(payout_events, payouts)'); END \$\$;
+    SELECT position = coalesce(pg_sequence_last_value('payout_events_id_seq'), 0)
+    FROM moneroo_subscriptions WHERE name = 't60'")" "t" \
+    "a subscription is created right after the update, starting after the last event id given out"
+sub_start=$(sql1 "$PGDATABASE" "SELECT position FROM moneroo_subscriptions WHERE name = 't60'")
+
 is "$(sql1 "$PGDATABASE" "SELECT mock.wait_for(\$\$ (SELECT string_agg(status || '/' || coalesce(moneroo_status, '-'), ' ' ORDER BY id)
                                                     FROM ($MINE) m) = 'success/success failed/failed sent/pending' \$\$, 20)")" "t" \
     "after the update the worker records Moneroo's answers and settles each payout: 4149518161 success, 4149518162 failed, 4149518163 sent (pending at Moneroo)" \
@@ -361,6 +377,11 @@ is "$(sql1 "$PGDATABASE" "SELECT count(*) FROM ($MINE) m JOIN (SELECT p ->> 'id'
 is "$(sql1 "$PGDATABASE" "SELECT (s -> 'creates')::text || ' ' || (s -> 'duplicate_references')::text FROM mock.stats() s") / $(sql1 "$PGDATABASE" "SELECT count(*) FROM mock.journal() j WHERE j ->> 'path' = '/v1/payouts/initialize'")" \
     "3 [] / 3" \
     "Moneroo received exactly one initialize per payout and created each once"
+is "$(sql1 "$PGDATABASE" "SELECT mock.wait_for(\$\$ (SELECT events_behind FROM moneroo_subscriptions WHERE name = 't60') = 0 \$\$, 20)
+                          AND (SELECT array_agg(event_id ORDER BY n) FROM t60.heard)
+                              = (SELECT array_agg(id ORDER BY id) FROM payout_events WHERE id > $sub_start)")" "t" \
+    "the subscription heard every later event of the payouts that flew through the update, once, in order" \
+    "heard: $(sql1 "$PGDATABASE" "SELECT string_agg(event_id::text, ' ' ORDER BY n) FROM t60.heard") events: $(sql1 "$PGDATABASE" "SELECT string_agg(id::text, ' ' ORDER BY id) FROM payout_events WHERE id > $sub_start")"
 is "$(sql1 "$PGDATABASE" "$EXTCONFIG")" "$CONFIG_1_3" \
     "the pg_dump registrations of the worker's database are those of 1.3 after the update"
 is "$(sql1 "$PGDATABASE" "SELECT count(*) FILTER (WHERE e.previous_status IS NULL) || ' ' || count(*) FILTER (WHERE e.status IN ('success', 'failed'))

@@ -13,6 +13,7 @@ MONEROO_PACKAGES=(postgresql-15 postgresql-server-dev-15 libcurl4-openssl-dev po
                   libtap-parser-sourcehandler-pgtap-perl python3 curl openssl make gcc
                   python3-flask python3-psycopg postgresql-15-cron pgbouncer   # the recipes: test/scripts/9*_recipe_*.sh
                   patroni etcd-server   # failover: test/scripts/97_patroni_failover.sh, test/campaign.sh ha
+                  prometheus prometheus-postgres-exporter   # test/scripts/89_monitoring.sh
                   "${MONEROO_DEB_PACKAGES[@]}")
 
 # install_packages [PACKAGE...]: apt-get install the PACKAGEs [MONEROO_PACKAGES]

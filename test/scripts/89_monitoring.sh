@@ -205,7 +205,7 @@ for line in sys.stdin:
 }
 M=$(metrics)
 # value NAME{LABELS}: that sample's value, or "none"
-value() { printf '%s\n' "$M" | awk -v k="$1" 'index($0, k " ") == 1 { print $2; f = 1 } END { if (!f) print "none" }'; }
+value() { printf '%s\n' "$M" | awk -v k="$1" 'index($0, k " ") == 1 { print $NF; f = 1 } END { if (!f) print "none" }'; }
 db="datname=\"$PGDATABASE\""
 
 is "$(value 'pg_exporter_last_scrape_error{}')" 0 "every query of the file ran without an error (pg_exporter_last_scrape_error 0)" \
@@ -228,8 +228,9 @@ is "$(value "moneroo_unknown_payouts{$db}")" "$(sql1 "SELECT count(*) FROM payou
 is "$(value "moneroo_account_paused{cause=\"key_refused\",$db,reason=\"Moneroo refused the secret key (HTTP 401 or 403)\"}")" 1 \
    "moneroo_account_paused{cause=\"key_refused\", reason}: 1, with moneroo_status's words" \
    "$(printf '%s\n' "$M" | grep '^moneroo_account')"
-ok "$(awk -v v="$(value "moneroo_account_pause_remaining_seconds{$db}")" 'BEGIN { exit !(v > 0 && v <= 600) }'; echo $?)" \
-   "moneroo_account_pause_remaining_seconds: the pause's time left ($(value "moneroo_account_pause_remaining_seconds{$db}") s)"
+refused="cause=\"key_refused\",$db,reason=\"Moneroo refused the secret key (HTTP 401 or 403)\""
+ok "$(awk -v v="$(value "moneroo_account_pause_remaining_seconds{$refused}")" 'BEGIN { exit !(v > 0 && v <= 600) }'; echo $?)" \
+   "moneroo_account_pause_remaining_seconds: the pause's time left ($(value "moneroo_account_pause_remaining_seconds{$refused}") s)"
 is "$(value "moneroo_worker_running{$db}")" 1 "moneroo_worker_running: 1"
 ok "$(awk -v v="$(value "moneroo_requests_last_minute{$db}")" 'BEGIN { exit !(v >= 6) }'; echo $?)" \
    "moneroo_requests_last_minute counts the requests just made ($(value "moneroo_requests_last_minute{$db}"))"

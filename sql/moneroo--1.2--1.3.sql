@@ -141,3 +141,17 @@ WHERE p.status IN ('unknown', 'held')
    OR (p.status = 'rejected' AND p.acknowledged_at IS NULL)
    OR (p.status = 'pending' AND p.attempts > 0 AND p.last_error IS NOT NULL)
    OR (p.status = 'sent' AND coalesce(p.sent_at, p.updated_at) < now() - interval '1 day');
+
+-- ------------------------------------------------------------------------
+-- Monitoring: the account's rate limit as moneroo-exporter.yml reads it.
+--
+-- moneroo_status shows the requests of the last minute but not Moneroo's
+-- 429 answers, which pause every request for a minute: a count since the
+-- server started (a Prometheus counter) and the end of the pause they
+-- started.
+CREATE FUNCTION moneroo_rate_info(OUT requests_last_minute int, OUT rate_limited bigint,
+                                  OUT rate_paused_until timestamptz)
+    AS 'MODULE_PATHNAME', 'moneroo_rate_info' LANGUAGE C STRICT;
+COMMENT ON FUNCTION moneroo_rate_info() IS
+    'the account''s requests in the last minute, Moneroo''s 429 answers since the server started, and the pause they started';
+REVOKE ALL ON FUNCTION moneroo_rate_info() FROM PUBLIC;

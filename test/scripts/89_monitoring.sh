@@ -15,7 +15,8 @@
 #     refused key): /metrics has the counts by state and the open amount per
 #     currency that SQL computes, the unknown count, the pause with its
 #     cause and reason, requests in the last minute, the queue's delay and a
-#     verification's lag; after a new key, the pause is gone;
+#     verification's lag; after a new key, the pause is gone; a 429 is
+#     counted, and its minute of silence shown;
 #   - none of the queries reads payouts through a sequential scan when an
 #     index can serve it (enable_seqscan off), as the file's header says.
 #
@@ -26,7 +27,7 @@ set -uo pipefail
 # shellcheck source=test/lib/recipes.sh
 . "$(dirname "${BASH_SOURCE[0]}")/../lib/recipes.sh"
 
-tap_plan 24
+tap_plan 26
 
 REPO_TOP=$(cd "$(dirname "$README")" && pwd)
 D=$(recipe_dir monitoring) || bail "cannot make the exporter's folder"
@@ -78,6 +79,10 @@ tests:
         values: '0 200 250 290 100'
       - series: 'moneroo_worker_running{datname="shop"}'
         values: '1 0 0 0'
+      - series: 'moneroo_rate_limited_total{datname="shop"}'
+        values: '3 3 4 4 4x20'
+      - series: 'moneroo_rate_limited_total{datname="other"}'
+        values: '7x24'
     alert_rule_test:
       - eval_time: 1m
         alertname: MonerooPayoutUnknown
@@ -114,6 +119,17 @@ tests:
             exp_annotations:
               summary: "A payout due in shop has waited 6m 40s to be sent"
               description: "SELECT * FROM moneroo_status; its last_error and pause_reason say why."
+      - eval_time: 1m
+        alertname: MonerooRateLimited
+      - eval_time: 3m
+        alertname: MonerooRateLimited
+        exp_alerts:
+          - exp_labels: {severity: warning, datname: shop}
+            exp_annotations:
+              summary: "Moneroo answered 429 (too many requests) to shop's account in the last 15 minutes"
+              description: "Each 429 pauses every request for a minute. Check moneroo.rate_limit against the account's limit, and what else uses the key."
+      - eval_time: 20m
+        alertname: MonerooRateLimited
       - eval_time: 3m
         alertname: MonerooWorkerDown
         exp_alerts:
@@ -252,6 +268,20 @@ is "$(value "moneroo_account_paused{cause=\"\",$db,reason=\"\"}")" 0 "moneroo_ac
    "$(printf '%s\n' "$M" | grep '^moneroo_account')"
 is "$(value "moneroo_queue_delay_seconds{$db}")" 0 "moneroo_queue_delay_seconds: 0, nothing due waits"
 
+# ---------------------------------------------------------------- a 429
+limited=$(value "moneroo_rate_limited_total{$db}")
+mock_ctl POST /__mock/faults '{"kind": "status", "status": 429, "count": 1, "route": "initialize"}' >/dev/null
+throttled=$(queue throttled 4149518161)
+for _ in $(seq 1 200); do
+    [ "$(sql1 "SELECT rate_limited FROM moneroo_rate_info()")" != "$limited" ] && break
+    sleep 0.1
+done
+M=$(metrics)
+is "$(value "moneroo_rate_limited_total{$db}") $(status_of "$throttled")" "$((${limited%.*} + 1)) pending" \
+   "a 429: moneroo_rate_limited_total counts it (from $limited), and the payout waits, pending"
+ok "$(awk -v v="$(value "moneroo_rate_pause_remaining_seconds{$db}")" 'BEGIN { exit !(v > 30 && v <= 60) }'; echo $?)" \
+   "moneroo_rate_pause_remaining_seconds: the minute of silence Moneroo asks for ($(value "moneroo_rate_pause_remaining_seconds{$db}") s)"
+
 # ---------------------------------------------------------------- cost
 # each query of the file with sequential scans off: payouts is read through
 # an index (the state counts, the partial indexes of open payouts)
@@ -264,9 +294,9 @@ done < <(awk '/^  query: \|$/ { if (q != "") printf "%s%c", q, 0; q = ""; inq = 
               inq && /^    / { q = q substr($0, 5) "\n"; next }
               { inq = 0 }
               END { if (q != "") printf "%s%c", q, 0 }' "$QUERIES")
-is "$n" 4 "the file has four queries"
+is "$n" 5 "the file has five queries"
 is "$seq" "" "none reads payouts through a sequential scan"
 
-is "$(sql1 "SELECT count(*) FROM payouts WHERE request ->> 'description' LIKE 'monitoring $run %' AND status = 'pending' AND id <> $scheduled")" 0 \
+is "$(sql1 "SELECT count(*) FROM payouts WHERE request ->> 'description' LIKE 'monitoring $run %' AND status = 'pending' AND id NOT IN ($scheduled, $throttled)")" 0 \
    "(nothing of this script is left due)"
-sql -c "SELECT moneroo_cancel(id) FROM payouts WHERE id IN ($held, $scheduled, $unknown)" >/dev/null
+sql -c "SELECT moneroo_cancel(id) FROM payouts WHERE id IN ($held, $scheduled, $unknown, $throttled)" >/dev/null

@@ -9,6 +9,10 @@ OBJS = $(patsubst %.c,%.o,$(sort $(wildcard src/*.c src/*/*.c)))
 # the first and then the upgrades up to default_version in moneroo.control.
 DATA = $(sort $(wildcard moneroo--*.sql))
 PGFILEDESC = "moneroo - Moneroo payouts from PostgreSQL"
+# Prometheus: the exporter's queries and the alert rules (README.md
+# "Monitoring"), installed with the extension's documentation,
+# $(pg_config --docdir)/extension/.
+DOCS = moneroo-exporter.yml moneroo-alerts.yml
 
 # The version has one home: default_version in moneroo.control.  The C code
 # gets it as MONEROO_VERSION (a string literal, e.g. in the User-Agent

@@ -216,3 +216,103 @@ SELECT NULL, NULL, NULL, NULL, NULL, NULL,
        s.name
 FROM @extschema@.moneroo_subscribers s
 WHERE s.failures >= 3;
+
+-- ------------------------------------------------------------------------
+-- Acknowledging: an attention list that empties.
+--
+-- A rejected payout stayed in moneroo_needs_attention for ever: at 2 %
+-- rejected, 20,000 rows at a million payouts, and the ones that still need
+-- a person lost among them.  moneroo_acknowledge(id, note) records that an
+-- operator dealt with a payout that ended unpaid (rejected, failed or
+-- cancelled): who, when and how on the row (columns only the extension
+-- writes, like the state columns), and an event in payout_events whose
+-- status is its previous_status (so moneroo_state_counts, which counts +1
+-- into status and -1 out of previous_status, does not move).  The view no
+-- longer lists an acknowledged payout, and its index no longer holds one,
+-- so that the view reads only what it lists however many were acknowledged.
+-- The new columns have no default: no row is rewritten.  Rebuilding the
+-- index reads payouts once, under a lock that lets the worker read but not
+-- write for as long.
+ALTER TABLE @extschema@.payouts
+    ADD COLUMN acknowledged_at timestamptz,
+    ADD COLUMN acknowledged_by name,
+    ADD COLUMN acknowledgement text;
+COMMENT ON COLUMN @extschema@.payouts.acknowledged_at IS
+    'when an operator acknowledged this unpaid payout (moneroo_acknowledge); set by the extension';
+COMMENT ON COLUMN @extschema@.payouts.acknowledged_by IS 'the role that acknowledged it; set by the extension';
+COMMENT ON COLUMN @extschema@.payouts.acknowledgement IS 'how it was dealt with, in the operator''s words';
+
+DROP INDEX @extschema@.payouts_attention;
+CREATE INDEX payouts_attention ON @extschema@.payouts (id)
+    WHERE status IN ('unknown', 'held', 'sent')
+       OR (status = 'rejected' AND acknowledged_at IS NULL)
+       OR (status = 'pending' AND attempts > 0 AND last_error IS NOT NULL);
+
+CREATE FUNCTION moneroo_acknowledge(id bigint, note text) RETURNS payouts
+    AS 'MODULE_PATHNAME', 'moneroo_acknowledge' LANGUAGE C;
+COMMENT ON FUNCTION moneroo_acknowledge(bigint, text) IS
+    'record that an operator dealt with a rejected, failed or cancelled payout, and how; it leaves moneroo_needs_attention';
+REVOKE ALL ON FUNCTION moneroo_acknowledge(bigint, text) FROM PUBLIC;
+
+-- Each arm of the payouts' WHERE implies an arm of payouts_attention's
+-- predicate, so the planner reads the view's rows through it; failing
+-- subscriptions (see "Outcomes reach the application" above) stay listed.
+CREATE OR REPLACE VIEW moneroo_needs_attention AS
+SELECT p.id,
+       p.reference,
+       p.status,
+       p.amount,
+       p.currency,
+       p.method,
+       p.attempts,
+       p.last_error,
+       p.updated_at,
+       CASE p.status
+           WHEN 'unknown' THEN
+               'outcome unknown: money may have moved; look the payout up in Moneroo'
+               || ' (metadata.payout_reference = reference), then moneroo_resolve(id, moneroo_id) if it'
+               || ' exists, moneroo_retry(id) to send it or moneroo_cancel(id) to close it if it does not'
+           WHEN 'rejected' THEN
+               'not paid: refused by Moneroo or abandoned by moneroo_transfer (see last_error);'
+               || ' fix the cause and queue a new payout, then moneroo_acknowledge(id, note) says how'
+           WHEN 'pending' THEN
+               'not sent yet: ' || p.attempts::text || ' attempt(s) did not go through (see last_error);'
+               || ' it is retried automatically'
+           WHEN 'sent' THEN
+               'sent to Moneroo more than a day ago and still not final; moneroo_verify(id) asks now'
+           WHEN 'held' THEN
+               'waiting for approval (see last_error): a role other than '
+               || coalesce(quote_ident(p.created_by::text COLLATE "default"), 'the one that queued it')
+               || ' sends it with moneroo_approve(id), or moneroo_cancel(id) drops it'
+       END AS reason,
+       NULL::text AS subscription
+FROM @extschema@.payouts p
+WHERE p.status IN ('unknown', 'held')
+   OR (p.status = 'rejected' AND p.acknowledged_at IS NULL)
+   OR (p.status = 'pending' AND p.attempts > 0 AND p.last_error IS NOT NULL)
+   OR (p.status = 'sent' AND coalesce(p.sent_at, p.updated_at) < now() - interval '1 day')
+UNION ALL
+SELECT NULL, NULL, NULL, NULL, NULL, NULL,
+       s.failures,
+       s.last_error,
+       s.failed_at,
+       'subscription ' || quote_ident(s.name) || ': its handler ' || s.handler || ' failed '
+       || s.failures::text || ' times in a row (see last_error); the same event is tried again later'
+       || ' and none is skipped: fix the handler, or moneroo_subscription_pause(name, true)',
+       s.name
+FROM @extschema@.moneroo_subscribers s
+WHERE s.failures >= 3;
+
+-- ------------------------------------------------------------------------
+-- Monitoring: the account's rate limit as moneroo-exporter.yml reads it.
+--
+-- moneroo_status shows the requests of the last minute but not Moneroo's
+-- 429 answers, which pause every request for a minute: a count since the
+-- server started (a Prometheus counter) and the end of the pause they
+-- started.
+CREATE FUNCTION moneroo_rate_info(OUT requests_last_minute int, OUT rate_limited bigint,
+                                  OUT rate_paused_until timestamptz)
+    AS 'MODULE_PATHNAME', 'moneroo_rate_info' LANGUAGE C STRICT;
+COMMENT ON FUNCTION moneroo_rate_info() IS
+    'the account''s requests in the last minute, Moneroo''s 429 answers since the server started, and the pause they started';
+REVOKE ALL ON FUNCTION moneroo_rate_info() FROM PUBLIC;

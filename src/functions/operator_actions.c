@@ -1,7 +1,8 @@
 /*
  * operator_actions.c
  *		What an operator does to one payout by hand: moneroo_retry,
- *		moneroo_cancel, moneroo_resolve and moneroo_approve.
+ *		moneroo_cancel, moneroo_resolve, moneroo_approve and
+ *		moneroo_acknowledge.
  *
  * Each names the states it accepts and refuses any other with 55000,
  * naming the state the payout is in.  Each names itself in the events it
@@ -27,6 +28,10 @@ PG_FUNCTION_INFO_V1(moneroo_retry);
 PG_FUNCTION_INFO_V1(moneroo_cancel);
 PG_FUNCTION_INFO_V1(moneroo_resolve);
 PG_FUNCTION_INFO_V1(moneroo_approve);
+PG_FUNCTION_INFO_V1(moneroo_acknowledge);
+
+/* An acknowledgement's note, and its event's detail, stay short. */
+#define ACKNOWLEDGEMENT_MAX_BYTES 255
 
 /* The role that asked, before the extension switches to the table's owner. */
 static const char *
@@ -181,6 +186,60 @@ moneroo_approve(PG_FUNCTION_ARGS)
 	audit_set_action("moneroo_approve");
 	if (!payout_store_approve(id, approver))
 		elog(ERROR, "payout %lld changed while locked", (long long) id);
+	audit_set_action(NULL);
+	PG_RETURN_DATUM(payout_lookup_row(id));
+}
+
+/*
+ * A final payout that went wrong (rejected, failed or cancelled), once an
+ * operator has dealt with it: the note says how.  The payout keeps its
+ * state; it leaves moneroo_needs_attention, and the acknowledgement is an
+ * event of its own.  Not STRICT: a missing note is an error, not a NULL.
+ */
+Datum
+moneroo_acknowledge(PG_FUNCTION_ARGS)
+{
+	int64		id;
+	char	   *note;
+	PayoutKeys	keys;
+
+	if (PG_ARGISNULL(0))
+		ereport(ERROR,
+				errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				errmsg("payout id must not be null"));
+	id = PG_GETARG_INT64(0);
+	note = PG_ARGISNULL(1) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(1));
+	if (note == NULL || note[strspn(note, " \t\r\n")] == '\0')
+		ereport(ERROR,
+				errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				errmsg("an acknowledgement needs a note"),
+				errdetail("The note is what the audit trail keeps of how payout %lld was dealt with.",
+						  (long long) id),
+				errhint("Say what was done, for example: 'customer refunded by bank transfer, ticket 4711'."));
+	if (strlen(note) > ACKNOWLEDGEMENT_MAX_BYTES)
+		ereport(ERROR,
+				errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				errmsg("the note of an acknowledgement is limited to %d bytes", ACKNOWLEDGEMENT_MAX_BYTES),
+				errhint("Refer to a ticket or a document for the long story."));
+
+	keys = payout_lookup_keys(id, true);
+	if (keys.status != PAYOUT_REJECTED && keys.status != PAYOUT_FAILED &&
+		keys.status != PAYOUT_CANCELLED)
+		wrong_state(id, keys.status, "rejected, failed or cancelled",
+					"Only a payout that ended unpaid is acknowledged.",
+					keys.status == PAYOUT_SUCCESS ? "It was paid: there is nothing to acknowledge." :
+					keys.status == PAYOUT_UNKNOWN ?
+					"Settle it first: moneroo_resolve(), moneroo_retry() or moneroo_cancel()." :
+					keys.status == PAYOUT_HELD ?
+					"Approve it with moneroo_approve() or drop it with moneroo_cancel()." :
+					"It is not final yet; wait for its outcome.");
+	audit_set_action("moneroo_acknowledge");
+	if (!payout_store_acknowledge(id, keys.status, calling_role(), note))
+		ereport(ERROR,
+				errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				errmsg("payout %lld is already acknowledged", (long long) id),
+				errdetail("Its acknowledged_by, acknowledged_at and acknowledgement say by whom, when and how."),
+				errhint("An acknowledgement is recorded once; payout_events keeps it."));
 	audit_set_action(NULL);
 	PG_RETURN_DATUM(payout_lookup_row(id));
 }

@@ -73,7 +73,7 @@ moneroo_ask(const char *moneroo_id, bool may_wait, MonerooAnswer *answer)
 	CHECK_FOR_INTERRUPTS();
 
 	if (answer->rate_limited)
-		moneroo_rate_pause(RATE_LIMIT_PAUSE_MS);
+		moneroo_rate_limited();
 	if (ok)
 		return ASK_ANSWERED;
 	return http_status == 404 ? ASK_UNKNOWN_ID : ASK_FAILED;

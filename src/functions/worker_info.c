@@ -1,8 +1,8 @@
 /*
  * worker_info.c
  *		moneroo_worker_info and moneroo_account_info: this database's
- *		worker's and the account's side of the moneroo_status view, read
- *		from shared memory.
+ *		worker's and the account's side of the moneroo_status view, and
+ *		moneroo_rate_info, the account's rate limit, read from shared memory.
  */
 #include "postgres.h"
 
@@ -18,6 +18,7 @@
 
 PG_FUNCTION_INFO_V1(moneroo_worker_info);
 PG_FUNCTION_INFO_V1(moneroo_account_info);
+PG_FUNCTION_INFO_V1(moneroo_rate_info);
 
 Datum
 moneroo_worker_info(PG_FUNCTION_ARGS)
@@ -60,5 +61,27 @@ moneroo_account_info(PG_FUNCTION_ARGS)
 	nulls[0] = pause == ACCOUNT_OK;
 	values[1] = pause == ACCOUNT_OK ? (Datum) 0 : CStringGetTextDatum(account_pause_reason(pause));
 	nulls[1] = pause == ACCOUNT_OK;
+	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(desc, values, nulls)));
+}
+
+/*
+ * Since 1.3: the account's requests and Moneroo's 429 answers, for
+ * monitoring (moneroo-exporter.yml).  The count is a counter in
+ * Prometheus's sense: it starts again at 0 when the server does.
+ */
+Datum
+moneroo_rate_info(PG_FUNCTION_ARGS)
+{
+	TupleDesc	desc;
+	Datum		values[3];
+	bool		nulls[3] = {false};
+	TimestampTz paused_until;
+
+	if (get_call_result_type(fcinfo, NULL, &desc) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "moneroo_rate_info must return a record");
+	values[0] = Int32GetDatum(moneroo_requests_last_minute());
+	values[1] = Int64GetDatum(moneroo_rate_limited_count(&paused_until));
+	values[2] = TimestampTzGetDatum(paused_until);
+	nulls[2] = paused_until == 0;
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(desc, values, nulls)));
 }

@@ -187,6 +187,33 @@ moneroo_rate_pause(long pause_ms)
 	SpinLockRelease(&rate_shared->mutex);
 }
 
+void
+moneroo_rate_limited(void)
+{
+	if (rate_shared == NULL)
+		return;
+	SpinLockAcquire(&rate_shared->mutex);
+	rate_shared->rate.rate_limited++;
+	SpinLockRelease(&rate_shared->mutex);
+	moneroo_rate_pause(RATE_LIMIT_PAUSE_MS);
+}
+
+int64
+moneroo_rate_limited_count(TimestampTz *paused_until)
+{
+	int64		count;
+
+	*paused_until = 0;
+	if (rate_shared == NULL)
+		return 0;
+	SpinLockAcquire(&rate_shared->mutex);
+	count = rate_shared->rate.rate_limited;
+	if (rate_shared->rate.paused_until > GetCurrentTimestamp())
+		*paused_until = rate_shared->rate.paused_until;
+	SpinLockRelease(&rate_shared->mutex);
+	return count;
+}
+
 int
 moneroo_requests_last_minute(void)
 {

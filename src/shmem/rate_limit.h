@@ -16,6 +16,7 @@ typedef struct RateLimiter
 {
 	TimestampTz next_request_at;	/* the earliest moment the next may leave */
 	TimestampTz paused_until;	/* after a 429, nobody sends until then */
+	int64		rate_limited;	/* 429 answers since the server started */
 
 	/* requests sent per second over the last minute, for moneroo_status */
 	int64		second_of_bucket[60];
@@ -32,8 +33,14 @@ extern long moneroo_rate_wait_ms(void);
  */
 extern long moneroo_rate_acquire(void);
 
-/* After a 429: no request leaves for the next pause_ms. */
+/* No request leaves for the next pause_ms (no connection could be made). */
 extern void moneroo_rate_pause(long pause_ms);
+
+/* After a 429: counted, and no request leaves for RATE_LIMIT_PAUSE_MS. */
+extern void moneroo_rate_limited(void);
+
+/* The 429 answers since the server started, and the end of their pause (0: none). */
+extern int64 moneroo_rate_limited_count(TimestampTz *paused_until);
 
 extern int	moneroo_requests_last_minute(void);
 

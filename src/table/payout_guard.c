@@ -8,7 +8,7 @@
  * a payout between states, a request is frozen once it may have been sent,
  * and no row that may have moved money can be deleted.  It also holds a
  * payout that a limit says needs a second person, and notes every change
- * of state for payout_events (audit_trail.c).
+ * of state, and every acknowledgement, for payout_events (audit_trail.c).
  */
 #include "postgres.h"
 
@@ -39,7 +39,7 @@ PG_FUNCTION_INFO_V1(moneroo_payouts_guard);
 static const char *const state_columns[] = {
 	"status", "moneroo_id", "moneroo_status", "attempts", "last_error",
 	"response", "sent_at", "completed_at", "next_attempt_at", "verifications",
-	"created_at", "created_by",
+	"created_at", "created_by", "acknowledged_at", "acknowledged_by", "acknowledgement",
 };
 
 /* Columns nobody changes once the row exists. */
@@ -202,6 +202,9 @@ change_detail(TupleDesc desc, HeapTuple row, const char *status, const char *pre
 {
 	char	   *send_at = text_column(desc, row, "send_at");
 
+	/* the one event that keeps the status: moneroo_acknowledge's note */
+	if (previous != NULL && strcmp(status, previous) == 0)
+		return text_column(desc, row, "acknowledgement");
 	if (previous == NULL && strcmp(status, "sending") == 0)
 		return "moneroo_transfer";
 	if (previous == NULL && strcmp(status, "pending") == 0)
@@ -422,7 +425,8 @@ guard_update(Relation rel, HeapTuple old_row, HeapTuple new_row)
 		elog(ERROR, "the moneroo extension never changes a request");
 
 	new_status = text_column(desc, new_row, "status");
-	if (strcmp(new_status, old_status) != 0)
+	if (strcmp(new_status, old_status) != 0 ||
+		column_changed(desc, old_row, new_row, "acknowledged_at"))
 		note_change(rel, new_row, new_status, old_status);
 	if (strcmp(new_status, "pending") == 0)
 		moneroo_wake_worker_at_commit();

@@ -424,6 +424,25 @@ payout_store_cancel(int64 id, PayoutStatus from, const char *actor)
 }
 
 bool
+payout_store_acknowledge(int64 id, PayoutStatus status, const char *actor, const char *note)
+{
+	Oid			types[4] = {INT8OID, TEXTOID, TEXTOID, TEXTOID};
+	Datum		values[4] = {Int64GetDatum(id), CStringGetTextDatum(payout_status_name(status)),
+	CStringGetTextDatum(actor), CStringGetTextDatum(note)};
+	bool		done;
+
+	SPI_connect();
+	payouts_execute(psprintf("UPDATE %s SET acknowledged_at = now(), acknowledged_by = $3, "
+							 "acknowledgement = $4 "
+							 "WHERE id = $1 AND status = $2 AND acknowledged_at IS NULL",
+							 payouts_table_name()),
+					4, types, values, NULL, false, InvalidSnapshot);
+	done = SPI_processed == 1;
+	SPI_finish();
+	return done;
+}
+
+bool
 payout_store_adopt(int64 id, PayoutStatus from, const char *moneroo_id, MonerooAnswer *answer,
 				   const char *why)
 {

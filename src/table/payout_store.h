@@ -93,6 +93,14 @@ extern bool payout_store_approve(int64 id, const char *approver);
 extern bool payout_store_cancel(int64 id, PayoutStatus from, const char *actor);
 
 /*
+ * A final payout in status, marked as dealt with by actor, who says how
+ * in note (its event: the row guard).  False when the row was no longer
+ * in status or was already acknowledged.
+ */
+extern bool payout_store_acknowledge(int64 id, PayoutStatus status, const char *actor,
+									 const char *note);
+
+/*
  * from -> what Moneroo's verify answer says (sent, success, failed): the
  * row takes Moneroo's id and status, for a payout Moneroo turned out to
  * have.  why goes into last_error.  False when the row was no longer in

@@ -86,7 +86,7 @@ record_call(HttpCall *call)
 		answer.rate_limited = call->outcome == HTTP_ANSWERED && call->status == 429;
 	}
 	if (answer.rate_limited)
-		moneroo_rate_pause(RATE_LIMIT_PAUSE_MS);
+		moneroo_rate_limited();
 	else if (call->outcome == HTTP_NEVER_CONNECTED)
 		moneroo_rate_pause(NEVER_CONNECTED_PAUSE_MS);
 }

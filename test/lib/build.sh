@@ -16,6 +16,7 @@ MONEROO_PACKAGES=("postgresql-$PG_MAJOR" "postgresql-server-dev-$PG_MAJOR" libcu
                   libtap-parser-sourcehandler-pgtap-perl python3 curl openssl make gcc
                   python3-flask python3-psycopg "postgresql-$PG_MAJOR-cron" pgbouncer   # the recipes: test/recipes/9*_recipe_*.sh
                   patroni etcd-server   # failover: test/ha/97_patroni_failover.sh, test/campaign.sh ha
+                  prometheus prometheus-postgres-exporter   # monitoring: test/monitoring/89_monitoring.sh
                   "${MONEROO_DEB_PACKAGES[@]}")
 
 # install_packages [PACKAGE...]: apt-get install the PACKAGEs [MONEROO_PACKAGES]

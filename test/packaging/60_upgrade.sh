@@ -186,8 +186,10 @@ SQL
 )
 is "$out" "11" "a 1.0 database holds payouts in every state and a user-added payout method"
 
-# the columns 1.0 had: 1.2 adds send_at, created_by, idempotency_key and batch
-ROWS="SELECT (to_jsonb(p) - 'send_at' - 'created_by' - 'idempotency_key' - 'batch')::text FROM payouts p ORDER BY id"
+# the columns 1.0 had: 1.2 adds send_at, created_by, idempotency_key and
+# batch, 1.3 acknowledged_at, acknowledged_by and acknowledgement
+ROWS="SELECT (to_jsonb(p) - 'send_at' - 'created_by' - 'idempotency_key' - 'batch'
+              - 'acknowledged_at' - 'acknowledged_by' - 'acknowledgement')::text FROM payouts p ORDER BY id"
 METHODS="SELECT m::text FROM moneroo_payout_methods m ORDER BY code"
 rows_before=$(sql1 $DB_A "$ROWS")
 methods_before=$(sql1 $DB_A "$METHODS")

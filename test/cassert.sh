@@ -12,7 +12,7 @@
 # moneroo (pgTAP's SQL files, contrib's pgcrypto), and runs test/run.sh
 # against it (PG_CONFIG=$CASSERT_DIR/pg15/bin/pg_config); every other argument
 # goes to test/run.sh, e.g. --only regress isolation pgtap 10_crash (without
-# any: the whole suite less the two tests that need Debian's own server).
+# any: the whole suite less the three tests that run Debian's own server).
 #
 # Why 15: it is the source package this machine's mirror serves (Debian 13's
 # postgresql-17 source is not there).  Why the upstream tarball alone, without

@@ -19,7 +19,7 @@ CHECK=0
 [ "${1:-}" = --check ] && CHECK=1
 [ -t 1 ] || CHECK=1
 
-PG_CONFIG=/usr/lib/postgresql/${PG_MAJOR:-15}/bin/pg_config
+PG_CONFIG=${PG_CONFIG:-/usr/lib/postgresql/${PG_MAJOR:-15}/bin/pg_config}   # test/cassert.sh sets its own
 if [ "$(id -u)" = 0 ]; then SUDO=(); else SUDO=(sudo); fi
 export PGDATABASE=moneroo_demo STACK_EXTENSIONS=moneroo
 

@@ -56,6 +56,8 @@
 #   SCRIPT_TIMEOUT=600  seconds per script
 #   REGRESS_TIMEOUT=900 seconds for all of pg_regress (and for isolation)
 #   SKIP_INSTALL=1      skip the apt step entirely
+#   PG_CONFIG=PATH      the pg_config of the server to test (default Debian's
+#                       /usr/lib/postgresql/$PG_MAJOR/bin/pg_config)
 # shellcheck disable=SC2317,SC2119
 set -euo pipefail
 
@@ -76,8 +78,15 @@ for ((i = 1; i <= $#; i++)); do
             exec bash "$REPO/test/lib/pgroot.sh" test "$pg" "$@" ;;
     esac
 done
-PGBIN=/usr/lib/postgresql/$PG_MAJOR/bin
-PG_CONFIG=$PGBIN/pg_config
+# PG_CONFIG=/path/to/bin/pg_config: test against that installation instead of
+# Debian's (test/cassert.sh's assert-enabled build); its major is PG_MAJOR.
+if [ -n "${PG_CONFIG:-}" ]; then
+    PGBIN=$("$PG_CONFIG" --bindir) || { echo "test/run.sh: PG_CONFIG=$PG_CONFIG does not run" >&2; exit 2; }
+    PG_MAJOR=$("$PG_CONFIG" --version | sed -E 's/^PostgreSQL ([0-9]+).*/\1/')
+else
+    PGBIN=/usr/lib/postgresql/$PG_MAJOR/bin
+    PG_CONFIG=$PGBIN/pg_config
+fi
 MONEROO_TEST_KEY='pvk_sandbox_t3stK3y|01JTESTKEYDONOTLOG0000000'
 PGDATABASE=moneroo_test
 export PG_MAJOR PGBIN MONEROO_TEST_KEY PGDATABASE

@@ -142,6 +142,16 @@ pgroot_run() {
     ' pgroot "$root" "$@"
 }
 
+# pgroot_copy ROOT DIR: this checkout as it is (uncommitted changes
+# included), without build outputs and kept-stack state of the host's
+# PostgreSQL 15, into DIR (made afresh) inside ROOT.
+pgroot_copy() {
+    rm -rf --one-file-system "${1:?}$2"
+    mkdir -p "$1$2"
+    tar -C "$PGROOT_REPO" --exclude=.git --exclude='*.o' --exclude='*.bc' --exclude='*.so' \
+        --exclude=.test-stack.env -cf - . | tar -C "$1$2" -xf -
+}
+
 # pgroot_test N ARG...: copy this checkout to /build/moneroo in major N's
 # root and run its test/run.sh ARG... there with PG_MAJOR=N.  The root has
 # every package, so run.sh's package step finds nothing to install.
@@ -157,12 +167,7 @@ pgroot_test() {
         esac
     done
     root=$(pgroot_build "$major") || return 1
-    rm -rf --one-file-system "$root/build/moneroo"
-    mkdir -p "$root/build/moneroo"
-    # The checkout as it is (uncommitted changes included), without build
-    # outputs and kept-stack state of the host's PostgreSQL 15.
-    tar -C "$PGROOT_REPO" --exclude=.git --exclude='*.o' --exclude='*.bc' --exclude='*.so' \
-        --exclude=.test-stack.env -cf - . | tar -C "$root/build/moneroo" -xf -
+    pgroot_copy "$root" /build/moneroo || return 1
     echo "pgroot: running test/run.sh $* on PostgreSQL $major in $root" >&2
     pgroot_run "$major" env PG_MAJOR="$major" ${VERBOSE:+VERBOSE="$VERBOSE"} \
         ${TEST_ONLY:+TEST_ONLY="$TEST_ONLY"} ${KEEP:+KEEP="$KEEP"} \

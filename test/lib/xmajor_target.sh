@@ -29,7 +29,7 @@ SUDO=()
 failed() { echo "$*" >"$DIR/failed"; echo "xmajor_target: $*" >&2; exit 1; }
 wait_file() { local i; for ((i = 0; i < 1200; i++)); do [ -e "$DIR/$1" ] && return 0; sleep 0.5; done; return 1; }
 
-cd "$REPO" && build_extension >"$DIR/build.log" 2>&1 || failed "the build for PostgreSQL $PG_MAJOR failed"
+{ cd "$REPO" && build_extension >"$DIR/build.log" 2>&1; } || failed "the build for PostgreSQL $PG_MAJOR failed"
 mkdir -p "$WORK" && chmod 755 "$DIR" "$WORK"
 PGPORT=$(free_port "$SRC_PORT") || failed "no free port"
 MOCK_PORT=${MOCK##*:}   # cluster_init writes moneroo.api_url from it: the host's mock
@@ -52,5 +52,5 @@ cluster_conf_append "moneroo.database = '$PGDATABASE'"
 cluster_restart || failed "the server does not restart after the restore"
 touch "$DIR/restored"
 # 3. until the caller has checked
-wait_file done
+wait_file "done"
 cluster_stop

@@ -85,8 +85,8 @@ for N in "${MAJORS[@]}"; do
             ('$(usd "$tag held" 4149518161 95000)', '$tag-payroll');
         INSERT INTO payouts (request, send_at) VALUES ('$(usd "$tag scheduled" 4149518161)', now() + interval '1 day');
         SELECT (moneroo_transfer('$(usd "$tag keyed" 4149518161)', '$tag-key')).status;
-        SELECT (moneroo_cancel(id)).status FROM (INSERT INTO payouts (request, send_at)
-            VALUES ('$(usd "$tag cancelled" 4149518161)', now() + interval '1 day') RETURNING id) c;
+        INSERT INTO payouts (request, send_at) VALUES ('$(usd "$tag cancelled" 4149518161)', now() + interval '1 day');
+        SELECT (moneroo_cancel(id)).status FROM payouts WHERE id > $mark AND request ->> 'description' = '$tag cancelled';
         SELECT mock.wait_for(\$\$ (SELECT count(*) FROM payouts WHERE id > $mark AND
             (request ->> 'description', status) IN (('$tag success', 'success'), ('$tag failed', 'failed'),
              ('$tag sent', 'sent'))) = 3 \$\$, 30)")

@@ -78,9 +78,20 @@ pgroot_path() {
 }
 
 # pgroot_mounted DIR: true when something is mounted at or under DIR (then it
-# must not be removed: rm would go through a bound /dev).
+# must not be removed: rm would go through a bound /dev), or when a process
+# runs chrooted in it.  The second test is the one that sees a run of another
+# checkout: its mounts live in its own mount namespace, where mountinfo shows
+# them relative to the chroot (/proc, /dev), never under DIR; but its
+# processes' /proc/PID/root is DIR.  (Checkouts with different package lists
+# build different roots of one major and each removes the others' when done.)
 pgroot_mounted() {
-    awk -v d="$1" '$2 == d || index($2, d "/") == 1 { found = 1 } END { exit !found }' /proc/self/mountinfo /proc/*/mountinfo 2>/dev/null
+    local r
+    awk -v d="$1" '$2 == d || index($2, d "/") == 1 { found = 1 } END { exit !found }' /proc/self/mountinfo /proc/*/mountinfo 2>/dev/null &&
+        return 0
+    for r in /proc/[0-9]*/root; do
+        case $(readlink "$r" 2>/dev/null) in "$1" | "$1"/*) return 0 ;; esac
+    done
+    return 1
 }
 
 # pgroot_build N: build major N's root unless it exists; print its directory.

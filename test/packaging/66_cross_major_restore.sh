@@ -89,19 +89,19 @@ for N in "${MAJORS[@]}"; do
         SELECT (moneroo_cancel(id)).status FROM payouts WHERE id > $mark AND request ->> 'description' = '$tag cancelled';
         SELECT mock.wait_for(\$\$ (SELECT count(*) FROM payouts WHERE id > $mark AND
             (request ->> 'description', status) IN (('$tag success', 'success'), ('$tag failed', 'failed'),
-             ('$tag sent', 'sent'))) = 3 \$\$, 30)")
+             ('$tag sent', 'sent'), ('$tag keyed', 'success'))) = 4 \$\$, 120)")
     # two the old worker must not touch before the dump: one pending after a
-    # failed attempt (due in 40 s), one caught in sending (as a crash leaves it)
+    # failed attempt (due in 60 s), one caught in sending (as a crash leaves it)
     sql1 "INSERT INTO payouts (request) VALUES ('$(usd "$tag pending" 4149518161)'), ('$(usd "$tag sending" 4149518161)');
         SET session_replication_role = replica;
         UPDATE payouts SET attempts = 1, last_error = 'could not connect to Moneroo: Connection refused',
-                           next_attempt_at = now() + interval '40 s'
+                           next_attempt_at = now() + interval '60 s'
          WHERE id > $mark AND request ->> 'description' = '$tag pending';
         UPDATE payouts SET status = 'sending', attempts = 1 WHERE id > $mark AND request ->> 'description' = '$tag sending';
         RESET session_replication_role" >/dev/null
     states=$(sql1 "SELECT string_agg(replace(request ->> 'description', '$tag ', '') || '=' || status, ', ' ORDER BY id)
                    FROM payouts WHERE id > $mark")
-    is "$states" "rejected=rejected, unknown=unknown, success=success, failed=failed, sent=sent, held=held, scheduled=pending, keyed=sent, cancelled=cancelled, pending=pending, sending=sending" \
+    is "$states" "rejected=rejected, unknown=unknown, success=success, failed=failed, sent=sent, held=held, scheduled=pending, keyed=success, cancelled=cancelled, pending=pending, sending=sending" \
         "PostgreSQL 15 holds payouts in every state (for $N): rejected, unknown, success, failed, sent, held, scheduled, keyed, cancelled, pending, sending" "$out"
 
     # ---- the new major: its pg_dumpall reads 15, 15 stops, the restore, the worker
@@ -149,7 +149,7 @@ for N in "${MAJORS[@]}"; do
        "t" "the idempotency key answers with the restored payout (nothing new sent)"
     # the worker of N resumes: the sent one verified, the pending one sent at its time
     is "$(on "$P" "SELECT mock.wait_for(\$\$ (SELECT count(*) FROM payouts WHERE id > $mark AND
-            (request ->> 'description', status) IN (('$tag sent', 'sent'), ('$tag pending', 'sent'), ('$tag pending', 'success'))) = 2 \$\$, 90)")" \
+            (request ->> 'description', status) IN (('$tag sent', 'sent'), ('$tag pending', 'sent'), ('$tag pending', 'success'))) = 2 \$\$, 150)")" \
        "t" "PostgreSQL $N's worker resumes: the pending payout is sent at its retry time, the sent one still awaits Moneroo"
     is "$(on "$P" "SELECT string_agg(replace(request ->> 'description', '$tag ', '') || '=' || status, ', ' ORDER BY id) FROM payouts
                  WHERE id > $mark AND request ->> 'description' IN ('$tag held', '$tag scheduled', '$tag cancelled', '$tag unknown')")" \

@@ -30,7 +30,7 @@ failed() { echo "$*" >"$DIR/failed"; echo "xmajor_target: $*" >&2; exit 1; }
 wait_file() { local i; for ((i = 0; i < 1200; i++)); do [ -e "$DIR/$1" ] && return 0; sleep 0.5; done; return 1; }
 
 { cd "$REPO" && build_extension >"$DIR/build.log" 2>&1; } || failed "the build for PostgreSQL $PG_MAJOR failed"
-mkdir -p "$WORK" && chmod 755 "$DIR" "$WORK"
+mkdir -p "$WORK" && chmod 755 "$DIR" && chown "$PG_OS_USER:" "$WORK"
 PGPORT=$(free_port "$SRC_PORT") || failed "no free port"
 MOCK_PORT=${MOCK##*:}   # cluster_init writes moneroo.api_url from it: the host's mock
 cluster_init || failed "initdb failed"

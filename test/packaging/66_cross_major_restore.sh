@@ -121,7 +121,7 @@ for N in "${MAJORS[@]}"; do
     KEPT="SELECT id, reference, request, moneroo_id, created_at, batch FROM payouts WHERE id > $mark ORDER BY id"
     EVENTS="SELECT e::text FROM payout_events e WHERE id <= $maxev ORDER BY id"
     rows=$(sql1 "$ROWS"); kept=$(sql1 "$KEPT"); events=$(sql1 "$EVENTS"); limits=$(sql1 "$LIMITS")
-    batches=$(sql1 "$BATCHES"); counts=$(sql1 "$COUNTS")
+    batches=$(sql1 "$BATCHES"); extversion=$(sql1 "SELECT extversion FROM pg_extension WHERE extname = 'moneroo'")
     cluster_stop
     touch "$XDIR/go"
     for _ in $(seq 1 600); do [ -e "$XDIR/restored" ] || [ -e "$XDIR/failed" ] && break; sleep 0.5; done
@@ -134,10 +134,10 @@ for N in "${MAJORS[@]}"; do
         skip_rest "no restored cluster of $N"; exit 1
     fi
     P=$(cat "$XDIR/port")
-    is "$(grep -c '^ERROR' "$XDIR/restore.log")/$(grep '^ERROR' "$XDIR/restore.log" | grep -vc 'role "postgres" already exists')" \
+    is "$(grep -c 'ERROR:' "$XDIR/restore.log")/$(grep 'ERROR:' "$XDIR/restore.log" | grep -vc 'role "postgres" already exists')" \
        "1/0" "the restore's only error is the role postgres that initdb made" "$(grep -m5 ERROR "$XDIR/restore.log")"
     is "$(on "$P" "SELECT current_setting('server_version_num')::int / 10000 || '/' || extversion FROM pg_extension WHERE extname = 'moneroo'")" \
-       "$N/$(sql1 "SELECT extversion FROM pg_extension WHERE extname = 'moneroo'" 2>/dev/null || echo 1.3)" \
+       "$N/$extversion" \
        "the restored database runs moneroo on PostgreSQL $N, the same extension version"
     is "$(on "$P" "$ROWS")" "$rows" "every payout the workers leave alone comes back as dumped, every column"
     is "$(on "$P" "$KEPT")" "$kept" "... and every payout keeps its id, reference, request, Moneroo id, creation time and batch"
@@ -157,11 +157,14 @@ for N in "${MAJORS[@]}"; do
        "held=held, scheduled=pending, cancelled=cancelled, unknown=unknown" \
        "the held, scheduled, cancelled and unknown payouts stay as they were: nothing sends them"
     # one journal for both majors: each reference POSTed at most once
+    # (a POST answered with a fault carries no reference in the journal: the
+    # rejected and unknown ones are in the total of POSTs)
     posts=$(on "$P" "SELECT coalesce(string_agg(replace(p.request ->> 'description', '$tag ', '') || '=' || n, ', ' ORDER BY p.id), 'none')
                      FROM payouts p JOIN (SELECT j ->> 'reference' AS ref, count(*) AS n FROM mock.journal() j
                                           WHERE j ->> 'method' = 'POST' GROUP BY 1) c ON c.ref = p.reference::text
-                     WHERE p.id > $mark")
-    is "$posts" "success=1, failed=1, sent=1, keyed=1, rejected=1, unknown=1, pending=1" \
+                     WHERE p.id > $mark;
+                     SELECT count(*) FROM mock.journal() j WHERE j ->> 'method' = 'POST'" | paste -sd/)
+    is "$posts" "success=1, failed=1, sent=1, keyed=1, pending=1/7" \
        "the mock's journal of both majors: every payout POSTed once at most, nothing sent twice, the pending one once (by $N)"
     touch "$XDIR/done"; wait "$TARGET_PID"; TARGET_PID=""
     cluster_start >/dev/null

@@ -82,8 +82,9 @@ for N in "${MAJORS[@]}"; do
         INSERT INTO payouts (request, send_at) VALUES ('$(usd "$tag scheduled" 4149518161)', now() + interval '1 day');
         SELECT (moneroo_transfer('$(usd "$tag keyed" 4149518161)', '$tag-key')).status;
         INSERT INTO payouts (request, send_at) VALUES ('$(usd "$tag cancelled" 4149518161)', now() + interval '1 day');
-        SELECT (moneroo_cancel(id)).status FROM payouts WHERE id > $mark AND request ->> 'description' = '$tag cancelled';
-        SELECT mock.wait_for(\$\$ (SELECT count(*) FROM payouts WHERE id > $mark AND
+        SELECT (moneroo_cancel(id)).status FROM payouts WHERE id > $mark AND request ->> 'description' = '$tag cancelled'")
+    # (sql1 runs its statements in one transaction: the wait is a statement of its own)
+    out+=$(sql1 "SELECT mock.wait_for(\$\$ (SELECT count(*) FROM payouts WHERE id > $mark AND
             (request ->> 'description', status) IN (('$tag success', 'success'), ('$tag failed', 'failed'),
              ('$tag sent', 'sent'), ('$tag keyed', 'success'))) = 4 \$\$, 120)")
     # the faults last: after a 500 the worker waits before it sends again

@@ -108,6 +108,7 @@ PASSED=0
 FAILED=0
 SUITES=()          # one summary line per suite
 FAILURES=()        # names of what failed
+NOT_RUN=()         # tests that cannot run here (plan 1..0), with why
 WORK=""
 T0=$SECONDS
 
@@ -203,6 +204,7 @@ finish() {
     say "==== summary  [$((SECONDS - T0))s]"
     for s in "${SUITES[@]}"; do say "  $s"; done
     for s in "${FAILURES[@]}"; do say "  FAILED: $s"; done
+    for s in "${NOT_RUN[@]}"; do say "  NOT RUN on PostgreSQL $PG_MAJOR: $s"; done
     say "$PASSED passed, $FAILED failed"
     if [ "$FAILED" -eq 0 ] && { [ "$PASSED" -gt 0 ] || [ "$NO_TESTS" = 1 ]; }; then exit 0; fi
     exit 1

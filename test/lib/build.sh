@@ -15,7 +15,10 @@ MONEROO_DEB_PACKAGES=(build-essential dpkg-dev debhelper postgresql-server-dev-a
 MONEROO_PACKAGES=("postgresql-$PG_MAJOR" "postgresql-server-dev-$PG_MAJOR" libcurl4-openssl-dev "postgresql-$PG_MAJOR-pgtap"
                   libtap-parser-sourcehandler-pgtap-perl python3 curl openssl make gcc
                   python3-flask python3-psycopg "postgresql-$PG_MAJOR-cron" pgbouncer   # the recipes: test/recipes/9*_recipe_*.sh
-                  patroni etcd-server   # failover: test/ha/97_patroni_failover.sh, test/campaign.sh ha
+                  # failover: test/ha/97_patroni_failover.sh, test/campaign.sh ha; python3-etcd is
+                  # Patroni's etcd client (trixie's patroni depends on python3-consul first, so
+                  # without it Patroni 4 finds no DCS for etcd3)
+                  patroni python3-etcd etcd-server
                   prometheus prometheus-postgres-exporter   # monitoring: test/monitoring/89_monitoring.sh
                   "${MONEROO_DEB_PACKAGES[@]}")
 

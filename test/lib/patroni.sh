@@ -102,7 +102,7 @@ patroni_member() {
     "$(cluster_python)" "$REPL_LIB/patroni_config.py" "$base" "${overlay[@]}" --name "$name" \
         --dir "$REPL_DIR" --rest-port "$(cat "$REPL_DIR/$name/rest.port")" \
         --pg-port "$(cat "$REPL_DIR/$name/port")" --etcd-port "$(cat "$REPL_DIR/etcd/port")" \
-        --api-url "$(repl_mock_url M)" "$@" >"$REPL_DIR/$name.yml" || return 1
+        --api-url "$(repl_mock_url M)" --bin-dir "$PGBIN" "$@" >"$REPL_DIR/$name.yml" || return 1
     chown "${PG_OS_USER:-postgres}:" "$REPL_DIR/$name.yml"
     # psql's password for `on NAME` (only there: Patroni's own tools must not inherit it)
     "$(cluster_python)" -c '

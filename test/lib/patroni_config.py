@@ -3,13 +3,13 @@
 tests, made from README.md's (so the two cannot drift).
 
     patroni_config.py BASE.yml [OVERLAY.yml] --name NAME --dir DIR --rest-port P --pg-port P
-                      --etcd-port P --api-url URL [--set dcs.parameters.KEY=VALUE ...] > NAME.yml
+                      --etcd-port P --api-url URL --bin-dir DIR [--set dcs.parameters.KEY=VALUE ...] > NAME.yml
 
 BASE.yml is README's configuration of pg1; OVERLAY.yml (README's asynchronous
 variant) is merged into it, key by key.  Then only what a test on one machine
 must change: the member's name, its ports on 127.0.0.1, its folders under DIR
 (DIR/NAME/data, DIR/NAME/sock, its log DIR/NAME/server.log), the key file
-DIR/secret_key, the Moneroo API's address, and each --set.  Every key it
+DIR/secret_key, the Moneroo API's address, the bin_dir of the major under test, and each --set.  Every key it
 changes must be in BASE.yml already: README's file is what runs.
 """
 import argparse
@@ -48,6 +48,7 @@ def main():
     ap.add_argument("--pg-port", required=True)
     ap.add_argument("--etcd-port", required=True)
     ap.add_argument("--api-url", required=True)
+    ap.add_argument("--bin-dir", required=True)
     ap.add_argument("--set", action="append", default=[])
     a = ap.parse_args()
     with open(a.base) as f:
@@ -63,6 +64,7 @@ def main():
     put(doc, "postgresql.listen", "127.0.0.1:%s" % a.pg_port)
     put(doc, "postgresql.connect_address", "127.0.0.1:%s" % a.pg_port)
     put(doc, "postgresql.data_dir", home + "/data")
+    put(doc, "postgresql.bin_dir", a.bin_dir)   # the major under test (README's is 15)
     put(doc, "postgresql.pgpass", home + "/pgpass")
     put(doc, "postgresql.parameters.unix_socket_directories", home + "/sock")
     put(doc, "postgresql.parameters.log_directory", home)

@@ -78,9 +78,20 @@ pgroot_path() {
 }
 
 # pgroot_mounted DIR: true when something is mounted at or under DIR (then it
-# must not be removed: rm would go through a bound /dev).
+# must not be removed: rm would go through a bound /dev), or when a process
+# runs chrooted in it.  The second test is the one that sees a run of another
+# checkout: its mounts live in its own mount namespace, where mountinfo shows
+# them relative to the chroot (/proc, /dev), never under DIR; but its
+# processes' /proc/PID/root is DIR.  (Checkouts with different package lists
+# build different roots of one major and each removes the others' when done.)
 pgroot_mounted() {
-    awk -v d="$1" '$2 == d || index($2, d "/") == 1 { found = 1 } END { exit !found }' /proc/self/mountinfo /proc/*/mountinfo 2>/dev/null
+    local r
+    awk -v d="$1" '$2 == d || index($2, d "/") == 1 { found = 1 } END { exit !found }' /proc/self/mountinfo /proc/*/mountinfo 2>/dev/null &&
+        return 0
+    for r in /proc/[0-9]*/root; do
+        case $(readlink "$r" 2>/dev/null) in "$1" | "$1"/*) return 0 ;; esac
+    done
+    return 1
 }
 
 # pgroot_build N: build major N's root unless it exists; print its directory.
@@ -142,6 +153,16 @@ pgroot_run() {
     ' pgroot "$root" "$@"
 }
 
+# pgroot_copy ROOT DIR: this checkout as it is (uncommitted changes
+# included), without build outputs and kept-stack state of the host's
+# PostgreSQL 15, into DIR (made afresh) inside ROOT.
+pgroot_copy() {
+    rm -rf --one-file-system "${1:?}$2"
+    mkdir -p "$1$2"
+    tar -C "$PGROOT_REPO" --exclude=.git --exclude='*.o' --exclude='*.bc' --exclude='*.so' \
+        --exclude=.test-stack.env -cf - . | tar -C "$1$2" -xf -
+}
+
 # pgroot_test N ARG...: copy this checkout to /build/moneroo in major N's
 # root and run its test/run.sh ARG... there with PG_MAJOR=N.  The root has
 # every package, so run.sh's package step finds nothing to install.
@@ -157,12 +178,7 @@ pgroot_test() {
         esac
     done
     root=$(pgroot_build "$major") || return 1
-    rm -rf --one-file-system "$root/build/moneroo"
-    mkdir -p "$root/build/moneroo"
-    # The checkout as it is (uncommitted changes included), without build
-    # outputs and kept-stack state of the host's PostgreSQL 15.
-    tar -C "$PGROOT_REPO" --exclude=.git --exclude='*.o' --exclude='*.bc' --exclude='*.so' \
-        --exclude=.test-stack.env -cf - . | tar -C "$root/build/moneroo" -xf -
+    pgroot_copy "$root" /build/moneroo || return 1
     echo "pgroot: running test/run.sh $* on PostgreSQL $major in $root" >&2
     pgroot_run "$major" env PG_MAJOR="$major" ${VERBOSE:+VERBOSE="$VERBOSE"} \
         ${TEST_ONLY:+TEST_ONLY="$TEST_ONLY"} ${KEEP:+KEEP="$KEEP"} \

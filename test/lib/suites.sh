@@ -199,7 +199,9 @@ tap_account() {
     TAP_PASS=$((TAP_PASS + pass)); TAP_FAIL=$((TAP_FAIL + fail + extra))
     if [ $((fail + extra)) -eq 0 ]; then
         if [ "$plan" -eq 0 ]; then
-            printf '%-44s skipped %s (%ss)\n' "$suite $name" "$(grep -m1 '^1\.\.0' "$out" | sed 's/^1\.\.0 *//')" "$secs"
+            why=$(grep -m1 '^1\.\.0' "$out" | sed 's/^1\.\.0 *//')
+            printf '%-44s skipped %s (%ss)\n' "$suite $name" "$why" "$secs"
+            NOT_RUN+=("$suite $name ${why:-(no reason given)}")
         else
             printf '%-44s ok  %d/%d  (%ss)\n' "$suite $name" "$pass" "$ran" "$secs"
         fi

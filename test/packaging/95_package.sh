@@ -2,13 +2,13 @@
 # Proves: the Debian package installs, sends a payout, and removes cleanly [fast, ~40 s; needs root].
 # test/packaging/95_package.sh: the Debian package, installed on the test stack.
 #
-# Builds postgresql-15-moneroo with test/package.sh, installs it with apt-get
+# Builds postgresql-$PG_MAJOR-moneroo (the major the suite runs on) with test/package.sh, installs it with apt-get
 # (the local .deb; its dependencies from the Debian mirror, already there),
 # and checks:
 #   - the build leaves the checkout as it was, and makes
-#     postgresql-15-moneroo_<default_version>_<arch>.deb, version
+#     postgresql-N-moneroo_<default_version>_<arch>.deb, version
 #     default_version (moneroo.control);
-#   - its Depends names postgresql-15 and the package of the libcurl that its
+#   - its Depends names postgresql-N and the package of the libcurl that its
 #     moneroo.so links (per ldd);
 #   - dpkg -L lists moneroo.so, moneroo.control and every moneroo--*.sql
 #     of the checkout (no other) where pg_config says, and the installed files
@@ -36,7 +36,7 @@ set -uo pipefail
 # shellcheck source=test/lib/build.sh
 . "$(dirname "${BASH_SOURCE[0]}")/../lib/build.sh"
 
-PACKAGE=postgresql-15-moneroo
+PACKAGE=postgresql-$PG_MAJOR-moneroo
 PG_CONFIG=$PGBIN/pg_config
 PKGLIBDIR=$("$PG_CONFIG" --pkglibdir)
 EXTDIR=$("$PG_CONFIG" --sharedir)/extension
@@ -82,7 +82,7 @@ tap_plan 22
 # ---------------------------------------------------------------- build
 touch "$T95/before-build"
 sleep 1   # find -newer compares modification times, to the second on some filesystems
-bash "$REPO/test/package.sh" "$T95/out" >"$T95/build.log" 2>&1
+bash "$REPO/test/package.sh" --pg "$PG_MAJOR" "$T95/out" >"$T95/build.log" 2>&1
 rc=$?
 DEB=$T95/out/${PACKAGE}_${VERSION}_$(dpkg --print-architecture).deb
 if [ "$rc" -eq 0 ] && [ -f "$DEB" ] && [ "$(tail -n 1 "$T95/build.log")" = "$DEB" ]; then
@@ -101,8 +101,8 @@ is "$(dpkg-deb -f "$DEB" Package) $(dpkg-deb -f "$DEB" Version)" "$PACKAGE $VERS
 DEPENDS=$(dpkg-deb -f "$DEB" Depends)
 # depends_on PACKAGE: whether Depends names PACKAGE (alone or with a version)
 depends_on() { [[ ", $DEPENDS," =~ ,\ "$1"( \(|,) ]]; }
-depends_on postgresql-15
-ok $? "its Depends names postgresql-15" "Depends: $DEPENDS"
+depends_on "postgresql-$PG_MAJOR"
+ok $? "its Depends names postgresql-$PG_MAJOR" "Depends: $DEPENDS"
 dpkg-deb -x "$DEB" "$T95/x"
 curl_so=$(ldd "$T95/x$PKGLIBDIR/moneroo.so" | awk '$1 ~ /^libcurl/ { print $3 }')
 curl_pkg=$(dpkg -S "$(realpath "$curl_so" 2>/dev/null)" 2>/dev/null | head -n 1 | cut -d: -f1)

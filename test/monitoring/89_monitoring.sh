@@ -218,7 +218,9 @@ for line in sys.stdin:
     labels = sorted(l for l in re.findall(r"(\w+)=\"((?:[^\"\\]|\\.)*)\"", m.group(2) or "")
                     if l[0] != "server")
     value = float(m.group(3))
-    print("%s{%s} %s" % (m.group(1), ",".join("%s=\"%s\"" % l for l in labels), ("%.15g" % value)))'
+    # a whole number is printed whole (the exporter writes 3e15 as 3.000000000539775e+15)
+    text = "%d" % value if value.is_integer() and abs(value) < 2 ** 53 else "%.15g" % value
+    print("%s{%s} %s" % (m.group(1), ",".join("%s=\"%s\"" % l for l in labels), text))'
 }
 M=$(metrics)
 # value NAME{LABELS}: that sample's value, or "none"

@@ -80,11 +80,14 @@ in_handler() {
     done
 }
 
-# opens the gate and waits until the subscription has caught up with payouts that are done
+# opens the gate and waits until the subscription has caught up with this
+# script's payouts, once they are done (earlier tests leave payouts of their
+# own pending or sent: not this script's to wait for)
 catch_up() {
     local deadline=$((SECONDS + 60))
     sql -c "UPDATE t63.gate SET closed = false" >/dev/null
-    until [ "$(sql -c "SELECT (SELECT count(*) FROM payouts WHERE status IN ('pending', 'sending', 'sent')) = 0
+    until [ "$(sql -c "SELECT (SELECT count(*) FROM payouts WHERE status IN ('pending', 'sending', 'sent')
+                                   AND request ->> 'description' LIKE 't63 %') = 0
                          AND (SELECT events_behind FROM moneroo_subscriptions WHERE name = 't63') = 0" 2>/dev/null)" = t ]; do
         [ "$SECONDS" -lt "$deadline" ] || return 1
         sleep 0.2
@@ -98,7 +101,7 @@ exactly_once() {
 }
 
 round() {
-    local name=$1 stop=$2 t0
+    local name=$1 stop=$2 t0 back
     sql -c "UPDATE t63.gate SET closed = true" >/dev/null
     queue "t63 $name" 3 >/dev/null
     in_handler
@@ -111,11 +114,13 @@ round() {
     esac
     wait_server 60
     ok $? "$name: the server is back ($((SECONDS - t0)) s)"
+    back=$((SECONDS - t0))
     catch_up
     ok $? "$name: the subscription catches up once the gate opens"
     is "$(exactly_once)" t "$name: every event handled exactly once, in order" \
         "$(sql -c "SELECT event_id, count(*) FROM t63.handled GROUP BY 1 HAVING count(*) <> 1")"
-    [ "$stop" != fast ] || { [ $((SECONDS - t0)) -lt 55 ]; ok $? "$name: the stop did not wait out the handler"; }
+    # the handler waits behind its gate for ever: a stop that waited it out would never be back
+    [ "$stop" != fast ] || { [ "$back" -lt 55 ]; ok $? "$name: the stop did not wait out the handler" "back after $back s"; }
 }
 
 round "kill -9 of the worker" kill

@@ -29,6 +29,7 @@
 #include "shmem/served_databases.h"
 #include "shmem/standby_wait.h"
 #include "shmem/transfer_slots.h"
+#include "table/database_identity.h"
 #include "table/payout_lookup.h"
 #include "table/payouts_table.h"
 #include "table/request_validator.h"
@@ -51,6 +52,21 @@ check_worker_serves_this_database(void)
 				errdetail("moneroo.database is \"%s\".", moneroo_database),
 				errhint("Add \"%s\" to moneroo.database, or set it to '*', and reload the configuration.",
 						database));
+}
+
+/* A copied or restored database pays nothing until adopted (database_identity.c). */
+static void
+check_database_adopted(void)
+{
+	char	   *copy_of = database_identity_copy_of();
+
+	if (copy_of != NULL)
+		ereport(ERROR,
+				errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				errmsg("payout was not sent: database \"%s\" is a copy or a restore that was not adopted",
+					   get_database_name(MyDatabaseId)),
+				errdetail("Its payouts were recorded as those of %s.", copy_of),
+				errhint("Nothing was paid. Once its pending payouts are checked against Moneroo, the extension's owner or a superuser runs SELECT moneroo_adopt_database()."));
 }
 
 static char *
@@ -256,6 +272,7 @@ transfer_now(Jsonb *request, const char *key)
 	volatile Datum row = (Datum) 0;
 
 	check_worker_serves_this_database();
+	check_database_adopted();
 	check_account_not_paused();
 	check_enough_standbys();
 	if (strlen(text) >= TRANSFER_REQUEST_BYTES)

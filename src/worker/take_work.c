@@ -19,6 +19,7 @@
 #include "shmem/standby_wait.h"
 #include "shmem/transfer_slots.h"
 #include "table/audit_trail.h"
+#include "table/database_identity.h"
 #include "table/payout_store.h"
 #include "table/payouts_table.h"
 #include "worker/dispatch.h"
@@ -104,6 +105,7 @@ typedef struct Take
 	WorkerState *ws;
 	int			wanted;
 	List	   *taken;			/* in the round's context */
+	char	   *copy_of;		/* a claim: the database is a copy, nothing taken */
 } Take;
 
 static void
@@ -116,8 +118,40 @@ claim_pending(void *arg)
 	if (!moneroo_extension_locked())
 		return;
 	txn = MemoryContextSwitchTo(round);
-	claim->taken = payout_store_claim(claim->wanted, round);
+	/* read in the claim's own transaction: an adoption that committed counts */
+	claim->copy_of = database_identity_copy_of();
+	if (claim->copy_of == NULL)
+		claim->taken = payout_store_claim(claim->wanted, round);
 	MemoryContextSwitchTo(txn);
+}
+
+/*
+ * A copied or restored database (database_identity.c) pays nothing until
+ * an operator adopts it: its payouts stay pending, and moneroo_status and
+ * the log say why, once.
+ */
+static void
+note_copy(WorkerState *ws, const char *copy_of)
+{
+	bool		was_copy = ws->copy_not_adopted;
+
+	ws->copy_not_adopted = copy_of != NULL;
+	if (copy_of == NULL)
+	{
+		if (was_copy)
+			ereport(LOG, errmsg("moneroo worker is claiming payouts again: database \"%s\" was adopted",
+								served_worker_database_name()));
+		return;
+	}
+	moneroo_note_error(psprintf("not claiming: this database is a copy or a restore of %s; "
+								"run SELECT moneroo_adopt_database() to let it pay", copy_of));
+	if (!was_copy)
+		ereport(WARNING,
+				errmsg("moneroo worker is not sending: database \"%s\" is a copy or a restore",
+					   served_worker_database_name()),
+				errdetail("Its payouts were recorded as those of %s, which may have paid them or still pay them.",
+						  copy_of),
+				errhint("Payouts stay pending. Check them against Moneroo's dashboard (by reference), cancel those already paid, then have the extension's owner or a superuser run SELECT moneroo_adopt_database()."));
 }
 
 /*
@@ -190,6 +224,7 @@ take_claim(WorkerState *ws, int n)
 	/* a claim that never committed took nothing: its work goes with the round */
 	if (!worker_transaction(claim_pending, &claim, "claim pending payouts"))
 		return false;
+	note_copy(ws, claim.copy_of);
 	foreach(lc, claim.taken)
 	{
 		dispatch_keep_work(ws, lfirst(lc));

@@ -237,6 +237,9 @@ next_sleep_ms(void)
 		sleep_ms = sleep_until_due(sleep_ms);
 	if (paused_ms >= 0)
 		sleep_ms = Min(sleep_ms, paused_ms);
+	/* a result kept because its row was locked is written again on time */
+	if (record_retry_wait_ms(&state) > 0)
+		sleep_ms = Min(sleep_ms, record_retry_wait_ms(&state));
 
 	/*
 	 * A call can finish while new ones are being started (a refused
@@ -267,7 +270,7 @@ work_once(void)
 		record_finished(&state);
 		return Max(1, TimestampDifferenceMilliseconds(now, state.paused_until));
 	}
-	if ((retry_ms = record_retry_wait_ms(&state)) > 0)
+	if (record_pending(&state) && (retry_ms = record_retry_wait_ms(&state)) > 0)
 		return retry_ms;
 	record_finished(&state);
 	if (record_pending(&state))

@@ -51,6 +51,7 @@ typedef struct WorkerState
 	bool		copy_not_adopted;	/* a copied or restored database: nothing is claimed */
 	int			sends_since_verification;
 	int			record_failures;
+	bool		record_blocked; /* a kept result failed for more than a locked row */
 	TimestampTz next_record_retry;
 	/* after a failed claim, lease or request start: no new work until then */
 	TimestampTz paused_until;

@@ -49,6 +49,9 @@ typedef enum TransactionPhase
 
 static volatile sig_atomic_t phase = PHASE_NONE;
 
+/* The SQLSTATE of the last worker_transaction that failed. */
+static int	last_failure = 0;
+
 void
 worker_transaction_sigint(SIGNAL_ARGS)
 {
@@ -136,6 +139,7 @@ worker_transaction(void (*fn) (void *), void *arg, const char *activity)
 		FlushErrorState();
 		AbortCurrentTransaction();
 		moneroo_note_error(error->message);
+		last_failure = error->sqlerrcode;
 		log_as_warning(error, activity);
 		FreeErrorData(error);
 		ok = false;
@@ -145,4 +149,10 @@ worker_transaction(void (*fn) (void *), void *arg, const char *activity)
 	pgstat_report_stat(false);
 	pgstat_report_activity(STATE_IDLE, NULL);
 	return ok;
+}
+
+bool
+worker_transaction_lock_timed_out(void)
+{
+	return last_failure == ERRCODE_LOCK_NOT_AVAILABLE;
 }

@@ -89,7 +89,6 @@ settle_orphans(void *arg)
 		return;
 	settled = payout_store_settle_orphans();
 	state_counts_recount();
-	verify_schedule_learn();
 	if (settled > 0)
 		ereport(LOG,
 				errmsg("moneroo worker marked %llu payouts left in \"sending\" as unknown",
@@ -145,7 +144,24 @@ keep_up(void *arg)
 	if (!(state.extension_here = moneroo_extension_locked()))
 		return;
 	state_counts_fold();
-	verify_schedule_learn();
+}
+
+static void
+learn_settle_times(void *arg)
+{
+	if (moneroo_extension_locked())
+		verify_schedule_learn();
+}
+
+/*
+ * In a transaction of its own: what the settled payouts teach is an
+ * optimisation, and a row it cannot read must not stop the worker's start
+ * or its folding of the counts; the schedule then keeps what it knew.
+ */
+static void
+learn(void)
+{
+	(void) worker_transaction(learn_settle_times, NULL, "learn settle times");
 }
 
 /*
@@ -162,7 +178,8 @@ keep_up_when_due(TimestampTz now)
 	if (now < state.next_upkeep && !served_worker_take_extension_change())
 		return;
 	state.next_upkeep = TimestampTzPlusMilliseconds(now, WORKER_UPKEEP_MS);
-	(void) worker_transaction(keep_up, NULL, "fold moneroo_state_counts and learn settle times");
+	(void) worker_transaction(keep_up, NULL, "fold moneroo_state_counts");
+	learn();
 }
 
 /*
@@ -393,6 +410,7 @@ moneroo_worker_main(Datum arg)
 
 	if (!worker_transaction(settle_orphans, NULL, "settle payouts left in sending"))
 		proc_exit(1);			/* the launcher tries again later */
+	learn();
 	stop_unless_served();
 	transfer_slots_release_orphans();
 	served_worker_ready();

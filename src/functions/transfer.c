@@ -249,6 +249,9 @@ report_outcome(TransferSlot *slot, SendVerdict verdict, const char *key, Jsonb *
 		case SEND_NOT_SENT:
 			if (http_status_refuses_key(slot->http_status))
 				key_refused_error(slot->error);
+			/* returned unsent by a pause that began after the call was admitted */
+			if (slot->http_status == 0)
+				check_account_not_paused();
 			ereport(ERROR,
 					errcode(slot->http_status == 429 ? ERRCODE_CONFIGURATION_LIMIT_EXCEEDED :
 							ERRCODE_SQLCLIENT_UNABLE_TO_ESTABLISH_SQLCONNECTION),

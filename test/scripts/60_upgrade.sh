@@ -36,6 +36,8 @@ DB_SCHEMA=moneroo_upgrade_schema # the extension in a schema of the user's choic
 PLAN=38
 # what pg_dump saves since 1.2
 CONFIG_1_2="moneroo_limits [], moneroo_payout_methods [WHERE NOT documented], payout_events [], payout_events_id_seq [], payouts [], payouts_id_seq []"
+# and since 1.3 the record of the database the payouts belong to (a restore brings it back)
+CONFIG_1_3="moneroo_database [], $CONFIG_1_2"
 
 # ---------------------------------------------------------------- TAP
 # shellcheck source=test/lib/tap.sh
@@ -215,8 +217,8 @@ is "$(sql1 $DB_A "SELECT count(*) FROM payout_events")" "0" \
     "payout_events starts empty: the history of the payouts already there starts at the update"
 is "$config_before" "moneroo_payout_methods [WHERE NOT documented], payouts [], payouts_id_seq []" \
     "1.0 registers the three documented tables for pg_dump"
-is "$(sql1 $DB_A "$EXTCONFIG")" "$CONFIG_1_2" \
-    "pg_dump still saves those, and since 1.2 the limits and the history too (pg_extension_config_dump)"
+is "$(sql1 $DB_A "$EXTCONFIG")" "$CONFIG_1_3" \
+    "pg_dump still saves those, since 1.2 the limits and the history too, and since 1.3 moneroo_database (pg_extension_config_dump)"
 
 is "$(sql1 $DB_A "SELECT pg_get_indexdef('payouts_created_at'::regclass)")" \
     "CREATE INDEX payouts_created_at ON public.payouts USING btree (created_at)" \
@@ -365,8 +367,8 @@ is "$(sql1 "$PGDATABASE" "SELECT count(*) FROM ($MINE) m JOIN (SELECT p ->> 'id'
 is "$(sql1 "$PGDATABASE" "SELECT (s -> 'creates')::text || ' ' || (s -> 'duplicate_references')::text FROM mock.stats() s") / $(sql1 "$PGDATABASE" "SELECT count(*) FROM mock.journal() j WHERE j ->> 'path' = '/v1/payouts/initialize'")" \
     "3 [] / 3" \
     "Moneroo received exactly one initialize per payout and created each once"
-is "$(sql1 "$PGDATABASE" "$EXTCONFIG")" "$CONFIG_1_2" \
-    "the pg_dump registrations of the worker's database are those of 1.2 after the update"
+is "$(sql1 "$PGDATABASE" "$EXTCONFIG")" "$CONFIG_1_3" \
+    "the pg_dump registrations of the worker's database are those of 1.3 after the update"
 is "$(sql1 "$PGDATABASE" "SELECT count(*) FILTER (WHERE e.previous_status IS NULL) || ' ' || count(*) FILTER (WHERE e.status IN ('success', 'failed'))
                           FROM payout_events e WHERE e.payout_id IN (SELECT id FROM ($MINE) m)")" "0 2" \
     "the payouts that flew through the update have a history from the update on: no INSERT event, their settlement recorded"

@@ -89,6 +89,8 @@ database_identity_adopt(void)
 				errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				errmsg("extension \"moneroo\" must be updated to adopt a database"),
 				errhint("Run ALTER EXTENSION moneroo UPDATE."));
+	/* two adoptions at once must not leave two rows (which no database matches) */
+	(void) run_on_identity(relid, "LOCK TABLE %s.moneroo_database IN SHARE ROW EXCLUSIVE MODE", false);
 	before = run_on_identity(relid, COPY_OF_SQL, true);
 	(void) run_on_identity(relid,
 						   "WITH gone AS (DELETE FROM %1$s.moneroo_database) "

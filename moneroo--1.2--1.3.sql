@@ -316,3 +316,81 @@ CREATE FUNCTION moneroo_rate_info(OUT requests_last_minute int, OUT rate_limited
 COMMENT ON FUNCTION moneroo_rate_info() IS
     'the account''s requests in the last minute, Moneroo''s 429 answers since the server started, and the pause they started';
 REVOKE ALL ON FUNCTION moneroo_rate_info() FROM PUBLIC;
+
+-- ------------------------------------------------------------------------
+-- A copied or restored database pays nothing until an operator adopts it.
+--
+-- CREATE DATABASE copy TEMPLATE shop copies shop's pending and scheduled
+-- payouts with their references; with moneroo.database = '*' a worker
+-- served the copy within seconds and paid them a second time.  A restore
+-- into another database is the same (the original may still pay them).
+-- So the database the payouts belong to is recorded here, at CREATE
+-- EXTENSION or at this update, and the worker claims nothing (and
+-- moneroo_transfer sends nothing) while the table holds anything but one
+-- row naming this very database (its OID: a copy gets a new one; ALTER
+-- DATABASE RENAME, pg_upgrade, a promoted standby keep it).  The row is
+-- dumped: a restore brings the dumped row beside the one its CREATE
+-- EXTENSION wrote, so a restored database, whatever its OID, waits for an
+-- operator too.  moneroo_adopt_database() (the extension's owner or a
+-- superuser) makes this database the one, and says who and when.
+CREATE TABLE moneroo_database (
+    database_oid  oid NOT NULL,
+    database_name name NOT NULL,
+    recorded_by   name NOT NULL,
+    recorded_at   timestamptz NOT NULL
+);
+COMMENT ON TABLE moneroo_database IS
+    'the database whose payouts these are: the worker claims nothing in any other (a copy, a restore) until moneroo_adopt_database()';
+INSERT INTO moneroo_database (database_oid, database_name, recorded_by, recorded_at)
+SELECT d.oid, d.datname, current_user, pg_catalog.now()
+FROM pg_catalog.pg_database d WHERE d.datname OPERATOR(pg_catalog.=) pg_catalog.current_database();
+SELECT pg_catalog.pg_extension_config_dump('moneroo_database', '');
+REVOKE ALL ON TABLE moneroo_database FROM PUBLIC;
+
+CREATE FUNCTION moneroo_copy_of() RETURNS text
+    AS 'MODULE_PATHNAME', 'moneroo_copy_of' LANGUAGE C STRICT;
+COMMENT ON FUNCTION moneroo_copy_of() IS
+    'NULL, or the database(s) whose payouts a copied or restored database holds until moneroo_adopt_database()';
+CREATE FUNCTION moneroo_adopt_database() RETURNS text
+    AS 'MODULE_PATHNAME', 'moneroo_adopt_database' LANGUAGE C STRICT;
+COMMENT ON FUNCTION moneroo_adopt_database() IS
+    'a copied or restored database pays its payouts from now on (the extension''s owner or a superuser)';
+REVOKE ALL ON FUNCTION moneroo_copy_of(), moneroo_adopt_database() FROM PUBLIC;
+-- like moneroo_account_info: moneroo_status's readers call it
+GRANT EXECUTE ON FUNCTION moneroo_copy_of() TO PUBLIC;
+
+CREATE OR REPLACE VIEW moneroo_status AS
+WITH counts AS (
+    SELECT coalesce(sum(c.payouts) FILTER (WHERE c.status = 'pending'), 0)::bigint   AS pending,
+           coalesce(sum(c.payouts) FILTER (WHERE c.status = 'sending'), 0)::bigint   AS sending,
+           coalesce(sum(c.payouts) FILTER (WHERE c.status = 'sent'), 0)::bigint      AS sent,
+           coalesce(sum(c.payouts) FILTER (WHERE c.status = 'success'), 0)::bigint   AS success,
+           coalesce(sum(c.payouts) FILTER (WHERE c.status = 'failed'), 0)::bigint    AS failed,
+           coalesce(sum(c.payouts) FILTER (WHERE c.status = 'rejected'), 0)::bigint  AS rejected,
+           coalesce(sum(c.payouts) FILTER (WHERE c.status = 'unknown'), 0)::bigint   AS unknown,
+           coalesce(sum(c.payouts) FILTER (WHERE c.status = 'cancelled'), 0)::bigint AS cancelled,
+           coalesce(sum(c.payouts) FILTER (WHERE c.status = 'held'), 0)::bigint      AS held
+    FROM @extschema@.moneroo_state_counts c
+)
+SELECT w.worker_running,
+       w.worker_pid,
+       counts.pending,
+       counts.sending,
+       counts.sent,
+       counts.success,
+       counts.failed,
+       counts.rejected,
+       counts.unknown,
+       (SELECT min(p.created_at) FROM @extschema@.payouts p WHERE p.status = 'pending') AS oldest_pending,
+       w.in_flight,
+       w.requests_last_minute,
+       w.last_error,
+       w.last_error_at,
+       a.paused_until,
+       a.pause_reason,
+       counts.cancelled,
+       counts.held,
+       @extschema@.moneroo_copy_of() AS copy_of
+FROM @extschema@.moneroo_worker_info() w
+CROSS JOIN @extschema@.moneroo_account_info() a
+CROSS JOIN counts;

@@ -147,7 +147,8 @@ FROM moneroo_payout_methods ORDER BY code;
 
 --
 -- Privileges: nothing is granted to PUBLIC, nor to any role but the owner,
--- but moneroo_account_info (since 1.2: whether requests are paused, and why).
+-- but moneroo_account_info (since 1.2: whether requests are paused, and why)
+-- and moneroo_copy_of (since 1.3: whether this database is a copy not adopted).
 --
 WITH members AS (
     SELECT classid, objid

@@ -15,6 +15,7 @@
 #include "shmem/commit_wakeup.h"
 #include "shmem/database_events.h"
 #include "shmem/rate_limit.h"
+#include "shmem/recent_asks.h"
 #include "shmem/served_databases.h"
 #include "shmem/shared_state.h"
 #include "shmem/transfer_slots.h"
@@ -56,6 +57,7 @@ _PG_init(void)
 	account_health_shmem();
 	transfer_slots_shmem();
 	verify_schedule_shmem();
+	recent_asks_shmem();
 	moneroo_shared_memory_hooks();
 	moneroo_register_launcher();
 }

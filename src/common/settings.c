@@ -399,6 +399,20 @@ moneroo_secret_key_file_changed(void)
 }
 
 /*
+ * Where the server keeps its key is for superusers and the server log: a
+ * role that may only call moneroo_transfer is told that the key file
+ * failed, not where it is.  (The worker's errors reach moneroo_status's
+ * readers as last_error, which carries the message alone.)
+ */
+static int
+errdetail_key_file(const char *path)
+{
+	if (AmBackgroundWorkerProcess() || !superuser())
+		return errdetail_log("The file is \"%s\".", path);
+	return errdetail("The file is \"%s\".", path);
+}
+
+/*
  * Reads the key file when it changed since the last read.  A file that
  * others may read is refused: the key moves money.
  */
@@ -412,14 +426,16 @@ read_secret_key_file(const char *path)
 	if (stat(path, &st) != 0)
 		ereport(ERROR,
 				errcode(ERRCODE_CONFIG_FILE_ERROR),
-				errmsg("could not read moneroo.secret_key_file \"%s\": %m", path),
+				errmsg("could not read moneroo.secret_key_file: %m"),
+				errdetail_key_file(path),
 				errhint("Point moneroo.secret_key_file at a file that holds the secret key and reload."));
 
 	if (st.st_mode & (S_IRWXG | S_IRWXO))
 		ereport(ERROR,
 				errcode(ERRCODE_CONFIG_FILE_ERROR),
-				errmsg("moneroo.secret_key_file \"%s\" is accessible to other users", path),
-				errdetail("The file has mode %04o.", (unsigned int) (st.st_mode & 07777)),
+				errmsg("moneroo.secret_key_file is accessible to other users: it has mode %04o",
+					   (unsigned int) (st.st_mode & 07777)),
+				errdetail_key_file(path),
 				errhint("Run chmod 600 on the file, owned by the database server's OS user."));
 
 	if (same_as_last_read(path, &st))
@@ -429,13 +445,15 @@ read_secret_key_file(const char *path)
 	if (fd < 0)
 		ereport(ERROR,
 				errcode(ERRCODE_CONFIG_FILE_ERROR),
-				errmsg("could not open moneroo.secret_key_file \"%s\": %m", path));
+				errmsg("could not open moneroo.secret_key_file: %m"),
+				errdetail_key_file(path));
 	len = read(fd, key_file_contents, MAX_KEY_FILE_BYTES);
 	CloseTransientFile(fd);
 	if (len < 0)
 		ereport(ERROR,
 				errcode(ERRCODE_CONFIG_FILE_ERROR),
-				errmsg("could not read moneroo.secret_key_file \"%s\": %m", path));
+				errmsg("could not read moneroo.secret_key_file: %m"),
+				errdetail_key_file(path));
 
 	/* An editor's trailing newline is not part of the key. */
 	while (len > 0 && (key_file_contents[len - 1] == '\n' ||

@@ -31,6 +31,7 @@
 #include "shmem/served_databases.h"
 #include "shmem/standby_wait.h"
 #include "shmem/transfer_slots.h"
+#include "table/database_identity.h"
 #include "table/payout_lookup.h"
 #include "table/payouts_table.h"
 #include "table/request_validator.h"
@@ -53,6 +54,21 @@ check_worker_serves_this_database(void)
 				errdetail("moneroo.database is \"%s\".", moneroo_database),
 				errhint("Add \"%s\" to moneroo.database, or set it to '*', and reload the configuration.",
 						database));
+}
+
+/* A copied or restored database pays nothing until adopted (database_identity.c). */
+static void
+check_database_adopted(void)
+{
+	char	   *copy_of = database_identity_copy_of();
+
+	if (copy_of != NULL)
+		ereport(ERROR,
+				errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				errmsg("payout was not sent: database \"%s\" is a copy or a restore that was not adopted",
+					   get_database_name(MyDatabaseId)),
+				errdetail("Its payouts were recorded as those of %s.", copy_of),
+				errhint("Nothing was paid. Once its pending payouts are checked against Moneroo, the extension's owner or a superuser runs SELECT moneroo_adopt_database()."));
 }
 
 static char *
@@ -235,6 +251,9 @@ report_outcome(TransferSlot *slot, SendVerdict verdict, const char *key, Jsonb *
 		case SEND_NOT_SENT:
 			if (http_status_refuses_key(slot->http_status))
 				key_refused_error(slot->error);
+			/* returned unsent by a pause that began after the call was admitted */
+			if (slot->http_status == 0)
+				check_account_not_paused();
 			ereport(ERROR,
 					errcode(slot->http_status == 429 ? ERRCODE_CONFIGURATION_LIMIT_EXCEEDED :
 							ERRCODE_SQLCLIENT_UNABLE_TO_ESTABLISH_SQLCONNECTION),
@@ -258,6 +277,7 @@ transfer_now(Jsonb *request, const char *key)
 	volatile Datum row = (Datum) 0;
 
 	check_worker_serves_this_database();
+	check_database_adopted();
 	check_account_not_paused();
 	check_enough_standbys();
 	if (strlen(text) >= TRANSFER_REQUEST_BYTES)

@@ -12,6 +12,7 @@
 #include "fmgr.h"
 #include "miscadmin.h"
 #include "storage/latch.h"
+#include "utils/timestamp.h"
 #include "utils/wait_event.h"
 
 #include "common/settings.h"
@@ -97,7 +98,7 @@ moneroo_verify_now(int64 id, bool may_wait)
 	switch (moneroo_ask(keys.moneroo_id, may_wait, &answer))
 	{
 		case ASK_NO_ROOM:
-			payout_store_schedule_verification(id);
+			payout_store_schedule_verification(id, GetCurrentTimestamp());
 			moneroo_wake_worker();
 			break;
 		case ASK_ANSWERED:

@@ -13,6 +13,7 @@
 #include "fmgr.h"
 #include "utils/builtins.h"
 #include "utils/jsonb.h"
+#include "utils/timestamp.h"
 
 #include "common/hmac.h"
 #include "common/jsonb_fields.h"
@@ -22,6 +23,8 @@
 #include "compat/compat.h"
 #include "functions/verification.h"
 #include "moneroo/moneroo_api.h"
+#include "shmem/commit_wakeup.h"
+#include "shmem/recent_asks.h"
 #include "table/audit_trail.h"
 #include "table/payout_lookup.h"
 #include "table/payout_store.h"
@@ -199,6 +202,31 @@ adopt_by_reference(const char *moneroo_id)
 	return payout_lookup_row(keys.id);
 }
 
+/*
+ * Asks Moneroo about moneroo_id for this delivery (id 0: no row carries
+ * it).  What it answered is remembered (recent_asks.c); an ask that got no
+ * answer (no room, Moneroo failing) is not, so that the next delivery asks.
+ */
+static Datum
+ask_for_delivery(int64 id, const char *moneroo_id)
+{
+	volatile Datum row = (Datum) 0;
+
+	PG_TRY();
+	{
+		/* Moneroo waits 3 seconds for the answer: never sleep on the limiter. */
+		row = id == 0 ? adopt_by_reference(moneroo_id) : moneroo_verify_now(id, false);
+	}
+	PG_CATCH();
+	{
+		if (geterrcode() != ERRCODE_NO_DATA_FOUND)
+			recent_ask_forget(moneroo_id);
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
+	return row;
+}
+
 Datum
 moneroo_webhook(PG_FUNCTION_ARGS)
 {
@@ -207,6 +235,7 @@ moneroo_webhook(PG_FUNCTION_ARGS)
 	char	   *moneroo_id;
 	int64		id;
 	PayoutStatus status;
+	TimestampTz asked_at;
 	Datum		row;
 
 	if (PG_ARGISNULL(0))
@@ -221,13 +250,33 @@ moneroo_webhook(PG_FUNCTION_ARGS)
 	audit_set_action("webhook");
 
 	if (!payout_lookup_by_moneroo_id(moneroo_id, &id, &status))
-		row = adopt_by_reference(moneroo_id);
+	{
+		if (!recent_ask_claim(moneroo_id, &asked_at))
+			ereport(ERROR,
+					errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
+					errmsg("Moneroo payout \"%s\" was asked about less than %d seconds ago",
+						   moneroo_id, RECENT_ASK_MS / 1000),
+					errdetail("No payout carries that id; a delivery of it is not asked about again so soon."),
+					errhint("Answer the delivery with 503: Moneroo delivers it again later."));
+		row = ask_for_delivery(0, moneroo_id);
+	}
 	/* A duplicate delivery for a settled payout costs nothing. */
 	else if (payout_status_is_final(status))
 		row = payout_lookup_row(id);
-	/* Moneroo waits 3 seconds for the answer: never sleep on the limiter. */
+	/*
+	 * Nor does one for a payout asked about a moment ago: the worker
+	 * verifies it once that moment is past, at its turn, and a delivery
+	 * that brought news (payout.success right after payout.initiated)
+	 * settles it then.
+	 */
+	else if (!recent_ask_claim(moneroo_id, &asked_at))
+	{
+		payout_store_schedule_verification(id, TimestampTzPlusMilliseconds(asked_at, RECENT_ASK_MS));
+		moneroo_wake_worker_at_commit();
+		row = payout_lookup_row(id);
+	}
 	else
-		row = moneroo_verify_now(id, false);
+		row = ask_for_delivery(id, moneroo_id);
 	audit_set_action(NULL);
 	PG_RETURN_DATUM(row);
 }

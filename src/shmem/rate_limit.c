@@ -25,7 +25,10 @@
 /*
  * One worker's turn at the limiter, kept at its served_databases.c index:
  * one database's backlog must not hold another's payout back for long, so
- * when a place frees, the worker that has waited longest takes it.
+ * when a place frees, the worker that has waited longest takes it.  The
+ * backends (moneroo_verify, webhooks) take turns with them as one more
+ * participant, at BACKENDS_TURN: a flood of webhooks must not take every
+ * place that frees ahead of the workers.
  */
 typedef struct RateTurn
 {
@@ -39,8 +42,10 @@ typedef struct RateShared
 {
 	slock_t		mutex;			/* protects every field below */
 	RateLimiter rate;
-	RateTurn	turns[SERVED_DATABASES_MAX];
+	RateTurn	turns[SERVED_DATABASES_MAX + 1];
 } RateShared;
+
+#define BACKENDS_TURN SERVED_DATABASES_MAX
 
 static RateShared *rate_shared = NULL;
 
@@ -107,16 +112,16 @@ rate_spacing_us(int limit)
 }
 
 /*
- * Hold the mutex.  Whether a worker other than mine has waited longer and
- * still asks: one that stopped asking (it found other work, or stopped)
- * loses its turn after still_asking_us.
+ * Hold the mutex.  Whether a worker (or the backends) other than mine has
+ * waited longer and still asks: one that stopped asking (it found other
+ * work, or stopped) loses its turn after still_asking_us.
  */
 static bool
 turn_of_another_locked(int mine, TimestampTz now, int64 still_asking_us)
 {
 	TimestampTz waited = rate_shared->turns[mine].waiting_since;
 
-	for (int i = 0; i < SERVED_DATABASES_MAX; i++)
+	for (int i = 0; i <= BACKENDS_TURN; i++)
 	{
 		RateTurn   *other = &rate_shared->turns[i];
 
@@ -128,13 +133,16 @@ turn_of_another_locked(int mine, TimestampTz now, int64 still_asking_us)
 	return false;
 }
 
-/* Hold the mutex.  What my ask did; a new worker at the index starts afresh. */
+/*
+ * Hold the mutex.  What my ask did; a new worker at the index starts
+ * afresh (the backends' turn is all backends').
+ */
 static void
 asked_locked(int mine, TimestampTz now, bool granted)
 {
 	RateTurn   *turn = &rate_shared->turns[mine];
 
-	if (turn->pid != MyProcPid)
+	if (mine != BACKENDS_TURN && turn->pid != MyProcPid)
 		*turn = (RateTurn) {MyProcPid, 0, 0};
 	turn->asked_at = now;
 	if (granted)
@@ -150,26 +158,34 @@ moneroo_rate_acquire(void)
 	RateLimiter *rate;
 	long		wait_ms;
 	int			limit = moneroo_rate_limit;
-	int			mine = served_my_index();	/* only workers take turns */
+	int			mine = served_my_index();
 
 	if (rate_shared == NULL)
 		return 0;
 
+	if (mine < 0)
+		mine = BACKENDS_TURN;
 	rate = &rate_shared->rate;
 	SpinLockAcquire(&rate_shared->mutex);
 	wait_ms = rate_wait_locked(rate, now);
-	/* the workers of several databases take turns */
-	if (wait_ms == 0 && limit > 0 && mine >= 0 &&
-		turn_of_another_locked(mine, now, rate_spacing_us(limit) + RATE_TURN_ASKS_US))
-		wait_ms = 1;
+	/* the workers of several databases, and the backends, take turns */
+	if (limit > 0)
+	{
+		int64		still_asking_us = rate_spacing_us(limit) + RATE_TURN_ASKS_US;
+
+		/* one that stopped asking (a webhook that gave up) lost its turn */
+		if (rate_shared->turns[mine].asked_at < now - still_asking_us)
+			rate_shared->turns[mine].waiting_since = 0;
+		if (wait_ms == 0 && turn_of_another_locked(mine, now, still_asking_us))
+			wait_ms = 1;
+	}
 	if (wait_ms == 0)
 	{
 		if (limit > 0)
 			rate->next_request_at = now + rate_spacing_us(limit);
 		count_request(rate, now);
 	}
-	if (mine >= 0)
-		asked_locked(mine, now, wait_ms == 0);
+	asked_locked(mine, now, wait_ms == 0);
 	SpinLockRelease(&rate_shared->mutex);
 	return wait_ms;
 }

@@ -355,8 +355,8 @@ guard_insert(Relation rel, HeapTuple row)
  * A caller's change to a payout that has not left: a new request is
  * judged again like a new payout (an approval does not carry over to a
  * request nobody approved), a new send_at reschedules it, a new batch
- * moves it to another run.  Once it may have reached Moneroo, none of the
- * three changes: they are the record of what was sent, when and in which
+ * moves it to another run.  Once it may have reached Moneroo, no caller
+ * updates it: the three are the record of what was sent, when and in which
  * run (moneroo_batches reports a run as it went).
  */
 static HeapTuple
@@ -369,9 +369,20 @@ guard_change_before_sending(Relation rel, HeapTuple old_row, HeapTuple new_row,
 	bool		batch_changed = column_changed(desc, old_row, new_row, "batch");
 	RowChanges	changes = {0};
 
-	if (!request_changed && !send_at_changed && !batch_changed)
-		return new_row;
 	if (strcmp(old_status, "pending") != 0 && strcmp(old_status, "held") != 0)
+	{
+		/*
+		 * Even an UPDATE that changes nothing locks the row: on a payout
+		 * the worker is sending or following, it would make the worker's
+		 * write of Moneroo's answer wait for the caller's transaction.
+		 */
+		if (!request_changed && !send_at_changed && !batch_changed)
+			ereport(ERROR,
+					errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+					errmsg("cannot update payout %lld: it is %s",
+						   (long long) row_id(desc, old_row), old_status),
+					errdetail("Once a payout may have reached Moneroo, only the extension writes its row."),
+					errhint("Only pending and held payouts can be updated; leave the others out of the UPDATE's WHERE clause."));
 		ereport(ERROR,
 				errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				errmsg("cannot change the %s of payout %lld: it is %s",
@@ -379,6 +390,9 @@ guard_change_before_sending(Relation rel, HeapTuple old_row, HeapTuple new_row,
 					   (long long) row_id(desc, old_row), old_status),
 				errdetail("Once a payout may have reached Moneroo, its request is the record of what was sent."),
 				errhint("Insert a new payout instead."));
+	}
+	if (!request_changed && !send_at_changed && !batch_changed)
+		return new_row;
 
 	if (request_changed)
 	{

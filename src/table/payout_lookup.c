@@ -253,3 +253,19 @@ payout_lookup_next_due_ms(void)
 	SPI_finish();
 	return due_ms;
 }
+
+bool
+payout_lookup_any_due_to_send(void)
+{
+	bool		isnull;
+	bool		due;
+
+	SPI_connect();
+	payouts_execute(psprintf("SELECT EXISTS (SELECT FROM %s WHERE status = 'pending'"
+							 "  AND (next_attempt_at IS NULL OR next_attempt_at <= now()))",
+							 payouts_table_name()),
+					0, NULL, NULL, NULL, true, InvalidSnapshot);
+	due = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	SPI_finish();
+	return due;
+}

@@ -59,4 +59,7 @@ extern char *payout_lookup_any_moneroo_id(MemoryContext context);
 /* Milliseconds until the next retry or verification falls due; -1: none. */
 extern long payout_lookup_next_due_ms(void);
 
+/* Whether a pending payout is due to be sent now (what a claim would take). */
+extern bool payout_lookup_any_due_to_send(void);
+
 #endif

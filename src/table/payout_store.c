@@ -12,6 +12,7 @@
 #include "executor/spi.h"
 #include "utils/builtins.h"
 #include "utils/memutils.h"
+#include "utils/timestamp.h"
 
 #include "common/jsonb_fields.h"
 #include "common/payout_status.h"
@@ -372,16 +373,18 @@ payout_store_requeue(int64 id)
 }
 
 void
-payout_store_schedule_verification(int64 id)
+payout_store_schedule_verification(int64 id, TimestampTz at)
 {
-	Oid			types[1] = {INT8OID};
-	Datum		values[1] = {Int64GetDatum(id)};
+	Oid			types[2] = {INT8OID, TIMESTAMPTZOID};
+	Datum		values[2] = {Int64GetDatum(id), TimestampTzGetDatum(at)};
 
+	/* a row already due by then is not written at all */
 	SPI_connect();
-	payouts_execute(psprintf("UPDATE %s SET next_attempt_at = now() "
-							 "WHERE id = $1 AND status = 'sent'",
+	payouts_execute(psprintf("UPDATE %s SET next_attempt_at = $2 "
+							 "WHERE id = $1 AND status = 'sent' "
+							 "AND (next_attempt_at IS NULL OR next_attempt_at > $2)",
 							 payouts_table_name()),
-					1, types, values, NULL, false, InvalidSnapshot);
+					2, types, values, NULL, false, InvalidSnapshot);
 	SPI_finish();
 }
 

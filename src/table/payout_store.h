@@ -80,8 +80,8 @@ extern SendVerdict payout_store_record_send(int64 id, const char *reference,
 extern void payout_store_record_verify(int64 id, const char *moneroo_id, bool ok,
 									   MonerooAnswer *answer, int next_check_ms);
 
-/* Asks the worker to verify a sent payout at its next round. */
-extern void payout_store_schedule_verification(int64 id);
+/* Asks the worker to verify a sent payout at its first round after at. */
+extern void payout_store_schedule_verification(int64 id, TimestampTz at);
 
 /* unknown -> pending, for moneroo_retry */
 extern void payout_store_requeue(int64 id);

@@ -122,7 +122,9 @@ verify_schedule_learn(void)
 	/*
 	 * Newest first through the primary key, final ones only: a few hundred
 	 * rows whatever the table's size.  Moneroo's timestamps come from its
-	 * answer; one that is not an ISO time is left out, not cast.
+	 * answer; one that is not an ISO time, whole (nothing after the zone)
+	 * and on the calendar (no 30 February), is left out, not cast: a cast
+	 * that fails would fail the worker's transaction every time.
 	 */
 	SPI_connect();
 	payouts_execute(psprintf("SELECT method, percentile_disc($1::float8[]) WITHIN GROUP (ORDER BY ms) "
@@ -132,8 +134,13 @@ verify_schedule_learn(void)
 							 "                            response #>> '{data,failed_at}') AS at "
 							 "            FROM %s WHERE status IN ('success', 'failed') AND sent_at IS NOT NULL "
 							 "            ORDER BY id DESC LIMIT %d) r "
-							 "      CROSS JOIN LATERAL (SELECT CASE WHEN r.at ~ '^[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]' "
-							 "                                 THEN r.at::timestamptz END AS settled_at) t "
+							 "      CROSS JOIN LATERAL (SELECT CASE WHEN r.at ~ '^[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])"
+							 "T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\\.[0-9]{1,6})?(Z|[+-]([01][0-9]|2[0-3]):?[0-5][0-9])$' "
+							 "                                  AND substr(r.at, 1, 4) <> '0000' "
+							 "                            THEN CASE WHEN substr(r.at, 9, 2)::int <= extract(day FROM "
+							 "                                   make_date(substr(r.at, 1, 4)::int, substr(r.at, 6, 2)::int, 1) "
+							 "                                   + interval '1 month - 1 day') "
+							 "                                 THEN r.at::timestamptz END END AS settled_at) t "
 							 "      WHERE t.settled_at >= r.sent_at) s "
 							 "GROUP BY method HAVING count(*) >= %d",
 							 payouts_table_name(), LEARN_FROM_PAYOUTS, LEARN_MIN_SAMPLES),

@@ -143,16 +143,27 @@ schedule_retry(WorkerState *ws)
 														Min(delay, RECORD_RETRY_MAX_MS));
 }
 
+/*
+ * Kept results are written again when their retry is due, with what just
+ * finished.  One that failed because another transaction keeps its row
+ * locked (lock_timeout) is an obstacle of that row alone: it waits for its
+ * retry without holding up new work, which a database that refuses every
+ * write does (record_pending).
+ */
 void
 record_finished(WorkerState *ws)
 {
 	HttpCall   *call;
 	List	   *batch;
+	List	   *kept;
 	List	   *failed = NIL;
+	bool		retry_due = GetCurrentTimestamp() >= ws->next_record_retry;
+	bool		blocked = false;
 	ListCell   *lc;
 	MemoryContext old = MemoryContextSwitchTo(ws->round_context);
 
-	batch = list_copy(ws->unrecorded);
+	batch = retry_due ? list_copy(ws->unrecorded) : NIL;
+	kept = retry_due ? NIL : list_copy(ws->unrecorded);
 	list_free(ws->unrecorded);
 	ws->unrecorded = NIL;
 	while ((call = http_pool_next_done(ws->pool)) != NULL)
@@ -172,25 +183,29 @@ record_finished(WorkerState *ws)
 								   "record a result from Moneroo"))
 				release_call(lfirst(lc));
 			else
+			{
 				failed = lappend(failed, lfirst(lc));
+				blocked |= !worker_transaction_lock_timed_out();
+			}
 		}
 	}
 	MemoryContextSwitchTo(ws->work_context);
-	ws->unrecorded = list_copy(failed);
+	ws->unrecorded = list_concat(list_copy(kept), failed);
 	MemoryContextSwitchTo(old);
 
 	if (batch == NIL)
 		return;
-	if (failed == NIL)
-		ws->record_failures = 0;
-	else
+	ws->record_blocked = (!retry_due && ws->record_blocked) || blocked;
+	if (failed != NIL)
 		schedule_retry(ws);
+	else if (retry_due)
+		ws->record_failures = 0;
 }
 
 bool
 record_pending(WorkerState *ws)
 {
-	return ws->unrecorded != NIL;
+	return ws->unrecorded != NIL && ws->record_blocked;
 }
 
 long

@@ -9,7 +9,8 @@
 
 /*
  * Writes every finished call.  Those the database refuses to take are
- * kept and retried with a growing delay.
+ * kept and retried with a growing delay; those whose row another
+ * transaction keeps locked too, but they do not stop new work.
  */
 extern void record_finished(WorkerState *ws);
 
@@ -19,7 +20,10 @@ extern void record_finished(WorkerState *ws);
  */
 extern long record_retry_wait_ms(WorkerState *ws);
 
-/* Whether results wait to be written: no new work is taken until they are. */
+/*
+ * Whether results wait to be written for a reason beyond a locked row: no
+ * new work is taken until they are.
+ */
 extern bool record_pending(WorkerState *ws);
 
 /* The backoff between two attempts at writing kept results, shortest first. */

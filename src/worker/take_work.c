@@ -19,6 +19,8 @@
 #include "shmem/standby_wait.h"
 #include "shmem/transfer_slots.h"
 #include "table/audit_trail.h"
+#include "table/database_identity.h"
+#include "table/payout_lookup.h"
 #include "table/payout_store.h"
 #include "table/payouts_table.h"
 #include "worker/dispatch.h"
@@ -104,6 +106,7 @@ typedef struct Take
 	WorkerState *ws;
 	int			wanted;
 	List	   *taken;			/* in the round's context */
+	char	   *copy_of;		/* a claim: the database is a copy, nothing taken */
 } Take;
 
 static void
@@ -116,8 +119,40 @@ claim_pending(void *arg)
 	if (!moneroo_extension_locked())
 		return;
 	txn = MemoryContextSwitchTo(round);
-	claim->taken = payout_store_claim(claim->wanted, round);
+	/* read in the claim's own transaction: an adoption that committed counts */
+	claim->copy_of = database_identity_copy_of();
+	if (claim->copy_of == NULL)
+		claim->taken = payout_store_claim(claim->wanted, round);
 	MemoryContextSwitchTo(txn);
+}
+
+/*
+ * A copied or restored database (database_identity.c) pays nothing until
+ * an operator adopts it: its payouts stay pending, and moneroo_status and
+ * the log say why, once.
+ */
+static void
+note_copy(WorkerState *ws, const char *copy_of)
+{
+	bool		was_copy = ws->copy_not_adopted;
+
+	ws->copy_not_adopted = copy_of != NULL;
+	if (copy_of == NULL)
+	{
+		if (was_copy)
+			ereport(LOG, errmsg("moneroo worker is claiming payouts again: database \"%s\" was adopted",
+								served_worker_database_name()));
+		return;
+	}
+	moneroo_note_error(psprintf("not claiming: this database is a copy or a restore of %s; "
+								"run SELECT moneroo_adopt_database() to let it pay", copy_of));
+	if (!was_copy)
+		ereport(WARNING,
+				errmsg("moneroo worker is not sending: database \"%s\" is a copy or a restore",
+					   served_worker_database_name()),
+				errdetail("Its payouts were recorded as those of %s, which may have paid them or still pay them.",
+						  copy_of),
+				errhint("Payouts stay pending. Check them against Moneroo's dashboard (by reference), cancel those already paid, then have the extension's owner or a superuser run SELECT moneroo_adopt_database()."));
 }
 
 /*
@@ -134,11 +169,18 @@ verification_turn(WorkerState *ws)
 		ws->sends_since_verification >= TAKE_SENDS_PER_VERIFICATION;
 }
 
+static void
+find_due_to_send(void *arg)
+{
+	*(bool *) arg = moneroo_extension_locked() && payout_lookup_any_due_to_send();
+}
+
 /*
  * With fewer standbys streaming than moneroo.claim_standbys asks for, a
  * claim could only wait out claim_standbys_timeout and go back to pending
  * (and one caught in "sending" by a crash meanwhile would be unknown for
- * nothing): nothing is claimed, and moneroo_status says why.  A standby
+ * nothing): nothing is claimed, and moneroo_status says why, once a payout
+ * waits for it (an empty queue waits for nothing: no warning).  A standby
  * that streams but has not flushed a claim is waited for
  * (give_up_on_standbys).  Checked before every claim: the worker sends
  * again within a second of a standby streaming (worker.c counts them).
@@ -147,26 +189,33 @@ static bool
 too_few_standbys(WorkerState *ws)
 {
 	int			streaming;
-	bool		was_short = ws->too_few_standbys;
+	bool		due = false;
 	char	   *why;
 
 	ws->too_few_standbys = standbys_too_few(&streaming);
 	if (!ws->too_few_standbys)
 	{
-		if (was_short && moneroo_claim_standbys > 0)
+		if (ws->standbys_warned && moneroo_claim_standbys > 0)
 			ereport(LOG, errmsg("moneroo worker is claiming payouts again: %d standbys stream", streaming));
-		else if (was_short)
+		else if (ws->standbys_warned)
 			ereport(LOG, errmsg("moneroo worker is claiming payouts again: moneroo.claim_standbys is 0"));
+		ws->standbys_warned = false;
 		return false;
+	}
+	if (!worker_transaction(find_due_to_send, &due, "look for payouts due to be sent") || !due)
+	{
+		ws->more_pending = false;	/* a commit that queues one wakes the worker */
+		return true;
 	}
 	why = psprintf("not claiming: %d standbys stream, moneroo.claim_standbys requires %d",
 				   streaming, moneroo_claim_standbys);
 	moneroo_note_error(why);
-	if (!was_short)
+	if (!ws->standbys_warned)
 		ereport(WARNING,
 				errmsg("moneroo worker is not sending: too few standbys stream"),
 				errdetail("Payouts stay pending: %s.", why),
 				errhint("They are sent once enough standbys stream; check the standbys, or lower moneroo.claim_standbys."));
+	ws->standbys_warned = true;
 	return true;
 }
 
@@ -190,6 +239,7 @@ take_claim(WorkerState *ws, int n)
 	/* a claim that never committed took nothing: its work goes with the round */
 	if (!worker_transaction(claim_pending, &claim, "claim pending payouts"))
 		return false;
+	note_copy(ws, claim.copy_of);
 	foreach(lc, claim.taken)
 	{
 		dispatch_keep_work(ws, lfirst(lc));

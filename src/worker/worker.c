@@ -93,7 +93,6 @@ settle_orphans(void *arg)
 		return;
 	settled = payout_store_settle_orphans();
 	state_counts_recount();
-	verify_schedule_learn();
 	if (settled > 0)
 		ereport(LOG,
 				errmsg("moneroo worker marked %llu payouts left in \"sending\" as unknown",
@@ -149,7 +148,24 @@ keep_up(void *arg)
 	if (!(state.extension_here = moneroo_extension_locked()))
 		return;
 	state_counts_fold();
-	verify_schedule_learn();
+}
+
+static void
+learn_settle_times(void *arg)
+{
+	if (moneroo_extension_locked())
+		verify_schedule_learn();
+}
+
+/*
+ * In a transaction of its own: what the settled payouts teach is an
+ * optimisation, and a row it cannot read must not stop the worker's start
+ * or its folding of the counts; the schedule then keeps what it knew.
+ */
+static void
+learn(void)
+{
+	(void) worker_transaction(learn_settle_times, NULL, "learn settle times");
 }
 
 /*
@@ -166,7 +182,8 @@ keep_up_when_due(TimestampTz now)
 	if (now < state.next_upkeep && !served_worker_take_extension_change())
 		return;
 	state.next_upkeep = TimestampTzPlusMilliseconds(now, WORKER_UPKEEP_MS);
-	(void) worker_transaction(keep_up, NULL, "fold moneroo_state_counts and learn settle times");
+	(void) worker_transaction(keep_up, NULL, "fold moneroo_state_counts");
+	learn();
 }
 
 /*
@@ -241,6 +258,9 @@ next_sleep_ms(void)
 		sleep_ms = sleep_until_due(sleep_ms);
 	if (paused_ms >= 0)
 		sleep_ms = Min(sleep_ms, paused_ms);
+	/* a result kept because its row was locked is written again on time */
+	if (record_retry_wait_ms(&state) > 0)
+		sleep_ms = Min(sleep_ms, record_retry_wait_ms(&state));
 
 	/*
 	 * A call can finish while new ones are being started (a refused
@@ -273,7 +293,7 @@ work_once(void)
 		record_finished(&state);
 		return Max(1, TimestampDifferenceMilliseconds(now, state.paused_until));
 	}
-	if ((retry_ms = record_retry_wait_ms(&state)) > 0)
+	if (record_pending(&state) && (retry_ms = record_retry_wait_ms(&state)) > 0)
 		return retry_ms;
 	record_finished(&state);
 	if (record_pending(&state))
@@ -399,6 +419,7 @@ moneroo_worker_main(Datum arg)
 
 	if (!worker_transaction(settle_orphans, NULL, "settle payouts left in sending"))
 		proc_exit(1);			/* the launcher tries again later */
+	learn();
 	stop_unless_served();
 	transfer_slots_release_orphans();
 	served_worker_ready();

@@ -48,8 +48,11 @@ typedef struct WorkerState
 	bool		more_to_verify; /* a lease may find rows */
 	bool		rate_refused;	/* this round: the limiter gave another database's worker its turn */
 	bool		too_few_standbys;	/* fewer stream than claim_standbys: nothing is claimed */
+	bool		standbys_warned;	/* ... and a due payout waits for them: said once */
+	bool		copy_not_adopted;	/* a copied or restored database: nothing is claimed */
 	int			sends_since_verification;
 	int			record_failures;
+	bool		record_blocked; /* a kept result failed for more than a locked row */
 	TimestampTz next_record_retry;
 	/* after a failed claim, lease or request start: no new work until then */
 	TimestampTz paused_until;

@@ -52,6 +52,9 @@ static volatile sig_atomic_t phase = PHASE_NONE;
 /* A subscription's handler is running: a stop cancels it (worker_transaction_try). */
 static volatile sig_atomic_t cancel_on_stop = false;
 
+/* The SQLSTATE of the last worker_transaction that failed. */
+static int	last_failure = 0;
+
 void
 worker_transaction_sigint(SIGNAL_ARGS)
 {
@@ -148,6 +151,7 @@ worker_transaction_try(void (*fn) (void *), void *arg, const char *activity,
 		*error = CopyErrorData();
 		FlushErrorState();
 		AbortCurrentTransaction();
+		last_failure = (*error)->sqlerrcode;
 		ok = false;
 	}
 	PG_END_TRY();
@@ -168,4 +172,10 @@ worker_transaction(void (*fn) (void *), void *arg, const char *activity)
 	log_as_warning(error, activity);
 	FreeErrorData(error);
 	return false;
+}
+
+bool
+worker_transaction_lock_timed_out(void)
+{
+	return last_failure == ERRCODE_LOCK_NOT_AVAILABLE;
 }

@@ -26,6 +26,13 @@ extern bool worker_transaction_try(void (*fn) (void *), void *arg, const char *a
 								   bool stop_cancels, ErrorData **error);
 
 /*
+ * Whether the last worker_transaction that failed waited past lock_timeout
+ * for a row someone else keeps locked: an obstacle of that row, not of the
+ * database.
+ */
+extern bool worker_transaction_lock_timed_out(void);
+
+/*
  * The worker's signals.  SIGINT (lock_timeout's, pg_cancel_backend's)
  * cancels the transaction being worked on, and nothing else; SIGTERM asks
  * the worker to stop and also ends a commit's wait for the synchronous

@@ -48,6 +48,11 @@ cluster_conf_append "moneroo.database = 'postgres'"
 cluster_start || failed "the server does not start"
 PGOPTIONS='-c moneroo.restoring=on' as_pg "$PGBIN/psql" -X -q -h "$PGHOST" -p "$PGPORT" -U postgres \
     -d postgres -v ON_ERROR_STOP=0 -f "$WORK/all.sql" >"$DIR/restore.log" 2>&1
+# the old cluster is stopped for good: the operator's word that the restored
+# database is the one that pays now (a restore pays nothing until adopted)
+as_pg "$PGBIN/psql" -X -q -At -h "$PGHOST" -p "$PGPORT" -U postgres -d "$PGDATABASE" \
+    -c "SELECT moneroo_adopt_database()" >"$DIR/adopt.log" 2>&1 ||
+    failed "moneroo_adopt_database() failed: $(head -c 300 "$DIR/adopt.log")"
 cluster_conf_append "moneroo.database = '$PGDATABASE'"
 cluster_restart || failed "the server does not restart after the restore"
 touch "$DIR/restored"

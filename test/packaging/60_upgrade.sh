@@ -34,8 +34,9 @@ DB_A=moneroo_upgrade          # part A: not served by the worker
 DB_FRESH=moneroo_upgrade_fresh # a fresh CREATE EXTENSION, to compare with
 DB_SCHEMA=moneroo_upgrade_schema # the extension in a schema of the user's choice
 PLAN=40
-# what pg_dump saves since 1.3 (1.2 added the limits and the history, 1.3 the restores and the subscriptions)
-CONFIG_1_3="moneroo_limits [], moneroo_payout_methods [WHERE NOT documented], moneroo_restores [], moneroo_subscribers [], payout_events [], payout_events_id_seq [], payouts [], payouts_id_seq []"
+# what pg_dump saves since 1.3 (1.2 added the limits and the history; 1.3 the restores, the
+# subscriptions and the record of the database the payouts belong to, which a restore brings back)
+CONFIG_1_3="moneroo_database [], moneroo_limits [], moneroo_payout_methods [WHERE NOT documented], moneroo_restores [], moneroo_subscribers [], payout_events [], payout_events_id_seq [], payouts [], payouts_id_seq []"
 
 # ---------------------------------------------------------------- TAP
 tap_plan "$PLAN"
@@ -219,7 +220,7 @@ is "$(sql1 $DB_A "SELECT count(*) FROM payout_events")" "0" \
 is "$config_before" "moneroo_payout_methods [WHERE NOT documented], payouts [], payouts_id_seq []" \
     "1.0 registers the three documented tables for pg_dump"
 is "$(sql1 $DB_A "$EXTCONFIG")" "$CONFIG_1_3" \
-    "pg_dump still saves those, since 1.2 the limits and the history too, since 1.3 the restores and the subscriptions (pg_extension_config_dump)"
+    "pg_dump still saves those, since 1.2 the limits and the history too, since 1.3 the restores, the subscriptions and moneroo_database (pg_extension_config_dump)"
 
 is "$(sql1 $DB_A "SELECT pg_get_indexdef('payouts_created_at'::regclass)")" \
     "CREATE INDEX payouts_created_at ON public.payouts USING btree (created_at)" \

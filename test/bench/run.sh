@@ -93,9 +93,12 @@ cd "$REPO"
 unset WORK PGDATA PGHOST PGPORT PGUSER MOCK_PORT MOCK_URL SERVER_LOG MOCK_LOG MOCK_SCRIPT \
     CLUSTER_EXTRA_CONF PGOPTIONS PGSERVICE || true
 
-PGBIN=/usr/lib/postgresql/15/bin
+# PG_MAJOR=17 (or 18): the same figures against that major, run inside its
+# root: bash test/lib/pgroot.sh run 17 env PG_MAJOR=17 bash /build/.../test/bench/run.sh
+PG_MAJOR=${PG_MAJOR:-15}
+PGBIN=/usr/lib/postgresql/$PG_MAJOR/bin
 PG_CONFIG=$PGBIN/pg_config
-export PGDATABASE=moneroo_bench STACK_EXTENSIONS=moneroo PGBIN
+export PGDATABASE=moneroo_bench STACK_EXTENSIONS=moneroo PGBIN PG_MAJOR
 # shellcheck disable=SC2034  # SUDO is read by test/lib/build.sh
 if [ "$(id -u)" = 0 ]; then SUDO=(); else SUDO=(sudo -n); fi
 PY=/usr/bin/python3

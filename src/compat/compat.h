@@ -62,14 +62,18 @@
 
 /*
  * object_ownercheck (16) replaced the per-catalog pg_*_ownercheck functions
- * (15).  moneroo checks ownership of databases only; the assertion keeps a
- * check of anything else from silently becoming a database check on 15.
+ * (15).  moneroo checks ownership of databases and of its extension only;
+ * the assertion keeps a check of anything else from silently becoming one
+ * of those on 15.
  */
 #if PG_VERSION_NUM < 160000
+#include "catalog/pg_database.h"	/* the classids the assertion knows */
+#include "catalog/pg_extension.h"
 #define object_ownercheck(classid, objectid, roleid) \
-	(StaticAssertExpr((classid) == DatabaseRelationId, \
-					  "moneroo's object_ownercheck for PostgreSQL 15 knows databases only"), \
-	 pg_database_ownercheck((objectid), (roleid)))
+	(StaticAssertExpr((classid) == DatabaseRelationId || (classid) == ExtensionRelationId, \
+					  "moneroo's object_ownercheck for PostgreSQL 15 knows databases and extensions only"), \
+	 (classid) == DatabaseRelationId ? pg_database_ownercheck((objectid), (roleid)) : \
+	 pg_extension_ownercheck((objectid), (roleid)))
 #endif
 
 /*

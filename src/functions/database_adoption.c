@@ -6,6 +6,7 @@
  */
 #include "postgres.h"
 
+#include "catalog/pg_extension.h"
 #include "commands/dbcommands.h"
 #include "commands/extension.h"
 #include "fmgr.h"
@@ -13,6 +14,7 @@
 #include "utils/acl.h"
 #include "utils/builtins.h"
 
+#include "compat/compat.h"
 #include "shmem/commit_wakeup.h"
 #include "table/database_identity.h"
 
@@ -41,7 +43,7 @@ moneroo_adopt_database(PG_FUNCTION_ARGS)
 {
 	char	   *before;
 
-	if (!pg_extension_ownercheck(get_extension_oid("moneroo", false), GetUserId()))
+	if (!object_ownercheck(ExtensionRelationId, get_extension_oid("moneroo", false), GetUserId()))
 		ereport(ERROR,
 				errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
 				errmsg("permission denied to adopt database \"%s\" for moneroo",

@@ -71,7 +71,7 @@ RELOAD_SIG=$(printf '%s' "$RELOAD_BODY" | openssl dgst -sha256 -hmac "$WEBHOOK_S
 cluster_psql -q -t -A -v ON_ERROR_STOP=1 -v ossl_body="$OSSL_BODY" -v ossl_sig="$OSSL_SIG" \
     -v reload_body="$RELOAD_BODY" -v reload_sig="$RELOAD_SIG" <<'SQL'
 SET client_min_messages = warning;
-SELECT plan(66);
+SELECT plan(67);
 
 CREATE SCHEMA t45w_crypto;
 CREATE EXTENSION pgcrypto SCHEMA t45w_crypto;
@@ -165,6 +165,16 @@ SELECT mock.set_status(moneroo_id,
                        CASE name WHEN 'failed' THEN 'failed' WHEN 'pending' THEN 'pending'
                                  WHEN 'verify_fails' THEN 'pending' ELSE 'success' END)
 FROM t45w_payouts \g /dev/null
+
+-- From here on only deliveries verify: the database's worker is stopped
+-- (moneroo.database names another database), so that none of its own
+-- requests, for these payouts or for earlier tests', falls in a delivery's
+-- journal window or changes a payout a check reads.  (Reset at the end, and
+-- by the shell after this session whatever happened.)
+ALTER SYSTEM SET moneroo.database = 'postgres';
+SELECT pg_reload_conf() \g /dev/null
+SELECT mock.wait_for($$ NOT (SELECT worker_running FROM moneroo_worker_info()) $$, 20) AS worker_stopped \gset
+SELECT ok(:'worker_stopped', 'the database''s worker stops for the deliveries (moneroo.database elsewhere)');
 
 CREATE FUNCTION pg_temp.mid(n text) RETURNS text
 LANGUAGE sql AS $fn$ SELECT moneroo_id FROM t45w_payouts WHERE name = n $fn$;
@@ -415,6 +425,8 @@ SELECT is(position(current_setting('moneroo.webhook_secret')
                    IN pg_read_file(current_setting('moneroo_test.server_log'))), 0,
           'the server log does not contain the webhook secret');
 
+ALTER SYSTEM RESET moneroo.database;
+SELECT pg_reload_conf() \g /dev/null
 SELECT * FROM finish();
 
 -- ---------------------------------------------------------------- clean up
@@ -429,5 +441,6 @@ DROP ROLE t45w_webhooks;
 DROP SCHEMA t45w_crypto CASCADE;
 SQL
 rc=$?
+cluster_psql -q -c "ALTER SYSTEM RESET moneroo.database" -c "SELECT pg_reload_conf()" >/dev/null 2>&1 || true
 mock_ctl POST /__mock/reset '{}' >/dev/null 2>&1 || true
 exit $rc

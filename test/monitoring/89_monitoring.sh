@@ -46,10 +46,13 @@ trap cleanup EXIT
 # ---------------------------------------------------------------- the README's files
 # The exporter's settings block of README's Monitoring section: the
 # /etc/default/prometheus-postgres-exporter lines.
-DEFAULTS=$(readme_block "## Monitoring" sh 1)
+# README writes the paths for 15 and says "-17, -18 for the other majors":
+# so does this test on the major it runs on.
+for_major() { sed "s|postgresql-doc-15/|postgresql-doc-${PG_MAJOR:-15}/|g"; }
+DEFAULTS=$(readme_block "## Monitoring" sh 1 | for_major)
 ARGS=$(printf '%s\n' "$DEFAULTS" | sed -n "s/^ARGS='\(.*\)'$/\1/p")
 QUERIES=$(printf '%s\n' "$ARGS" | sed -n 's/.*--extend.query-path=\([^ ]*\).*/\1/p')
-RULES=$(readme_block "## Monitoring" sh 2 | sed -n 's/^install .* \([^ ]*moneroo-alerts.yml\) .*/\1/p')
+RULES=$(readme_block "## Monitoring" sh 2 | for_major | sed -n 's/^install .* \([^ ]*moneroo-alerts.yml\) .*/\1/p')
 cmp -s "$QUERIES" "$REPO_TOP/moneroo-exporter.yml" && cmp -s "$RULES" "$REPO_TOP/moneroo-alerts.yml"
 ok $? "README's queries and rules files ($QUERIES, $RULES) are the checkout's moneroo-exporter.yml and moneroo-alerts.yml" \
     "ARGS: '$ARGS'" "rules: '$RULES'"

@@ -169,54 +169,6 @@ CROSS JOIN LATERAL (
 ) AS behind;
 REVOKE ALL ON moneroo_subscriptions FROM PUBLIC;
 
--- moneroo_needs_attention also lists a subscription that failed 3 times or
--- more in a row (its events wait): the payout columns are NULL, attempts is
--- its failures and subscription its name (a new column, last).
-CREATE OR REPLACE VIEW moneroo_needs_attention AS
-SELECT p.id,
-       p.reference,
-       p.status,
-       p.amount,
-       p.currency,
-       p.method,
-       p.attempts,
-       p.last_error,
-       p.updated_at,
-       CASE p.status
-           WHEN 'unknown' THEN
-               'outcome unknown: money may have moved; look the payout up in Moneroo'
-               || ' (metadata.payout_reference = reference), then moneroo_resolve(id, moneroo_id) if it'
-               || ' exists, moneroo_retry(id) to send it or moneroo_cancel(id) to close it if it does not'
-           WHEN 'rejected' THEN
-               'not paid: refused by Moneroo or abandoned by moneroo_transfer (see last_error);'
-               || ' fix the cause and queue a new payout'
-           WHEN 'pending' THEN
-               'not sent yet: ' || p.attempts::text || ' attempt(s) did not go through (see last_error);'
-               || ' it is retried automatically'
-           WHEN 'sent' THEN
-               'sent to Moneroo more than a day ago and still not final; moneroo_verify(id) asks now'
-           WHEN 'held' THEN
-               'waiting for approval (see last_error): a role other than '
-               || coalesce(quote_ident(p.created_by::text COLLATE "default"), 'the one that queued it')
-               || ' sends it with moneroo_approve(id), or moneroo_cancel(id) drops it'
-       END AS reason,
-       NULL::text AS subscription
-FROM @extschema@.payouts p
-WHERE p.status IN ('unknown', 'rejected', 'held')
-   OR (p.status = 'pending' AND p.attempts > 0 AND p.last_error IS NOT NULL)
-   OR (p.status = 'sent' AND coalesce(p.sent_at, p.updated_at) < now() - interval '1 day')
-UNION ALL
-SELECT NULL, NULL, NULL, NULL, NULL, NULL,
-       s.failures,
-       s.last_error,
-       s.failed_at,
-       'subscription ' || quote_ident(s.name) || ': its handler ' || s.handler || ' failed '
-       || s.failures::text || ' times in a row (see last_error); the same event is tried again later'
-       || ' and none is skipped: fix the handler, or moneroo_subscription_pause(name, true)',
-       s.name
-FROM @extschema@.moneroo_subscribers s
-WHERE s.failures >= 3;
-
 -- ------------------------------------------------------------------------
 -- Acknowledging: an attention list that empties.
 --
@@ -255,8 +207,10 @@ COMMENT ON FUNCTION moneroo_acknowledge(bigint, text) IS
 REVOKE ALL ON FUNCTION moneroo_acknowledge(bigint, text) FROM PUBLIC;
 
 -- Each arm of the payouts' WHERE implies an arm of payouts_attention's
--- predicate, so the planner reads the view's rows through it; failing
--- subscriptions (see "Outcomes reach the application" above) stay listed.
+-- predicate, so the planner reads the view's rows through it.  It also lists
+-- a subscription (see "Outcomes reach the application" above) that failed 3
+-- times or more in a row (its events wait): the payout columns are NULL,
+-- attempts is its failures and subscription its name (a new column, last).
 CREATE OR REPLACE VIEW moneroo_needs_attention AS
 SELECT p.id,
        p.reference,
